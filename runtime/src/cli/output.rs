@@ -1,0 +1,231 @@
+//! Tables and JSON for `skills list` and `tool list`.
+
+use std::io::Write;
+
+use serde_json::json;
+
+use super::SkillEntry;
+
+pub(crate) fn print_skills(entries: &[SkillEntry], as_json: bool) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if as_json {
+        let skills: Vec<serde_json::Value> = entries.iter().map(skill_json).collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&skills)?)?;
+        return Ok(());
+    }
+    if entries.is_empty() {
+        writeln!(out, "no skills installed")?;
+        return Ok(());
+    }
+    let rows: Vec<[String; 5]> = entries
+        .iter()
+        .map(|entry| match entry {
+            SkillEntry::Ready(skill, loaded) => [
+                skill.name().to_owned(),
+                skill.manifest.version.to_string(),
+                loaded.tools().len().to_string(),
+                "ready".into(),
+                skill.manifest.description.clone(),
+            ],
+            SkillEntry::InstructionsOnly(skill) => [
+                skill.name().to_owned(),
+                skill.manifest.version.to_string(),
+                "0".into(),
+                "instructions-only".into(),
+                skill.manifest.description.clone(),
+            ],
+            SkillEntry::Invalid(error) => [
+                folder_name(&error.file),
+                "-".into(),
+                "-".into(),
+                "invalid".into(),
+                error.message.clone(),
+            ],
+            SkillEntry::Failed(skill, error) => [
+                skill.name().to_owned(),
+                skill.manifest.version.to_string(),
+                "-".into(),
+                "failed".into(),
+                error.clone(),
+            ],
+        })
+        .collect();
+    write_table(
+        &mut out,
+        ["NAME", "VERSION", "TOOLS", "STATE", "DESCRIPTION"],
+        &rows,
+    )?;
+    Ok(())
+}
+
+fn skill_json(entry: &SkillEntry) -> serde_json::Value {
+    match entry {
+        SkillEntry::Ready(skill, loaded) => json!({
+            "name": skill.name(),
+            "version": skill.manifest.version.to_string(),
+            "description": skill.manifest.description,
+            "state": "ready",
+            "tools": loaded.tools().iter().map(|t| &t.name).collect::<Vec<_>>(),
+            "dir": skill.dir,
+        }),
+        SkillEntry::InstructionsOnly(skill) => json!({
+            "name": skill.name(),
+            "version": skill.manifest.version.to_string(),
+            "description": skill.manifest.description,
+            "state": "instructions-only",
+            "tools": [],
+            "dir": skill.dir,
+        }),
+        SkillEntry::Invalid(error) => json!({
+            "name": folder_name(&error.file),
+            "state": "invalid",
+            "error": error.to_string(),
+            "dir": error.file.parent(),
+        }),
+        SkillEntry::Failed(skill, error) => json!({
+            "name": skill.name(),
+            "version": skill.manifest.version.to_string(),
+            "description": skill.manifest.description,
+            "state": "failed",
+            "error": error,
+            "dir": skill.dir,
+        }),
+    }
+}
+
+pub(crate) fn print_tools(entries: &[SkillEntry], as_json: bool) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    let ready = entries.iter().filter_map(|entry| match entry {
+        SkillEntry::Ready(skill, loaded) => Some((skill, loaded)),
+        _ => None,
+    });
+    if as_json {
+        let tools: Vec<serde_json::Value> = ready
+            .flat_map(|(skill, loaded)| {
+                loaded.tools().iter().map(move |tool| {
+                    json!({
+                        "name": format!("{}.{}", skill.name(), tool.name),
+                        "skill": skill.name(),
+                        "tool": tool.name,
+                        "description": tool.description,
+                        "parameters": tool.parameters,
+                    })
+                })
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&tools)?)?;
+        return Ok(());
+    }
+    let mut any = false;
+    for (skill, loaded) in ready {
+        for tool in loaded.tools() {
+            any = true;
+            writeln!(out, "{}.{}", skill.name(), tool.name)?;
+            writeln!(out, "    {}", tool.description)?;
+            let arguments = describe_arguments(&tool.parameters);
+            if !arguments.is_empty() {
+                writeln!(out, "    arguments: {arguments}")?;
+            }
+        }
+    }
+    if !any {
+        writeln!(
+            out,
+            "no tools: no skill is ready (see `talaria skills list`)"
+        )?;
+    }
+    Ok(())
+}
+
+/// `path (string, required), limit (integer)` from a JSON Schema object.
+fn describe_arguments(schema: &serde_json::Value) -> String {
+    let Some(properties) = schema.get("properties").and_then(|p| p.as_object()) else {
+        return String::new();
+    };
+    let required: Vec<&str> = schema
+        .get("required")
+        .and_then(|r| r.as_array())
+        .map(|r| r.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    properties
+        .iter()
+        .map(|(name, property)| {
+            let kind = match property.get("type") {
+                Some(serde_json::Value::String(kind)) => kind.clone(),
+                Some(serde_json::Value::Array(kinds)) => kinds
+                    .iter()
+                    .filter_map(|k| k.as_str())
+                    .filter(|k| *k != "null")
+                    .collect::<Vec<_>>()
+                    .join("|"),
+                _ => "any".into(),
+            };
+            if required.contains(&name.as_str()) {
+                format!("{name} ({kind}, required)")
+            } else {
+                format!("{name} ({kind})")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn folder_name(manifest: &std::path::Path) -> String {
+    manifest
+        .parent()
+        .and_then(|dir| dir.file_name())
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "?".into())
+}
+
+fn write_table<const N: usize>(
+    out: &mut impl Write,
+    header: [&str; N],
+    rows: &[[String; N]],
+) -> std::io::Result<()> {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut line = String::new();
+        for (index, cell) in cells.iter().enumerate() {
+            if index + 1 == N {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$}  ", width = widths[index]));
+            }
+        }
+        line
+    };
+    writeln!(out, "{}", line(header.to_vec()))?;
+    for row in rows {
+        writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_are_summarised_from_the_schema() {
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "path": {"type": "string"},
+                "limit": {"type": ["integer", "null"]},
+                "anything": {}
+            },
+            "required": ["path"]
+        });
+        assert_eq!(
+            describe_arguments(&schema),
+            "anything (any), limit (integer), path (string, required)"
+        );
+        assert_eq!(describe_arguments(&json!({"type": "object"})), "");
+    }
+}

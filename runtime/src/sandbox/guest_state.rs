@@ -1,0 +1,223 @@
+//! What a `Store` holds for one tool call: the WASI context built from the
+//! skill's capabilities, the resource limiter, the captured output, and the
+//! implementation of the `talaria:skill/host` imports.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::capture::BoundedCapture;
+use super::guest_text;
+use super::host_api::talaria::skill::{host, types};
+use crate::skill::{Access, Capabilities};
+
+/// Most log lines a guest may write in one call; the rest are counted.
+const MAX_LOG_LINES_PER_CALL: u32 = 1000;
+/// Bytes of stderr kept per call (for panic messages and diagnostics).
+const STDERR_CAPTURE_BYTES: usize = 16 * 1024;
+
+pub struct GuestState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(super) limiter: MemoryBudget,
+    skill: Arc<str>,
+    log_lines: u32,
+    pub(super) stdout: BoundedCapture,
+    pub(super) stderr: BoundedCapture,
+}
+
+impl GuestState {
+    /// Build the state for one call. The WASI context starts from nothing
+    /// (`WasiCtxBuilder::new()`: no preopens, no env, no args, stdin closed)
+    /// and gets exactly what `capabilities` holds.
+    pub fn new(
+        skill: Arc<str>,
+        capabilities: &Capabilities,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Self> {
+        let stdout = BoundedCapture::new(capabilities.limits.max_output_bytes as usize);
+        let stderr = BoundedCapture::new(STDERR_CAPTURE_BYTES);
+        let mut builder = WasiCtxBuilder::new();
+        builder
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .socket_addr_check(|_, _| Box::pin(async { false }));
+        for mount in &capabilities.mounts {
+            let perms = match mount.access {
+                Access::ReadOnly => FsPerms::ReadOnly,
+                Access::ReadWrite => FsPerms::ReadWrite,
+            };
+            preopen(&mut builder, &mount.host, &mount.guest, perms)?;
+        }
+        for name in &capabilities.env {
+            if let Some(value) = env(name) {
+                builder.env(name, value);
+            }
+        }
+        Ok(Self {
+            wasi: builder.build(),
+            table: ResourceTable::new(),
+            limiter: MemoryBudget::new(capabilities.limits.memory_mb as usize * 1024 * 1024),
+            skill,
+            log_lines: 0,
+            stdout,
+            stderr,
+        })
+    }
+}
+
+fn preopen(
+    builder: &mut WasiCtxBuilder,
+    host: &Path,
+    guest: &str,
+    perms: FsPerms,
+) -> anyhow::Result<()> {
+    builder
+        .preopened_dir(host, guest, perms)
+        .map_err(anyhow::Error::from)
+        .map(|_| ())
+        .map_err(|error| error.context(format!("cannot open mount {} for {guest}", host.display())))
+}
+
+impl WasiView for GuestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for GuestState {}
+
+impl host::Host for GuestState {
+    fn log(&mut self, level: host::Level, message: String) {
+        self.log_lines += 1;
+        if self.log_lines > MAX_LOG_LINES_PER_CALL {
+            if self.log_lines == MAX_LOG_LINES_PER_CALL + 1 {
+                tracing::warn!(skill = %self.skill, "skill exceeded {MAX_LOG_LINES_PER_CALL} log lines in one call; dropping the rest");
+            }
+            return;
+        }
+        let message = guest_text::log_line(&message);
+        let skill = &*self.skill;
+        match level {
+            host::Level::Trace => tracing::trace!(target: "talaria::skill", skill, "{message}"),
+            host::Level::Debug => tracing::debug!(target: "talaria::skill", skill, "{message}"),
+            host::Level::Info => tracing::info!(target: "talaria::skill", skill, "{message}"),
+            host::Level::Warn => tracing::warn!(target: "talaria::skill", skill, "{message}"),
+            host::Level::Error => tracing::error!(target: "talaria::skill", skill, "{message}"),
+        }
+    }
+
+    fn exec(
+        &mut self,
+        program: String,
+        _args: Vec<String>,
+        _stdin: Option<Vec<u8>>,
+    ) -> Result<types::ExecOutput, String> {
+        // Native commands need a backend (Docker or SSH) and the approval
+        // policy; this host has neither yet, so every request is denied.
+        Err(format!(
+            "denied: no native backend is configured, so `{}` cannot run; this Talaria host does not execute native commands yet",
+            guest_text::sanitize(&program, 256, false)
+        ))
+    }
+}
+
+/// Limits memory across every linear memory and table of the component
+/// combined, and the number of instances, memories and tables.
+pub struct MemoryBudget {
+    limit_bytes: usize,
+    used_bytes: usize,
+    exceeded: bool,
+}
+
+/// The error a guest gets (as a trap) when it grows past its memory limit.
+#[derive(Debug, thiserror::Error)]
+#[error("memory limit of {limit_mb} MiB exceeded (asked for {requested_mb} MiB in total)")]
+pub struct MemoryLimitExceeded {
+    pub limit_mb: usize,
+    pub requested_mb: usize,
+}
+
+impl MemoryBudget {
+    fn new(limit_bytes: usize) -> Self {
+        Self {
+            limit_bytes,
+            used_bytes: 0,
+            exceeded: false,
+        }
+    }
+
+    pub fn exceeded(&self) -> bool {
+        self.exceeded
+    }
+}
+
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+impl ResourceLimiter for MemoryBudget {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let requested = self.used_bytes - current.min(self.used_bytes) + desired;
+        if requested > self.limit_bytes {
+            self.exceeded = true;
+            return Err(wasmtime::Error::new(MemoryLimitExceeded {
+                limit_mb: self.limit_bytes / (1024 * 1024),
+                requested_mb: requested.div_ceil(1024 * 1024),
+            }));
+        }
+        self.used_bytes = requested;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+
+    fn instances(&self) -> usize {
+        32
+    }
+
+    fn tables(&self) -> usize {
+        64
+    }
+
+    fn memories(&self) -> usize {
+        8
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_counts_all_memories_together() {
+        let mb = 1024 * 1024;
+        let mut budget = MemoryBudget::new(10 * mb);
+        assert!(budget.memory_growing(0, 4 * mb, None).unwrap());
+        assert!(budget.memory_growing(0, 4 * mb, None).unwrap());
+        // 8 MiB used: growing the first memory from 4 to 6 is fine, to 7 is not.
+        assert!(budget.memory_growing(4 * mb, 6 * mb, None).unwrap());
+        let error = budget.memory_growing(4 * mb, 5 * mb, None).unwrap_err();
+        assert!(error.downcast_ref::<MemoryLimitExceeded>().is_some());
+        assert!(budget.exceeded());
+    }
+}

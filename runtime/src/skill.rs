@@ -1,0 +1,158 @@
+//! Skills: a folder with `skill.toml`, an optional `SKILL.md` and an optional
+//! component. This module reads them; the sandbox runs them.
+
+mod capabilities;
+pub mod manifest;
+
+use std::path::{Path, PathBuf};
+
+pub use capabilities::{Capabilities, GrantedMount, MountRoots};
+pub use manifest::{Access, ExecRule, Limits, Manifest, ManifestError, MountRequest, MountSource};
+
+pub const MANIFEST_FILE: &str = "skill.toml";
+pub const INSTRUCTIONS_FILE: &str = "SKILL.md";
+
+/// A skill folder with a valid manifest.
+#[derive(Debug, Clone)]
+pub struct Skill {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+}
+
+impl Skill {
+    /// Read the skill in `dir`. The manifest's name must match the folder
+    /// name, so the name an operator sees on disk is the one that runs.
+    pub fn load(dir: &Path) -> Result<Self, ManifestError> {
+        let file = dir.join(MANIFEST_FILE);
+        let manifest = Manifest::load(&file)?;
+        let folder = dir
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned());
+        if folder.as_deref() != Some(manifest.name.as_str()) {
+            return Err(ManifestError {
+                file,
+                message: format!(
+                    "key `skill.name`: expected the folder name {:?}, found {:?}",
+                    folder.unwrap_or_default(),
+                    manifest.name
+                ),
+            });
+        }
+        Ok(Self {
+            dir: dir.to_owned(),
+            manifest,
+        })
+    }
+
+    /// `name vX.Y.Z`, the prefix of every message about this skill.
+    pub fn label(&self) -> String {
+        format!("{} v{}", self.manifest.name, self.manifest.version)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.manifest.name
+    }
+
+    pub fn component_path(&self) -> Option<PathBuf> {
+        self.manifest
+            .component
+            .as_ref()
+            .map(|component| self.dir.join(component))
+    }
+
+    pub fn instructions_path(&self) -> Option<PathBuf> {
+        let path = self.dir.join(INSTRUCTIONS_FILE);
+        path.is_file().then_some(path)
+    }
+}
+
+/// One entry of a skills directory: a skill, or why its folder is not one.
+pub type Discovered = Result<Skill, ManifestError>;
+
+/// Every skill folder in `skills_dir`, sorted by name. Hidden entries and
+/// plain files are ignored; a folder without a valid `skill.toml` is
+/// reported, not skipped, so an operator sees why a skill is missing.
+pub fn discover(skills_dir: &Path) -> anyhow::Result<Vec<Discovered>> {
+    use anyhow::Context;
+    let entries = std::fs::read_dir(skills_dir)
+        .with_context(|| format!("cannot read the skills directory {}", skills_dir.display()))?;
+    let mut dirs = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| {
+            format!("cannot read the skills directory {}", skills_dir.display())
+        })?;
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            dirs.push(entry.path());
+        }
+    }
+    dirs.sort();
+    Ok(dirs.iter().map(|dir| Skill::load(dir)).collect())
+}
+
+/// The skill named `name` in `skills_dir`.
+pub fn find(skills_dir: &Path, name: &str) -> anyhow::Result<Option<Skill>> {
+    if !manifest::is_skill_name(name) {
+        return Ok(None);
+    }
+    let dir = skills_dir.join(name);
+    if !dir.join(MANIFEST_FILE).is_file() {
+        return Ok(None);
+    }
+    Ok(Some(Skill::load(&dir)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_skill(root: &Path, folder: &str, name: &str) {
+        let dir = root.join(folder);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join(MANIFEST_FILE),
+            format!("[skill]\nname = \"{name}\"\nversion = \"1.0.0\"\ndescription = \"d\"\napi = \"^0.1\"\n"),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn discovery_reports_broken_folders_and_ignores_hidden_ones() {
+        let root = tempfile::tempdir().unwrap();
+        write_skill(root.path(), "beta", "beta");
+        write_skill(root.path(), "alpha", "alpha");
+        write_skill(root.path(), "renamed", "other");
+        std::fs::create_dir(root.path().join("empty")).unwrap();
+        std::fs::create_dir(root.path().join(".hidden")).unwrap();
+        std::fs::write(root.path().join("README.md"), "not a skill").unwrap();
+
+        let found = discover(root.path()).unwrap();
+        let summary: Vec<String> = found
+            .iter()
+            .map(|entry| match entry {
+                Ok(skill) => skill.label(),
+                Err(error) => error.message.clone(),
+            })
+            .collect();
+        assert_eq!(summary.len(), 4);
+        assert_eq!(summary[0], "alpha v1.0.0");
+        assert_eq!(summary[1], "beta v1.0.0");
+        assert!(summary[2].starts_with("cannot read"), "{}", summary[2]);
+        assert_eq!(
+            summary[3],
+            "key `skill.name`: expected the folder name \"renamed\", found \"other\""
+        );
+    }
+
+    #[test]
+    fn find_rejects_names_that_are_paths() {
+        let root = tempfile::tempdir().unwrap();
+        write_skill(root.path(), "alpha", "alpha");
+        assert!(find(root.path(), "alpha").unwrap().is_some());
+        assert!(find(root.path(), "../alpha").unwrap().is_none());
+        assert!(find(root.path(), "missing").unwrap().is_none());
+    }
+}

@@ -1,0 +1,658 @@
+//! `skill.toml`: parsing and validation.
+//!
+//! Every error names the file, the key and what was expected, so an author
+//! can fix a manifest from the message alone. Unknown keys are errors: a typo
+//! in a capability must never be silently ignored.
+
+use std::fmt;
+use std::path::{Component as PathComponent, Path, PathBuf};
+
+use semver::{Version, VersionReq};
+use serde::Deserialize;
+
+/// Largest `skill.toml` accepted; a manifest is a few hundred bytes.
+const MAX_MANIFEST_BYTES: u64 = 64 * 1024;
+
+pub const DEFAULT_MEMORY_MB: u32 = 64;
+pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
+pub const DEFAULT_MAX_OUTPUT_BYTES: u64 = 1024 * 1024;
+/// Upper bounds of the limits a manifest may ask for. The memory bound is
+/// also the size of a sandbox memory slot (see `sandbox::engine`).
+pub const MAX_MEMORY_MB: u32 = 1024;
+pub const MAX_TIMEOUT_MS: u64 = 10 * 60 * 1000;
+pub const MAX_OUTPUT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// A parsed and validated `skill.toml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    pub name: String,
+    pub version: Version,
+    pub description: String,
+    /// The component file, relative to the skill folder; `None` for
+    /// instruction-only skills.
+    pub component: Option<PathBuf>,
+    /// The versions of the `talaria:skill` WIT package the skill works with.
+    pub api: VersionReq,
+    pub capabilities: RequestedCapabilities,
+    pub limits: Limits,
+}
+
+/// What a skill asks for. Requests are not grants: the sandbox only ever sees
+/// [`Capabilities`](crate::skill::Capabilities).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestedCapabilities {
+    pub mounts: Vec<MountRequest>,
+    /// Names of environment variables the skill may read.
+    pub env: Vec<String>,
+    pub exec: Vec<ExecRule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountRequest {
+    pub source: MountSource,
+    /// Absolute path inside the sandbox.
+    pub guest: String,
+    pub access: Access,
+}
+
+/// The only host locations a manifest may name. Concrete host paths are
+/// chosen by the host, never by the skill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MountSource {
+    /// `${workspace}`: the working directory shared with the agent.
+    Workspace,
+    /// `${skill_data}`: the skill's private directory in the data home.
+    SkillData,
+    /// `${skill_dir}`: the skill's own folder (read-only).
+    SkillDir,
+}
+
+impl MountSource {
+    pub fn variable(self) -> &'static str {
+        match self {
+            Self::Workspace => "${workspace}",
+            Self::SkillData => "${skill_data}",
+            Self::SkillDir => "${skill_dir}",
+        }
+    }
+
+    fn from_variable(text: &str) -> Option<Self> {
+        [Self::Workspace, Self::SkillData, Self::SkillDir]
+            .into_iter()
+            .find(|source| source.variable() == text)
+    }
+}
+
+impl fmt::Display for MountSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.variable())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Access {
+    ReadOnly,
+    ReadWrite,
+}
+
+impl Access {
+    /// Whether holding `self` permits an operation needing `needed`.
+    pub fn allows(self, needed: Access) -> bool {
+        match (self, needed) {
+            (Access::ReadWrite, _) => true,
+            (Access::ReadOnly, Access::ReadOnly) => true,
+            (Access::ReadOnly, Access::ReadWrite) => false,
+        }
+    }
+
+    pub fn short(self) -> &'static str {
+        match self {
+            Access::ReadOnly => "ro",
+            Access::ReadWrite => "rw",
+        }
+    }
+}
+
+/// A native command a skill may ask the host to run: `program` with
+/// arguments matching `args` (`*` matches one argument, `**` any remainder).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecRule {
+    pub program: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub memory_mb: u32,
+    pub timeout_ms: u64,
+    pub max_output_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory_mb: DEFAULT_MEMORY_MB,
+            timeout_ms: DEFAULT_TIMEOUT_MS,
+            max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
+        }
+    }
+}
+
+/// A manifest that could not be read or is invalid.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {message}", file.display())]
+pub struct ManifestError {
+    pub file: PathBuf,
+    pub message: String,
+}
+
+impl Manifest {
+    /// Read and validate the manifest at `file`.
+    pub fn load(file: &Path) -> Result<Self, ManifestError> {
+        let error = |message: String| ManifestError {
+            file: file.to_owned(),
+            message,
+        };
+        let metadata = std::fs::metadata(file).map_err(|e| error(format!("cannot read: {e}")))?;
+        if metadata.len() > MAX_MANIFEST_BYTES {
+            return Err(error(format!(
+                "is {} bytes; a manifest may be at most {MAX_MANIFEST_BYTES} bytes",
+                metadata.len()
+            )));
+        }
+        let text = std::fs::read_to_string(file).map_err(|e| error(format!("cannot read: {e}")))?;
+        Self::parse(&text).map_err(error)
+    }
+
+    /// Parse and validate manifest text. The error is the message without the
+    /// file name.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let raw = parse_raw(text)?;
+        validate(raw)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    skill: RawSkill,
+    #[serde(default)]
+    capabilities: RawCapabilities,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSkill {
+    name: String,
+    version: String,
+    description: String,
+    component: Option<String>,
+    api: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCapabilities {
+    #[serde(default)]
+    mounts: Vec<RawMount>,
+    #[serde(default)]
+    env: Vec<String>,
+    #[serde(default)]
+    exec: Vec<ExecRule>,
+    #[serde(default)]
+    network: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMount {
+    source: String,
+    guest: String,
+    access: Access,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    memory_mb: Option<u32>,
+    timeout_ms: Option<u64>,
+    max_output_bytes: Option<u64>,
+}
+
+fn parse_raw(text: &str) -> Result<RawManifest, String> {
+    let deserializer =
+        toml::Deserializer::parse(text).map_err(|e| describe_toml_error(text, &e, None))?;
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let path = (path != ".").then_some(path);
+        describe_toml_error(text, e.inner(), path.as_deref())
+    })
+}
+
+/// `key `a.b`: message (line L, column C)`, or without the key when the
+/// error is in the TOML syntax itself.
+fn describe_toml_error(text: &str, error: &toml::de::Error, key: Option<&str>) -> String {
+    let position = error.span().map(|span| {
+        let before = &text[..span.start.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        format!(" (line {line}, column {column})")
+    });
+    let message = error.message().trim_end();
+    let position = position.unwrap_or_default();
+    match key {
+        Some(key) => format!("key `{key}`: {message}{position}"),
+        None => format!("invalid TOML: {message}{position}"),
+    }
+}
+
+fn validate(raw: RawManifest) -> Result<Manifest, String> {
+    let RawManifest {
+        skill,
+        capabilities,
+        limits,
+    } = raw;
+
+    if !is_skill_name(&skill.name) {
+        return Err(format!(
+            "key `skill.name`: expected 1 to 64 characters of a-z, 0-9 and `-`, starting with a letter, found {:?}",
+            skill.name
+        ));
+    }
+    let version = Version::parse(&skill.version).map_err(|e| {
+        format!(
+            "key `skill.version`: expected a semver version like \"1.2.3\", found {:?} ({e})",
+            skill.version
+        )
+    })?;
+    let description = skill.description.trim().to_owned();
+    if description.is_empty() || description.chars().count() > 1024 || description.contains('\n') {
+        return Err(
+            "key `skill.description`: expected one line of 1 to 1024 characters".to_owned(),
+        );
+    }
+    let component = skill
+        .component
+        .map(|component| validate_component_path(&component))
+        .transpose()?;
+    let api = VersionReq::parse(&skill.api).map_err(|e| {
+        format!(
+            "key `skill.api`: expected a semver range of the talaria:skill WIT package like \"^0.1\", found {:?} ({e})",
+            skill.api
+        )
+    })?;
+
+    if !capabilities.network.is_empty() {
+        return Err(
+            "key `capabilities.network`: network access is not supported by this version of Talaria; \
+             expected an empty list (a skill gets no sockets at all)"
+                .to_owned(),
+        );
+    }
+    let mut mounts: Vec<MountRequest> = Vec::with_capacity(capabilities.mounts.len());
+    for (index, mount) in capabilities.mounts.into_iter().enumerate() {
+        let key = format!("capabilities.mounts[{index}]");
+        let source = MountSource::from_variable(&mount.source).ok_or_else(|| {
+            format!(
+                "key `{key}.source`: expected one of \"${{workspace}}\", \"${{skill_data}}\", \"${{skill_dir}}\", found {:?}; \
+                 a manifest cannot name host paths",
+                mount.source
+            )
+        })?;
+        let guest =
+            validate_guest_path(&mount.guest).map_err(|why| format!("key `{key}.guest`: {why}"))?;
+        if source == MountSource::SkillDir && mount.access == Access::ReadWrite {
+            return Err(format!(
+                "key `{key}.access`: \"${{skill_dir}}\" can only be mounted \"read-only\" (a skill that changes itself would change its hash)"
+            ));
+        }
+        if let Some(previous) = mounts.iter().position(|m| m.guest == guest) {
+            return Err(format!(
+                "key `{key}.guest`: {guest:?} is already used by capabilities.mounts[{previous}]; expected a distinct guest path"
+            ));
+        }
+        mounts.push(MountRequest {
+            source,
+            guest,
+            access: mount.access,
+        });
+    }
+
+    let mut env: Vec<String> = Vec::with_capacity(capabilities.env.len());
+    for (index, name) in capabilities.env.into_iter().enumerate() {
+        if !is_env_name(&name) {
+            return Err(format!(
+                "key `capabilities.env[{index}]`: expected an environment variable name (A-Z, a-z, 0-9, `_`, not starting with a digit), found {name:?}"
+            ));
+        }
+        if env.contains(&name) {
+            return Err(format!(
+                "key `capabilities.env[{index}]`: {name:?} is listed twice"
+            ));
+        }
+        env.push(name);
+    }
+
+    for (index, rule) in capabilities.exec.iter().enumerate() {
+        if rule.program.is_empty()
+            || rule
+                .program
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(format!(
+                "key `capabilities.exec[{index}].program`: expected a program name without spaces, found {:?}",
+                rule.program
+            ));
+        }
+    }
+
+    let limits = Limits {
+        memory_mb: in_range(
+            "limits.memory_mb",
+            limits.memory_mb,
+            DEFAULT_MEMORY_MB,
+            1,
+            MAX_MEMORY_MB,
+        )?,
+        timeout_ms: in_range(
+            "limits.timeout_ms",
+            limits.timeout_ms,
+            DEFAULT_TIMEOUT_MS,
+            1,
+            MAX_TIMEOUT_MS,
+        )?,
+        max_output_bytes: in_range(
+            "limits.max_output_bytes",
+            limits.max_output_bytes,
+            DEFAULT_MAX_OUTPUT_BYTES,
+            1,
+            MAX_OUTPUT_BYTES,
+        )?,
+    };
+
+    Ok(Manifest {
+        name: skill.name,
+        version,
+        description,
+        component,
+        api,
+        capabilities: RequestedCapabilities {
+            mounts,
+            env,
+            exec: capabilities.exec,
+        },
+        limits,
+    })
+}
+
+fn in_range<T: PartialOrd + fmt::Display + Copy>(
+    key: &str,
+    value: Option<T>,
+    default: T,
+    min: T,
+    max: T,
+) -> Result<T, String> {
+    let value = value.unwrap_or(default);
+    if value < min || value > max {
+        return Err(format!(
+            "key `{key}`: expected a number from {min} to {max}, found {value}"
+        ));
+    }
+    Ok(value)
+}
+
+pub fn is_skill_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some('a'..='z'))
+        && name.len() <= 64
+        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '-'))
+}
+
+fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some('A'..='Z' | 'a'..='z' | '_'))
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn validate_component_path(component: &str) -> Result<PathBuf, String> {
+    let path = Path::new(component);
+    let plain = path
+        .components()
+        .all(|c| matches!(c, PathComponent::Normal(_)));
+    if component.is_empty() || !plain || !component.ends_with(".wasm") {
+        return Err(format!(
+            "key `skill.component`: expected a `.wasm` file inside the skill folder (relative, no `..`), found {component:?}"
+        ));
+    }
+    Ok(path.to_owned())
+}
+
+/// Guest paths are absolute, normalised, and never the root: mounting over
+/// `/` would hide every other mount.
+fn validate_guest_path(guest: &str) -> Result<String, String> {
+    let path = Path::new(guest);
+    if !path.is_absolute() {
+        return Err(format!(
+            "expected an absolute path like \"/workspace\", found {guest:?}"
+        ));
+    }
+    let mut normalised = String::new();
+    for component in path.components() {
+        match component {
+            PathComponent::RootDir => {}
+            PathComponent::Normal(part) => {
+                normalised.push('/');
+                normalised.push_str(&part.to_string_lossy());
+            }
+            PathComponent::CurDir | PathComponent::ParentDir | PathComponent::Prefix(_) => {
+                return Err(format!(
+                    "expected a path without `.` or `..`, found {guest:?}"
+                ));
+            }
+        }
+    }
+    if normalised.is_empty() {
+        return Err("expected a directory below `/`, found \"/\"".to_owned());
+    }
+    Ok(normalised)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VALID: &str = r#"
+[skill]
+name = "files"
+version = "0.3.1"
+description = "Search and read files in the workspace"
+component = "files.wasm"
+api = "^0.1"
+
+[capabilities]
+mounts = [
+  { source = "${workspace}", guest = "/workspace", access = "read-only" },
+  { source = "${skill_data}", guest = "/data/", access = "read-write" },
+]
+env = ["GITHUB_TOKEN"]
+exec = [{ program = "git", args = ["status", "**"] }]
+network = []
+
+[limits]
+memory_mb = 64
+timeout_ms = 5000
+max_output_bytes = 1048576
+"#;
+
+    #[test]
+    fn parses_the_documented_example() {
+        let manifest = Manifest::parse(VALID).unwrap();
+        assert_eq!(manifest.name, "files");
+        assert_eq!(manifest.version, Version::new(0, 3, 1));
+        assert_eq!(manifest.component.as_deref(), Some(Path::new("files.wasm")));
+        assert!(manifest.api.matches(&Version::new(0, 1, 0)));
+        assert_eq!(
+            manifest.capabilities.mounts,
+            vec![
+                MountRequest {
+                    source: MountSource::Workspace,
+                    guest: "/workspace".into(),
+                    access: Access::ReadOnly
+                },
+                MountRequest {
+                    source: MountSource::SkillData,
+                    guest: "/data".into(),
+                    access: Access::ReadWrite
+                },
+            ]
+        );
+        assert_eq!(manifest.capabilities.env, vec!["GITHUB_TOKEN".to_owned()]);
+        assert_eq!(manifest.capabilities.exec[0].args, vec!["status", "**"]);
+    }
+
+    #[test]
+    fn limits_and_capabilities_have_safe_defaults() {
+        let manifest = Manifest::parse(
+            "[skill]\nname = \"notes\"\nversion = \"1.0.0\"\ndescription = \"Instructions only\"\napi = \"^0.1\"\n",
+        )
+        .unwrap();
+        assert_eq!(manifest.component, None);
+        assert_eq!(manifest.capabilities, RequestedCapabilities::default());
+        assert_eq!(manifest.limits, Limits::default());
+    }
+
+    #[test]
+    fn access_allows_table() {
+        let cases = [
+            (Access::ReadOnly, Access::ReadOnly, true),
+            (Access::ReadOnly, Access::ReadWrite, false),
+            (Access::ReadWrite, Access::ReadOnly, true),
+            (Access::ReadWrite, Access::ReadWrite, true),
+        ];
+        for (held, needed, allowed) in cases {
+            assert_eq!(held.allows(needed), allowed, "{held:?} allows {needed:?}");
+        }
+    }
+
+    /// Each malformed manifest is the valid one with one edit; the snapshot
+    /// holds the full message an author would see.
+    #[test]
+    fn malformed_manifests_are_explained() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "unknown_top_level_table",
+                "[limits]",
+                "[permissions]\nall = true\n\n[limits]",
+            ),
+            (
+                "unknown_skill_key",
+                "api = \"^0.1\"",
+                "api = \"^0.1\"\nauthor = \"me\"",
+            ),
+            ("missing_version", "version = \"0.3.1\"\n", ""),
+            (
+                "version_not_semver",
+                "version = \"0.3.1\"",
+                "version = \"0.3\"",
+            ),
+            (
+                "name_with_uppercase",
+                "name = \"files\"",
+                "name = \"Files\"",
+            ),
+            ("api_not_a_range", "api = \"^0.1\"", "api = \"latest\""),
+            (
+                "component_escapes_folder",
+                "component = \"files.wasm\"",
+                "component = \"../other/files.wasm\"",
+            ),
+            (
+                "mount_host_path",
+                "source = \"${workspace}\"",
+                "source = \"/etc\"",
+            ),
+            (
+                "mount_relative_guest",
+                "guest = \"/workspace\"",
+                "guest = \"workspace\"",
+            ),
+            (
+                "mount_guest_dotdot",
+                "guest = \"/workspace\"",
+                "guest = \"/workspace/../etc\"",
+            ),
+            (
+                "mount_bad_access",
+                "access = \"read-only\"",
+                "access = \"readonly\"",
+            ),
+            (
+                "mount_duplicate_guest",
+                "guest = \"/data/\"",
+                "guest = \"/workspace\"",
+            ),
+            (
+                "skill_dir_read_write",
+                "source = \"${skill_data}\"",
+                "source = \"${skill_dir}\"",
+            ),
+            (
+                "env_bad_name",
+                "env = [\"GITHUB_TOKEN\"]",
+                "env = [\"GITHUB-TOKEN\"]",
+            ),
+            (
+                "env_not_a_list",
+                "env = [\"GITHUB_TOKEN\"]",
+                "env = \"GITHUB_TOKEN\"",
+            ),
+            (
+                "exec_unknown_key",
+                "args = [\"status\", \"**\"]",
+                "argv = [\"status\"]",
+            ),
+            (
+                "network_requested",
+                "network = []",
+                "network = [\"api.github.com:443\"]",
+            ),
+            ("memory_too_large", "memory_mb = 64", "memory_mb = 100000"),
+            ("timeout_zero", "timeout_ms = 5000", "timeout_ms = 0"),
+            ("memory_wrong_type", "memory_mb = 64", "memory_mb = \"64\""),
+            ("toml_syntax", "[limits]", "[limits"),
+        ];
+        for (name, from, to) in cases {
+            assert!(VALID.contains(from), "{name}: the edit must apply");
+            let text = VALID.replacen(from, to, 1);
+            let error = Manifest::parse(&text).expect_err(name);
+            insta::assert_snapshot!(*name, error);
+        }
+    }
+
+    #[test]
+    fn load_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("skill.toml");
+        std::fs::write(
+            &file,
+            VALID.replace("version = \"0.3.1\"", "version = \"x\""),
+        )
+        .unwrap();
+        let error = Manifest::load(&file).unwrap_err().to_string();
+        assert!(
+            error.starts_with(&format!("{}: key `skill.version`", file.display())),
+            "{error}"
+        );
+
+        let missing = Manifest::load(&dir.path().join("absent.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("absent.toml: cannot read"), "{missing}");
+    }
+}

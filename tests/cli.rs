@@ -1,0 +1,290 @@
+//! The `talaria` binary end to end: output, exit codes and error messages.
+
+mod support;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+use support::{Fixture, skill_source};
+
+fn talaria(fixture: &Fixture, args: &[&str]) -> Output {
+    talaria_with_stdin(fixture, args, None)
+}
+
+fn talaria_with_stdin(fixture: &Fixture, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_talaria"))
+        .env_clear()
+        .env("TALARIA_HOME", fixture.root.path())
+        .env("TALARIA_SKILLS_DIR", &fixture.skills_dir)
+        .env("TALARIA_WORKSPACE", &fixture.workspace)
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8(output.stderr.clone()).unwrap()
+}
+
+fn fixture_with_skills() -> Fixture {
+    let fixture = Fixture::new();
+    fixture.install(&skill_source("tests/skills/hostile"), "hostile", None);
+    fixture.install(&skill_source("examples/word-stats"), "word-stats", None);
+    let notes = fixture.skills_dir.join("notes");
+    std::fs::create_dir(&notes).unwrap();
+    std::fs::write(
+        notes.join("skill.toml"),
+        "[skill]\nname = \"notes\"\nversion = \"1.0.0\"\ndescription = \"How to take notes\"\napi = \"^0.1\"\n",
+    )
+    .unwrap();
+    std::fs::write(notes.join("SKILL.md"), "Take short notes.\n").unwrap();
+    let broken = fixture.skills_dir.join("broken");
+    std::fs::create_dir(&broken).unwrap();
+    std::fs::write(broken.join("skill.toml"), "[skill]\nname = \"broken\"\n").unwrap();
+    fixture
+}
+
+fn assert_exit(output: &Output, code: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "stdout: {}\nstderr: {}",
+        stdout(output),
+        stderr(output)
+    );
+}
+
+#[test]
+fn skills_list_shows_each_skill_with_its_state() {
+    let fixture = fixture_with_skills();
+    let output = talaria(&fixture, &["skills", "list"]);
+    assert_exit(&output, 0);
+    let text = stdout(&output);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("NAME"), "{text}");
+    let row = |name: &str| {
+        lines
+            .iter()
+            .find(|line| line.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no row for {name}: {text}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(row("hostile")[..4], ["hostile", "0.1.0", "26", "ready"]);
+    assert_eq!(
+        row("word-stats")[..4],
+        ["word-stats", "0.1.0", "1", "ready"]
+    );
+    assert_eq!(
+        row("notes")[..4],
+        ["notes", "1.0.0", "0", "instructions-only"]
+    );
+    assert_eq!(row("broken")[..4], ["broken", "-", "-", "invalid"]);
+    assert!(text.contains("missing field `version`"), "{text}");
+
+    let output = talaria(&fixture, &["skills", "list", "--json"]);
+    assert_exit(&output, 0);
+    let skills: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let states: Vec<(&str, &str)> = skills
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap(), s["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("broken", "invalid"),
+            ("hostile", "ready"),
+            ("notes", "instructions-only"),
+            ("word-stats", "ready")
+        ]
+    );
+    assert_eq!(skills[3]["tools"], serde_json::json!(["top_words"]));
+}
+
+#[test]
+fn tool_list_names_tools_skill_dot_tool_with_schemas() {
+    let fixture = fixture_with_skills();
+    let output = talaria(&fixture, &["tool", "list", "--json"]);
+    assert_exit(&output, 0);
+    let tools: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let top_words = tools
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "word-stats.top_words")
+        .expect("word-stats.top_words is listed");
+    assert_eq!(top_words["skill"], "word-stats");
+    assert_eq!(top_words["parameters"]["type"], "object");
+    assert_eq!(
+        top_words["parameters"]["required"],
+        serde_json::json!(["text"])
+    );
+
+    let output = talaria(&fixture, &["tool", "list"]);
+    assert_exit(&output, 0);
+    let text = stdout(&output);
+    assert!(
+        text.contains("word-stats.top_words\n    List the most frequent words"),
+        "{text}"
+    );
+    assert!(
+        text.contains("arguments: limit (integer), text (string, required)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn tool_call_prints_the_result() {
+    let fixture = fixture_with_skills();
+    let output = talaria(
+        &fixture,
+        &[
+            "tool",
+            "call",
+            "word-stats.top_words",
+            r#"{"text": "b a b", "limit": 1}"#,
+        ],
+    );
+    assert_exit(&output, 0);
+    assert_eq!(stdout(&output), "[{\"count\":2,\"word\":\"b\"}]\n");
+
+    let output = talaria_with_stdin(
+        &fixture,
+        &["tool", "call", "hostile.echo", "-"],
+        Some(r#"{"text": "from stdin"}"#),
+    );
+    assert_exit(&output, 0);
+    assert_eq!(stdout(&output), "from stdin\n");
+}
+
+#[test]
+fn a_tool_error_exits_1_with_the_error() {
+    let fixture = fixture_with_skills();
+    let output = talaria(
+        &fixture,
+        &[
+            "tool",
+            "call",
+            "hostile.fail",
+            r#"{"text": "disk on fire"}"#,
+        ],
+    );
+    assert_exit(&output, 1);
+    assert_eq!(stdout(&output), "");
+    assert_eq!(
+        stderr(&output),
+        "error: skill hostile v0.1.0: tool `fail`: failed: disk on fire\n"
+    );
+}
+
+#[test]
+fn usage_errors_exit_2_and_say_what_is_wrong() {
+    let fixture = fixture_with_skills();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["tool", "call", "word-stats.top_words", "{not json"],
+            "the arguments are not valid JSON",
+        ),
+        (
+            &["tool", "call", "word-stats.top_words", "[1, 2]"],
+            "must be a JSON object",
+        ),
+        (
+            &["tool", "call", "nope.tool", "{}"],
+            "no skill named \"nope\"",
+        ),
+        (
+            &["tool", "call", "word-stats.nope", "{}"],
+            "has no tool \"nope\"; it offers: top_words",
+        ),
+        (&["tool", "call", "word-stats", "{}"], "expected SKILL.TOOL"),
+        (
+            &["tool", "call", "broken.tool", "{}"],
+            "missing field `version`",
+        ),
+        (&["skills", "frobnicate"], "unrecognized subcommand"),
+        (&[], "Usage: talaria"),
+    ];
+    for (args, expected) in cases {
+        let output = talaria(&fixture, args);
+        assert_exit(&output, 2);
+        assert!(
+            stderr(&output).contains(expected),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+}
+
+#[test]
+fn help_explains_every_command() {
+    let fixture = Fixture::new();
+    let output = talaria(&fixture, &["--help"]);
+    assert_exit(&output, 0);
+    let text = stdout(&output);
+    for expected in [
+        "skills",
+        "tool",
+        "--skills-dir",
+        "TALARIA_SKILLS_DIR",
+        "Examples:",
+    ] {
+        assert!(text.contains(expected), "--help lacks {expected}: {text}");
+    }
+    let output = talaria(&fixture, &["tool", "call", "--help"]);
+    assert_exit(&output, 0);
+    let text = stdout(&output);
+    assert!(text.contains("SKILL.TOOL"), "{text}");
+    assert!(
+        text.contains("Exits 0 with the result on stdout, 1 when the tool fails"),
+        "{text}"
+    );
+    let output = talaria(&fixture, &["skills", "list", "--help"]);
+    assert!(stdout(&output).contains("instructions-only"));
+}
+
+#[test]
+fn an_empty_skills_directory_is_not_an_error() {
+    let fixture = Fixture::new();
+    let output = talaria(&fixture, &["skills", "list"]);
+    assert_exit(&output, 0);
+    assert_eq!(stdout(&output), "no skills installed\n");
+    let missing = fixture.root.path().join("missing");
+    let output = Command::new(env!("CARGO_BIN_EXE_talaria"))
+        .env_clear()
+        .env("TALARIA_HOME", fixture.root.path())
+        .args(["--skills-dir", missing.to_str().unwrap(), "skills", "list"])
+        .output()
+        .unwrap();
+    assert_exit(&output, 1);
+    assert!(
+        stderr(&output).contains("cannot read the skills directory"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!Path::new(&missing).exists());
+}

@@ -1,0 +1,123 @@
+//! Shared set-up of the workspace-level integration tests: a temporary data
+//! home with a skills directory, a workspace, skill data and a cache, and
+//! helpers to install the test skills built by `cargo xtask build-skills`.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use talaria_runtime::sandbox::{LoadError, LoadedSkill, Sandbox, SandboxConfig};
+use talaria_runtime::skill::{Capabilities, MountRoots, Skill};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+/// The folder of a skill in the repository, e.g. `tests/skills/hostile`,
+/// checked to hold its built component.
+pub fn skill_source(relative: &str) -> PathBuf {
+    let dir = repo_root().join(relative);
+    let manifest = std::fs::read_to_string(dir.join("skill.toml")).unwrap();
+    let component = manifest
+        .lines()
+        .find_map(|line| line.strip_prefix("component = "))
+        .map(|value| value.trim().trim_matches('"').to_owned());
+    if let Some(component) = component {
+        assert!(
+            dir.join(&component).is_file(),
+            "{} is missing: run `cargo xtask build-skills` first (or `cargo xtask test`)",
+            dir.join(&component).display()
+        );
+    }
+    dir
+}
+
+pub struct Fixture {
+    pub root: tempfile::TempDir,
+    pub skills_dir: PathBuf,
+    pub workspace: PathBuf,
+    pub skill_data: PathBuf,
+    pub cache_dir: PathBuf,
+    /// A directory beside the workspace that no skill may reach.
+    pub outside: PathBuf,
+}
+
+impl Fixture {
+    pub fn new() -> Self {
+        let root = tempfile::tempdir().unwrap();
+        let path = |name: &str| {
+            let dir = root.path().join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            dir.canonicalize().unwrap()
+        };
+        let fixture = Self {
+            skills_dir: path("skills"),
+            workspace: path("workspace"),
+            skill_data: path("skill-data"),
+            cache_dir: root.path().join("cache"),
+            outside: path("outside"),
+            root,
+        };
+        std::fs::write(fixture.workspace.join("notes.txt"), "workspace notes\n").unwrap();
+        std::fs::write(fixture.outside.join("secret.txt"), "TOP SECRET\n").unwrap();
+        fixture
+    }
+
+    /// Copy the skill folder `source` into the skills directory as `name`,
+    /// optionally with another manifest, rewriting `skill.name` to `name`.
+    pub fn install(&self, source: &Path, name: &str, manifest: Option<&str>) -> PathBuf {
+        let dir = self.skills_dir.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        for entry in std::fs::read_dir(source).unwrap() {
+            let entry = entry.unwrap();
+            let file_name = entry.file_name().to_string_lossy().into_owned();
+            if file_name.ends_with(".wasm") || file_name == "SKILL.md" {
+                std::fs::copy(entry.path(), dir.join(&file_name)).unwrap();
+            }
+        }
+        let text = match manifest {
+            Some(text) => text.to_owned(),
+            None => std::fs::read_to_string(source.join("skill.toml")).unwrap(),
+        };
+        let original_name = text
+            .lines()
+            .find_map(|line| line.strip_prefix("name = "))
+            .unwrap()
+            .to_owned();
+        let text = text.replacen(
+            &format!("name = {original_name}"),
+            &format!("name = \"{name}\""),
+            1,
+        );
+        std::fs::write(dir.join("skill.toml"), text).unwrap();
+        dir
+    }
+
+    pub fn sandbox(&self) -> Sandbox {
+        Sandbox::new(SandboxConfig {
+            cache_dir: Some(self.cache_dir.clone()),
+            ..SandboxConfig::default()
+        })
+        .unwrap()
+    }
+
+    pub fn roots(&self) -> MountRoots {
+        MountRoots {
+            workspace: self.workspace.clone(),
+            skill_data: self.skill_data.clone(),
+        }
+    }
+
+    pub async fn try_load(&self, sandbox: &Sandbox, name: &str) -> Result<LoadedSkill, LoadError> {
+        let skill = Skill::load(&self.skills_dir.join(name)).unwrap();
+        let capabilities = Capabilities::as_requested(&skill, &self.roots()).unwrap();
+        sandbox.load(&skill, capabilities).await
+    }
+
+    pub async fn load(&self, sandbox: &Sandbox, name: &str) -> LoadedSkill {
+        self.try_load(sandbox, name).await.unwrap()
+    }
+}

@@ -1,0 +1,205 @@
+//! Project tasks, run with `cargo xtask <task>`:
+//!
+//! - `build-skills`: build every skill crate (bundled skills, examples, test
+//!   skills) to wasm32-wasip2 and put each component where its `skill.toml`
+//!   says.
+//! - `test`: `build-skills`, then every test of the workspace.
+//! - `demo`: `build-skills`, then list the bundled skills and call one tool.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+const WASM_TARGET: &str = "wasm32-wasip2";
+/// Folders whose sub-folders with both `Cargo.toml` and `skill.toml` are skills.
+const SKILL_ROOTS: &[&str] = &["skills", "examples", "tests/skills"];
+
+fn main() -> anyhow::Result<()> {
+    let root = workspace_root();
+    let task = std::env::args().nth(1).unwrap_or_default();
+    match task.as_str() {
+        "build-skills" => build_skills(&root),
+        "test" => {
+            build_skills(&root)?;
+            run(Command::new(cargo())
+                .current_dir(&root)
+                .args(["test", "--workspace"]))
+        }
+        "demo" => demo(&root),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <task>\n\n\
+                 tasks:\n  \
+                 build-skills  build every skill to {WASM_TARGET} and place its component\n  \
+                 test          build-skills, then run every test\n  \
+                 demo          build-skills, list the bundled skills and call one tool"
+            );
+            std::process::exit(2);
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_owned()
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+fn run(command: &mut Command) -> anyhow::Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("cannot run {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed with {status}");
+    }
+    Ok(())
+}
+
+struct SkillCrate {
+    dir: PathBuf,
+    package: String,
+    component: String,
+}
+
+fn build_skills(root: &Path) -> anyhow::Result<()> {
+    ensure_wasm_target()?;
+    let crates = skill_crates(root)?;
+    let mut build = Command::new(cargo());
+    build
+        .current_dir(root)
+        .args(["build", "--release", "--target", WASM_TARGET]);
+    for skill in &crates {
+        build.args(["--package", &skill.package]);
+    }
+    run(&mut build)?;
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    for skill in &crates {
+        let built = target_dir
+            .join(WASM_TARGET)
+            .join("release")
+            .join(format!("{}.wasm", skill.package.replace('-', "_")));
+        let destination = skill.dir.join(&skill.component);
+        copy_atomically(&built, &destination)?;
+        println!(
+            "{} -> {}",
+            skill.package,
+            destination
+                .strip_prefix(root)
+                .unwrap_or(&destination)
+                .display()
+        );
+    }
+    Ok(())
+}
+
+/// `rustup target add` is idempotent but slow to start; ask first.
+fn ensure_wasm_target() -> anyhow::Result<()> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output();
+    match installed {
+        Ok(output)
+            if String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .any(|l| l.trim() == WASM_TARGET) =>
+        {
+            Ok(())
+        }
+        Ok(_) => run(Command::new("rustup").args(["target", "add", WASM_TARGET])),
+        // Without rustup the toolchain must already have the target.
+        Err(_) => Ok(()),
+    }
+}
+
+fn skill_crates(root: &Path) -> anyhow::Result<Vec<SkillCrate>> {
+    let mut crates = Vec::new();
+    for skill_root in SKILL_ROOTS {
+        let Ok(entries) = std::fs::read_dir(root.join(skill_root)) else {
+            continue;
+        };
+        let mut dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        dirs.sort();
+        for dir in dirs {
+            let (cargo_toml, skill_toml) = (dir.join("Cargo.toml"), dir.join("skill.toml"));
+            if !cargo_toml.is_file() || !skill_toml.is_file() {
+                continue;
+            }
+            let package = read_toml(&cargo_toml)?
+                .get("package")
+                .and_then(|p| p.get("name"))
+                .and_then(|n| n.as_str())
+                .with_context(|| format!("{}: no package.name", cargo_toml.display()))?
+                .to_owned();
+            let component = read_toml(&skill_toml)?
+                .get("skill")
+                .and_then(|s| s.get("component"))
+                .and_then(|c| c.as_str())
+                .with_context(|| format!("{}: no skill.component", skill_toml.display()))?
+                .to_owned();
+            crates.push(SkillCrate {
+                dir,
+                package,
+                component,
+            });
+        }
+    }
+    Ok(crates)
+}
+
+fn read_toml(path: &Path) -> anyhow::Result<toml::Table> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))
+}
+
+fn copy_atomically(from: &Path, to: &Path) -> anyhow::Result<()> {
+    let temp = to.with_extension("wasm.tmp");
+    std::fs::copy(from, &temp)
+        .with_context(|| format!("cannot copy {} to {}", from.display(), temp.display()))?;
+    std::fs::rename(&temp, to)
+        .with_context(|| format!("cannot rename {} to {}", temp.display(), to.display()))?;
+    Ok(())
+}
+
+fn demo(root: &Path) -> anyhow::Result<()> {
+    build_skills(root)?;
+    let talaria = |args: &[&str]| -> anyhow::Result<()> {
+        println!("\n$ talaria {}", args.join(" "));
+        run(Command::new(cargo())
+            .current_dir(root)
+            .args([
+                "run",
+                "--quiet",
+                "--package",
+                "talaria-runtime",
+                "--bin",
+                "talaria",
+                "--",
+            ])
+            .args(["--skills-dir", "skills", "--workspace", "."])
+            .args(args))
+    };
+    talaria(&["skills", "list"])?;
+    talaria(&["tool", "list"])?;
+    talaria(&[
+        "tool",
+        "call",
+        "text.count",
+        r#"{"text": "Talaria runs every skill in a sandbox."}"#,
+    ])?;
+    talaria(&[
+        "tool",
+        "call",
+        "files.read",
+        r#"{"path": "README.md", "end_line": 5}"#,
+    ])?;
+    Ok(())
+}
