@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde_json::json;
@@ -711,6 +711,52 @@ async fn a_tampered_cache_entry_is_recompiled_not_trusted() {
             rejected_entry: true
         }
     );
+
+    // A valid artifact of another component under this component's name,
+    // with or without that component's MAC, is refused as well.
+    fixture.install(&skill_source("tests/skills/echo"), "echo", None);
+    fixture.load(&sandbox, "echo").await;
+    let echo_entry = std::fs::read_dir(&fixture.cache_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "cwasm") && *p != entries[0])
+        .unwrap();
+    let mac = |entry: &Path| PathBuf::from(format!("{}.mac", entry.display()));
+    for with_mac in [false, true] {
+        std::fs::copy(&echo_entry, &entries[0]).unwrap();
+        if with_mac {
+            std::fs::copy(mac(&echo_entry), mac(&entries[0])).unwrap();
+        }
+        let swapped = fixture.load(&sandbox, "hostile").await;
+        assert_eq!(
+            swapped.cache_outcome(),
+            CacheOutcome::Compiled {
+                rejected_entry: true
+            },
+            "with_mac: {with_mac}"
+        );
+        assert_eq!(swapped.tools().len(), 26, "the hostile skill's own tools");
+    }
+}
+
+#[tokio::test]
+async fn a_cache_directory_others_can_write_is_not_used() {
+    use std::os::unix::fs::PermissionsExt;
+    let fixture = Fixture::new();
+    fixture.install(&skill_source("tests/skills/echo"), "echo", None);
+    std::fs::create_dir_all(&fixture.cache_dir).unwrap();
+    std::fs::set_permissions(&fixture.cache_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let sandbox = fixture.sandbox();
+    let echo = fixture.load(&sandbox, "echo").await;
+    assert_eq!(echo.cache_outcome(), CacheOutcome::Disabled);
+    assert_eq!(
+        echo.call("echo", r#"{"text": "uncached"}"#)
+            .await
+            .unwrap()
+            .result,
+        "uncached"
+    );
+    assert_eq!(std::fs::read_dir(&fixture.cache_dir).unwrap().count(), 0);
 }
 
 #[tokio::test]

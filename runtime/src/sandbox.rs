@@ -131,10 +131,16 @@ impl Sandbox {
             &mut linker,
             |state| state,
         )?;
+        // The cache is an optimisation: an unusable one is reported, not fatal.
         let cache = config
             .cache_dir
-            .map(|dir| ComponentCache::open(&dir, &engine))
-            .transpose()?;
+            .and_then(|dir| match ComponentCache::open(&dir, &engine) {
+                Ok(cache) => Some(cache),
+                Err(error) => {
+                    tracing::warn!("component cache disabled: {error:#}");
+                    None
+                }
+            });
         let tick_engine = engine.clone();
         let ticker = Arc::new(EpochTicker::start(move || tick_engine.increment_epoch())?);
         Ok(Self {

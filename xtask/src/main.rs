@@ -12,6 +12,8 @@ use std::process::Command;
 use anyhow::{Context, bail};
 
 const WASM_TARGET: &str = "wasm32-wasip2";
+/// The Cargo profile skills are built with (see the workspace Cargo.toml).
+const SKILL_PROFILE: &str = "skill";
 /// Folders whose sub-folders with both `Cargo.toml` and `skill.toml` are skills.
 const SKILL_ROOTS: &[&str] = &["skills", "examples", "tests/skills"];
 
@@ -73,7 +75,7 @@ fn build_skills(root: &Path) -> anyhow::Result<()> {
     let mut build = Command::new(cargo());
     build
         .current_dir(root)
-        .args(["build", "--release", "--target", WASM_TARGET]);
+        .args(["build", "--profile", SKILL_PROFILE, "--target", WASM_TARGET]);
     for skill in &crates {
         build.args(["--package", &skill.package]);
     }
@@ -84,7 +86,7 @@ fn build_skills(root: &Path) -> anyhow::Result<()> {
     for skill in &crates {
         let built = target_dir
             .join(WASM_TARGET)
-            .join("release")
+            .join(SKILL_PROFILE)
             .join(format!("{}.wasm", skill.package.replace('-', "_")));
         let destination = skill.dir.join(&skill.component);
         copy_atomically(&built, &destination)?;

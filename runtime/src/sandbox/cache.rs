@@ -1,21 +1,26 @@
 //! On-disk cache of compiled components.
 //!
-//! Compiling a component takes tens of milliseconds; loading a compiled one
-//! takes tens of microseconds. But a compiled artifact is native code that
-//! wasmtime runs without verification, so an entry is only used when it is
-//! provably ours:
+//! Compiling a component takes tens to hundreds of milliseconds; loading a
+//! compiled one takes a fraction of a millisecond. But a compiled artifact is
+//! native code that wasmtime runs without verification, so an entry is only
+//! used when it is provably ours:
 //!
 //! - the file name carries blake3(component) and the engine's
 //!   precompile-compatibility hash, so another component or another engine
 //!   configuration never matches;
-//! - the file starts with a keyed blake3 MAC of the artifact, with a key
-//!   kept in `cache.key` (mode 0600) beside the entries; an entry whose MAC
-//!   does not verify (truncated, corrupted, tampered with by anyone who could
-//!   not read the key) is deleted and recompiled, never deserialized.
+//! - beside each `X.cwasm` lies `X.cwasm.mac`, a keyed blake3 MAC of the
+//!   entry's name and artifact under a key kept in `cache.key` (mode 0600); an entry whose MAC
+//!   does not verify (truncated, corrupted, copied in from elsewhere,
+//!   tampered with by anyone who cannot read the key) is deleted and
+//!   recompiled, never deserialized;
+//! - the directory must belong to the running user and be writable by no one
+//!   else, otherwise the cache is not used at all: after verification
+//!   wasmtime maps the file by path, and only its owner can swap it in
+//!   between (who could as well rewrite the key or the binary).
 //!
-//! Entries are written to a temporary file, synced and renamed, so a crash
-//! leaves either no entry or a complete one. Deleting the directory is always
-//! safe.
+//! Files are written to a temporary file, synced and renamed, so a crash
+//! leaves either no entry, a complete one, or one whose MAC fails. Deleting
+//! the directory is always safe.
 
 use std::fs;
 use std::hash::{Hash, Hasher};
@@ -26,7 +31,6 @@ use anyhow::Context;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-const MAC_LEN: usize = 32;
 const KEY_FILE: &str = "cache.key";
 
 pub struct ComponentCache {
@@ -51,6 +55,7 @@ impl ComponentCache {
     pub fn open(dir: &Path, engine: &Engine) -> anyhow::Result<Self> {
         create_private_dir(dir)
             .with_context(|| format!("cannot create the component cache {}", dir.display()))?;
+        check_private_dir(dir)?;
         let key = load_or_create_key(&dir.join(KEY_FILE))?;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
@@ -78,36 +83,36 @@ impl ComponentCache {
         component_hash: &blake3::Hash,
     ) -> anyhow::Result<(Component, CacheOutcome)> {
         let path = self.entry_path(component_hash);
-        let mut rejected_entry = false;
-        match fs::read(&path) {
-            Ok(entry) => match self.verified_artifact(&entry) {
-                Some(artifact) => {
-                    // SAFETY: `deserialize` runs native code from `artifact`.
-                    // The MAC proves this process's cache wrote these exact
-                    // bytes with `Component::serialize` for this component
-                    // and this engine configuration (the file name), and the
-                    // bytes were read into memory once before the check, so
-                    // nothing can swap them in between.
-                    match unsafe { Component::deserialize(engine, artifact) } {
-                        Ok(component) => return Ok((component, CacheOutcome::Hit)),
-                        Err(error) => {
-                            tracing::warn!(entry = %path.display(), %error, "cached component rejected by wasmtime; recompiling");
-                            rejected_entry = true;
-                        }
+        let mac_path = mac_path(&path);
+        let rejected_entry = match (fs::read(&mac_path), fs::read(&path)) {
+            (Ok(mac), Ok(artifact)) if self.verifies(&path, &mac, &artifact) => {
+                // SAFETY: `deserialize_file` maps and runs native code from
+                // `path`. The MAC proves this cache wrote these exact bytes
+                // with `Component::serialize` for this component and this
+                // engine configuration (the file name); the directory is
+                // private to this user (checked in `open`), so nobody else
+                // can replace the file between the check and the mapping.
+                match unsafe { Component::deserialize_file(engine, &path) } {
+                    Ok(component) => return Ok((component, CacheOutcome::Hit)),
+                    Err(error) => {
+                        tracing::warn!(entry = %path.display(), %error, "cached component rejected by wasmtime; recompiling");
+                        true
                     }
                 }
-                None => {
-                    tracing::warn!(entry = %path.display(), "cached component failed verification; recompiling");
-                    rejected_entry = true;
-                }
-            },
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => {
-                tracing::warn!(entry = %path.display(), %error, "cannot read cached component; recompiling");
-                rejected_entry = true;
             }
-        }
+            (Err(mac_error), Err(artifact_error))
+                if mac_error.kind() == std::io::ErrorKind::NotFound
+                    && artifact_error.kind() == std::io::ErrorKind::NotFound =>
+            {
+                false
+            }
+            _ => {
+                tracing::warn!(entry = %path.display(), "cached component missing, unreadable or failing verification; recompiling");
+                true
+            }
+        };
         if rejected_entry {
+            let _ = fs::remove_file(&mac_path);
             let _ = fs::remove_file(&path);
         }
         let component = Component::new(engine, wasm)?;
@@ -119,21 +124,59 @@ impl ComponentCache {
         Ok((component, CacheOutcome::Compiled { rejected_entry }))
     }
 
-    fn verified_artifact<'a>(&self, entry: &'a [u8]) -> Option<&'a [u8]> {
-        let (mac, artifact) = entry.split_at_checked(MAC_LEN)?;
-        let expected = blake3::keyed_hash(&self.key, artifact);
+    fn verifies(&self, path: &Path, mac: &[u8], artifact: &[u8]) -> bool {
+        let Ok(mac) = <[u8; 32]>::try_from(mac) else {
+            return false;
+        };
         // `blake3::Hash` equality is constant-time.
-        (blake3::Hash::from_bytes(mac.try_into().ok()?) == expected).then_some(artifact)
+        blake3::Hash::from_bytes(mac) == self.mac(path, artifact)
     }
 
+    /// The MAC covers the entry's file name too, so a valid entry of one
+    /// component cannot be passed off as another's.
+    fn mac(&self, path: &Path, artifact: &[u8]) -> blake3::Hash {
+        let name = path
+            .file_name()
+            .map(|n| n.as_encoded_bytes())
+            .unwrap_or_default();
+        let mut hasher = blake3::Hasher::new_keyed(&self.key);
+        hasher.update(&(name.len() as u64).to_le_bytes());
+        hasher.update(name);
+        hasher.update(artifact);
+        hasher.finalize()
+    }
+
+    /// Artifact first, MAC second: a crash in between leaves an entry whose
+    /// MAC fails, which is recompiled.
     fn store(&self, path: &Path, component: &Component) -> anyhow::Result<()> {
         let artifact = component.serialize()?;
-        let mac = blake3::keyed_hash(&self.key, &artifact);
-        let mut entry = Vec::with_capacity(MAC_LEN + artifact.len());
-        entry.extend_from_slice(mac.as_bytes());
-        entry.extend_from_slice(&artifact);
-        write_atomically(path, &entry, 0o600)
+        let mac = self.mac(path, &artifact);
+        write_atomically(path, &artifact, 0o600)?;
+        write_atomically(&mac_path(path), mac.as_bytes(), 0o600)
     }
+}
+
+fn mac_path(entry: &Path) -> PathBuf {
+    let mut name = entry.as_os_str().to_owned();
+    name.push(".mac");
+    PathBuf::from(name)
+}
+
+/// Refuse a cache directory that another user owns or can write to.
+fn check_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let metadata =
+        fs::symlink_metadata(dir).with_context(|| format!("cannot inspect {}", dir.display()))?;
+    let uid = rustix::process::geteuid().as_raw();
+    anyhow::ensure!(
+        metadata.is_dir() && metadata.uid() == uid && metadata.mode() & 0o022 == 0,
+        "the component cache {} must be a directory owned by uid {uid} and writable by no one else \
+         (found uid {}, mode {:o}); fix it with `chown {uid} DIR && chmod 700 DIR`, or delete it",
+        dir.display(),
+        metadata.uid(),
+        metadata.mode() & 0o7777
+    );
+    Ok(())
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
