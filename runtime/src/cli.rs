@@ -262,7 +262,7 @@ struct Paths {
 
 /// A skill as `skills list` and `tool list` show it.
 pub(crate) enum SkillEntry {
-    Ready(Skill, LoadedSkill),
+    Ready(Skill, Box<LoadedSkill>),
     InstructionsOnly(Skill),
     Invalid(skill::ManifestError),
     Failed(Skill, String),
@@ -321,7 +321,7 @@ impl Paths {
                     SkillEntry::InstructionsOnly(skill)
                 }
                 Ok(skill) => match self.load(&sandbox, &skill).await {
-                    Ok(loaded) => SkillEntry::Ready(skill, loaded),
+                    Ok(loaded) => SkillEntry::Ready(skill, Box::new(loaded)),
                     Err(error) => SkillEntry::Failed(skill, format!("{error:#}")),
                 },
             };

@@ -397,7 +397,9 @@ impl LoadedSkill {
             }));
         }
         Ok(ToolOutput {
-            result,
+            // Already bounded by the limit above; strip what could drive a
+            // terminal, keeping newlines and tabs.
+            result: guest_text::sanitize(&result, usize::MAX, true),
             stdout,
             stdout_dropped,
         })

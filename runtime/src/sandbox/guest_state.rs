@@ -214,7 +214,8 @@ mod tests {
         let mut budget = MemoryBudget::new(10 * mb);
         assert!(budget.memory_growing(0, 4 * mb, None).unwrap());
         assert!(budget.memory_growing(0, 4 * mb, None).unwrap());
-        // 8 MiB used: growing the first memory from 4 to 6 is fine, to 7 is not.
+        // 8 MiB used: growing one memory from 4 to 6 reaches the limit exactly;
+        // growing the other from 4 to 5 would pass it.
         assert!(budget.memory_growing(4 * mb, 6 * mb, None).unwrap());
         let error = budget.memory_growing(4 * mb, 5 * mb, None).unwrap_err();
         assert!(error.downcast_ref::<MemoryLimitExceeded>().is_some());
