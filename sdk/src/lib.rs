@@ -42,10 +42,12 @@
 //!   anything else as JSON;
 //! - wraps the host's `log` and `exec` imports in [`host`].
 
+pub mod bounds;
 mod error;
 pub mod host;
 mod toolset;
 
+pub use bounds::{bounded_count, clip};
 pub use error::ToolError;
 pub use toolset::Toolset;
 

@@ -12,7 +12,7 @@ use globset::{GlobBuilder, GlobMatcher};
 use regex::{Regex, RegexBuilder};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use talaria_sdk::{ToolError, Toolset};
+use talaria_sdk::{ToolError, Toolset, bounded_count, clip};
 
 /// Where the host mounts the workspace inside the sandbox (see `skill.toml`).
 const GUEST_ROOT: &str = "/workspace";
@@ -1098,30 +1098,6 @@ fn build_regex(pattern: &str, case_insensitive: bool) -> Result<Regex, ToolError
                  escape special characters such as `(`, `.` or `[` with `\\`)"
             ))
         })
-}
-
-fn bounded_count(
-    name: &str,
-    value: Option<usize>,
-    default: usize,
-    limit: usize,
-) -> Result<usize, ToolError> {
-    match value.unwrap_or(default) {
-        count @ 1.. if count <= limit => Ok(count),
-        _ => Err(ToolError::invalid_arguments(format!(
-            "`{name}` must be between 1 and {limit}"
-        ))),
-    }
-}
-
-/// `text` cut to at most `max_bytes` at a character boundary, with `…`
-/// marking the cut.
-fn clip(text: &str, max_bytes: usize) -> String {
-    if text.len() <= max_bytes {
-        text.to_owned()
-    } else {
-        format!("{}…", &text[..text.floor_char_boundary(max_bytes)])
-    }
 }
 
 fn workspace() -> Workspace {

@@ -11,7 +11,7 @@ use serde_json::Value;
 use serde_json::ser::{PrettyFormatter, Serializer};
 use serde_json::value::RawValue;
 use serde_json_path::JsonPath;
-use talaria_sdk::{ToolError, Toolset};
+use talaria_sdk::{ToolError, Toolset, bounded_count};
 
 /// Outputs stay below the host's 1 MiB cap, leaving room for a note.
 const MAX_OUTPUT_BYTES: usize = 900 * 1024;
@@ -444,20 +444,6 @@ fn not_json(field: &str, error: &serde_json::Error) -> ToolError {
     ToolError::invalid_arguments(format!(
         "`{field}` is a string, so it was read as JSON text, but it is not valid JSON ({error}); {DOCUMENT_HELP}"
     ))
-}
-
-fn bounded_count(
-    name: &str,
-    value: Option<usize>,
-    default: usize,
-    limit: usize,
-) -> Result<usize, ToolError> {
-    match value.unwrap_or(default) {
-        count @ 1.. if count <= limit => Ok(count),
-        _ => Err(ToolError::invalid_arguments(format!(
-            "`{name}` must be between 1 and {limit}"
-        ))),
-    }
 }
 
 fn tools() -> Toolset {

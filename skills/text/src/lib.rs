@@ -8,7 +8,7 @@ use regex::{Regex, RegexBuilder};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use similar::TextDiff;
-use talaria_sdk::{ToolError, Toolset};
+use talaria_sdk::{ToolError, Toolset, bounded_count, clip};
 
 /// Texts produced by a tool stay below the host's 1 MiB output cap, leaving
 /// room for the JSON around them.
@@ -451,30 +451,6 @@ fn build_regex(pattern: &str, literal: bool, case_insensitive: bool) -> Result<R
         })
 }
 
-fn bounded_count(
-    name: &str,
-    value: Option<usize>,
-    default: usize,
-    limit: usize,
-) -> Result<usize, ToolError> {
-    match value.unwrap_or(default) {
-        count @ 1.. if count <= limit => Ok(count),
-        _ => Err(ToolError::invalid_arguments(format!(
-            "`{name}` must be between 1 and {limit}"
-        ))),
-    }
-}
-
-/// `text` cut to at most `max_bytes` at a character boundary, with `…`
-/// marking the cut.
-fn clip(text: &str, max_bytes: usize) -> String {
-    if text.len() <= max_bytes {
-        text.to_owned()
-    } else {
-        format!("{}…", &text[..text.floor_char_boundary(max_bytes)])
-    }
-}
-
 fn tools() -> Toolset {
     Toolset::new()
         .tool(
@@ -725,12 +701,6 @@ mod tests {
             new_label: None,
         };
         assert!(diff(args).is_err());
-    }
-
-    #[test]
-    fn clip_respects_character_boundaries() {
-        assert_eq!(clip("héllo", 2), "h…");
-        assert_eq!(clip("hello", 10), "hello");
     }
 
     #[test]
