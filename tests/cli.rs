@@ -2,51 +2,11 @@
 
 mod support;
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
-use support::{Fixture, skill_source};
-
-fn talaria(fixture: &Fixture, args: &[&str]) -> Output {
-    talaria_with_stdin(fixture, args, None)
-}
-
-fn talaria_with_stdin(fixture: &Fixture, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_talaria"))
-        .env_clear()
-        .env("TALARIA_HOME", fixture.root.path())
-        .env("TALARIA_SKILLS_DIR", &fixture.skills_dir)
-        .env("TALARIA_WORKSPACE", &fixture.workspace)
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    child.wait_with_output().unwrap()
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8(output.stdout.clone()).unwrap()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8(output.stderr.clone()).unwrap()
-}
+use support::{Fixture, assert_exit, skill_source, stderr, stdout, talaria, talaria_with_stdin};
 
 fn fixture_with_skills() -> Fixture {
     let fixture = Fixture::new();
@@ -60,20 +20,14 @@ fn fixture_with_skills() -> Fixture {
     )
     .unwrap();
     std::fs::write(notes.join("SKILL.md"), "Take short notes.\n").unwrap();
+    for name in ["hostile", "word-stats", "notes"] {
+        let output = talaria(&fixture, &["skills", "grant", name, "--yes"]);
+        assert_exit(&output, 0);
+    }
     let broken = fixture.skills_dir.join("broken");
     std::fs::create_dir(&broken).unwrap();
     std::fs::write(broken.join("skill.toml"), "[skill]\nname = \"broken\"\n").unwrap();
     fixture
-}
-
-fn assert_exit(output: &Output, code: i32) {
-    assert_eq!(
-        output.status.code(),
-        Some(code),
-        "stdout: {}\nstderr: {}",
-        stdout(output),
-        stderr(output)
-    );
 }
 
 #[test]
@@ -92,15 +46,12 @@ fn skills_list_shows_each_skill_with_its_state() {
             .split_whitespace()
             .collect::<Vec<_>>()
     };
-    assert_eq!(row("hostile")[..4], ["hostile", "0.1.0", "26", "ready"]);
+    assert_eq!(row("hostile")[..4], ["hostile", "0.1.0", "26", "granted"]);
     assert_eq!(
         row("word-stats")[..4],
-        ["word-stats", "0.1.0", "1", "ready"]
+        ["word-stats", "0.1.0", "1", "granted"]
     );
-    assert_eq!(
-        row("notes")[..4],
-        ["notes", "1.0.0", "0", "instructions-only"]
-    );
+    assert_eq!(row("notes")[..4], ["notes", "1.0.0", "0", "granted"]);
     assert_eq!(row("broken")[..4], ["broken", "-", "-", "invalid"]);
     assert!(text.contains("missing field `version`"), "{text}");
 
@@ -117,9 +68,9 @@ fn skills_list_shows_each_skill_with_its_state() {
         states,
         [
             ("broken", "invalid"),
-            ("hostile", "ready"),
-            ("notes", "instructions-only"),
-            ("word-stats", "ready")
+            ("hostile", "granted"),
+            ("notes", "granted"),
+            ("word-stats", "granted")
         ]
     );
     assert_eq!(skills[3]["tools"], serde_json::json!(["top_words"]));
@@ -264,7 +215,7 @@ fn help_explains_every_command() {
         "{text}"
     );
     let output = talaria(&fixture, &["skills", "list", "--help"]);
-    assert!(stdout(&output).contains("instructions-only"));
+    assert!(stdout(&output).contains("drifted"));
 }
 
 #[test]

@@ -4,7 +4,9 @@
 
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 
 use talaria_runtime::sandbox::{LoadError, LoadedSkill, Sandbox, SandboxConfig};
 use talaria_runtime::skill::{Capabilities, MountRoots, Skill};
@@ -120,4 +122,54 @@ impl Fixture {
     pub async fn load(&self, sandbox: &Sandbox, name: &str) -> LoadedSkill {
         self.try_load(sandbox, name).await.unwrap()
     }
+}
+
+/// Run the `talaria` binary with the fixture as its data home.
+pub fn talaria(fixture: &Fixture, args: &[&str]) -> Output {
+    talaria_with_stdin(fixture, args, None)
+}
+
+pub fn talaria_with_stdin(fixture: &Fixture, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_talaria"))
+        .env_clear()
+        .env("TALARIA_HOME", fixture.root.path())
+        .env("TALARIA_SKILLS_DIR", &fixture.skills_dir)
+        .env("TALARIA_WORKSPACE", &fixture.workspace)
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8(output.stderr.clone()).unwrap()
+}
+
+pub fn assert_exit(output: &Output, code: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "stdout: {}\nstderr: {}",
+        stdout(output),
+        stderr(output)
+    );
 }

@@ -1,18 +1,20 @@
 //! The `talaria` command line: argument parsing and printing only.
 
+mod context;
 mod output;
+mod skills;
 
-use std::io::{IsTerminal, Read};
+use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
+use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
-use crate::sandbox::{LoadedSkill, Sandbox, SandboxConfig};
-use crate::skill::{self, Capabilities, MountRoots, Skill};
+use context::Context;
 
-/// Exit code of a failed tool call or a runtime failure.
+/// Exit code of a failed tool call, a refusal or a runtime failure; also of
+/// `skills audit` when a skill is not granted.
 const EXIT_FAILURE: u8 = 1;
 /// Exit code of a usage error (bad arguments, unknown skill or tool).
 const EXIT_USAGE: u8 = 2;
@@ -24,12 +26,15 @@ const EXIT_USAGE: u8 = 2;
     about = "An AI agent runtime whose skills run as sandboxed WebAssembly components",
     long_about = "An AI agent runtime whose skills run as sandboxed WebAssembly components.\n\n\
         Each skill is a folder with skill.toml, an optional SKILL.md and an optional .wasm component. \
-        Components run under wasmtime with only the mounts and environment variables they were \
-        granted, no network, and hard memory, time and output limits.",
+        Components run under wasmtime with only the mounts and environment variables the operator \
+        granted, no network, and hard memory, time and output limits.\n\n\
+        All state lives in the data home (--home, TALARIA_HOME, default ~/.talaria).",
     after_help = "Examples:\n  \
         talaria skills list\n  \
-        talaria tool list --json\n  \
-        talaria tool call text.count '{\"text\": \"hello world\"}'"
+        talaria skills audit\n  \
+        talaria skills grant files\n  \
+        talaria tool call text.count '{\"text\": \"hello world\"}'\n  \
+        talaria config show"
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -39,54 +44,93 @@ pub struct Cli {
 }
 
 #[derive(Args)]
-struct GlobalArgs {
-    /// Data home: compiled-component cache, skill data, default workspace and skills.
+pub(crate) struct GlobalArgs {
+    /// Data home: config, grants, skills, skill data, caches [default: ~/.talaria].
     #[arg(long, global = true, env = "TALARIA_HOME", value_name = "DIR")]
     home: Option<PathBuf>,
-    /// Where skills are read from [default: HOME/skills].
-    #[arg(long, global = true, env = "TALARIA_SKILLS_DIR", value_name = "DIR")]
+    /// Read skills from DIR instead of HOME/skills (also TALARIA_SKILLS_DIR).
+    #[arg(long, global = true, value_name = "DIR")]
     skills_dir: Option<PathBuf>,
-    /// Directory mounted for skills that request ${workspace} [default: HOME/workspace].
-    #[arg(long, global = true, env = "TALARIA_WORKSPACE", value_name = "DIR")]
+    /// Directory mounted for skills that request ${workspace} (also TALARIA_WORKSPACE,
+    /// config `workspace`) [default: HOME/workspace].
+    #[arg(long, global = true, value_name = "DIR")]
     workspace: Option<PathBuf>,
-    /// Log filter for stderr, e.g. `info` or `talaria=debug`.
-    #[arg(
-        long,
-        global = true,
-        env = "TALARIA_LOG",
-        value_name = "FILTER",
-        default_value = "warn"
-    )]
-    log: String,
+    /// Log filter for stderr, e.g. `info` or `talaria=debug` (also TALARIA_LOG, config
+    /// `log.level`) [default: warn].
+    #[arg(long, global = true, value_name = "FILTER")]
+    log: Option<String>,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Inspect installed skills.
+    /// Inspect, install and grant skills.
     #[command(subcommand)]
     Skills(SkillsCommand),
-    /// List and call the tools skills offer.
+    /// List and call the tools of granted skills.
     #[command(subcommand)]
     Tool(ToolCommand),
+    /// Show the effective configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
 }
 
 #[derive(Subcommand)]
 enum SkillsCommand {
     /// List skills with their version, number of tools and state.
     ///
-    /// States: `ready` (component loaded, tools offered), `instructions-only`
-    /// (SKILL.md without a component), `invalid` (skill.toml rejected),
-    /// `failed` (the component could not be loaded).
+    /// States: `granted` (tools offered), `pending` (never granted),
+    /// `drifted` (changed or asking for more since its grant), `invalid`
+    /// (skill.toml rejected), `failed` (granted, but the component does not
+    /// load).
     List {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
+    /// Print what every skill may touch: mounts with host paths, env, exec,
+    /// network, limits, state.
+    ///
+    /// Exits 0 when every skill is granted and 1 when any is pending, drifted
+    /// or invalid, so it can gate a deployment.
+    Audit {
+        /// Print JSON (schema `talaria.skills.audit/v1`) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Grant a skill exactly the capabilities its manifest requests, pinned
+    /// to its current hash.
+    ///
+    /// Prints the host paths, environment variables, commands and limits
+    /// that will be granted (and what changed since the previous grant), then
+    /// asks for confirmation. Without a terminal it refuses unless --yes is
+    /// given.
+    Grant {
+        /// The skill's name.
+        name: String,
+        /// Grant without asking (for scripts).
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Remove a skill's grant; its tools are no longer offered.
+    Revoke {
+        /// The skill's name.
+        name: String,
+    },
+    /// Copy a skill folder into the skills directory, validated; it stays
+    /// pending until granted.
+    ///
+    /// The copy is validated (manifest, component loads) before it replaces
+    /// an installed revision; a skill that fails leaves the previous one in
+    /// place.
+    Install {
+        /// The skill folder (with skill.toml).
+        path: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
 enum ToolCommand {
-    /// List every tool of every ready skill as SKILL.TOOL with its description and arguments.
+    /// List every tool of every granted skill as SKILL.TOOL with its description and arguments.
     List {
         /// Print JSON (with each tool's full JSON Schema) instead of text.
         #[arg(long)]
@@ -94,8 +138,9 @@ enum ToolCommand {
     },
     /// Call one tool in a fresh sandbox and print its result.
     ///
-    /// Exits 0 with the result on stdout, 1 when the tool fails (the error on
-    /// stderr), 2 on usage errors such as an unknown tool or malformed JSON.
+    /// Exits 0 with the result on stdout, 1 when the tool fails or the skill
+    /// is not granted (the error on stderr), 2 on usage errors such as an
+    /// unknown tool or malformed JSON.
     #[command(after_help = "Examples:\n  \
         talaria tool call text.count '{\"text\": \"one two three\"}'\n  \
         echo '{\"path\": \"README.md\"}' | talaria tool call files.read -")]
@@ -109,8 +154,21 @@ enum ToolCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print every setting with its effective value and where it came from
+    /// (flag, environment, config.toml or default). Secrets are never shown.
+    Show {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the path of config.toml.
+    Path,
+}
+
 /// A failure with the exit code it maps to.
-struct Failure {
+pub(crate) struct Failure {
     code: u8,
     error: anyhow::Error,
 }
@@ -135,7 +193,6 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.global.log);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -147,7 +204,7 @@ pub fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(failure) => {
             eprintln!("error: {:#}", failure.error);
             ExitCode::from(failure.code)
@@ -155,65 +212,95 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|error| {
-        eprintln!("warning: invalid log filter {filter:?} ({error}); using `warn`");
-        tracing_subscriber::EnvFilter::new("warn")
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-}
-
-async fn run(cli: Cli) -> Result<(), Failure> {
-    let paths = Paths::resolve(&cli.global)?;
+async fn run(cli: Cli) -> Result<u8, Failure> {
+    if let Command::Config(ConfigCommand::Path) = cli.command {
+        // Works even when config.toml is broken: that is when it is needed.
+        let root = match &cli.global.home {
+            Some(root) => root.clone(),
+            None => crate::home::Home::default_root()?,
+        };
+        println!("{}", crate::home::Home::at(root).config_file().display());
+        return Ok(0);
+    }
+    let context = Context::new(&cli.global)?;
     match cli.command {
         Command::Skills(SkillsCommand::List { json }) => {
-            let skills = paths.load_all().await?;
-            output::print_skills(&skills, json)?;
+            let entries = context.entries(true).await?;
+            output::print_skills(&entries, json)?;
+        }
+        Command::Skills(SkillsCommand::Audit { json }) => {
+            if !skills::audit(&context, json).await? {
+                return Ok(EXIT_FAILURE);
+            }
+        }
+        Command::Skills(SkillsCommand::Grant { name, yes }) => {
+            skills::grant(&context, &name, yes).await?
+        }
+        Command::Skills(SkillsCommand::Revoke { name }) => skills::revoke(&context, &name)?,
+        Command::Skills(SkillsCommand::Install { path }) => {
+            skills::install(&context, &skills::install_source(path)).await?
         }
         Command::Tool(ToolCommand::List { json }) => {
-            let skills = paths.load_all().await?;
-            output::print_tools(&skills, json)?;
+            let entries = context.entries(true).await?;
+            output::print_tools(&entries, json)?;
         }
         Command::Tool(ToolCommand::Call { tool, arguments }) => {
-            let (skill_name, tool_name) = tool
-                .split_once('.')
-                .filter(|(skill, tool)| !skill.is_empty() && !tool.is_empty())
-                .ok_or_else(|| {
-                    Failure::usage(anyhow::anyhow!(
-                        "expected SKILL.TOOL (e.g. text.count), found {tool:?}"
-                    ))
-                })?;
-            let arguments = read_arguments(&arguments)?;
-            let skill = skill::find(&paths.skills_dir, skill_name)
-                .map_err(Failure::usage)?
-                .ok_or_else(|| {
-                    Failure::usage(anyhow::anyhow!(
-                        "no skill named {skill_name:?} in {}; see `talaria skills list`",
-                        paths.skills_dir.display()
-                    ))
-                })?;
-            let sandbox = paths.sandbox()?;
-            let loaded = paths.load(&sandbox, &skill).await?;
-            if !loaded.tools().iter().any(|t| t.name == tool_name) {
-                let known: Vec<&str> = loaded.tools().iter().map(|t| t.name.as_str()).collect();
-                return Err(Failure::usage(anyhow::anyhow!(
-                    "skill {} has no tool {tool_name:?}; it offers: {}",
-                    loaded.label(),
-                    known.join(", ")
-                )));
-            }
-            let output = loaded.call(tool_name, &arguments).await?;
-            let result = output.result;
-            if result.ends_with('\n') {
-                print!("{result}");
-            } else {
-                println!("{result}");
-            }
+            call_tool(&context, &tool, &arguments).await?
         }
+        Command::Config(ConfigCommand::Show { json }) => output::print_config(&context, json)?,
+        // Answered above, before the context is built.
+        Command::Config(ConfigCommand::Path) => {}
+    }
+    Ok(0)
+}
+
+async fn call_tool(context: &Context, tool: &str, arguments: &str) -> Result<(), Failure> {
+    let (skill_name, tool_name) = tool
+        .split_once('.')
+        .filter(|(skill, tool)| !skill.is_empty() && !tool.is_empty())
+        .ok_or_else(|| {
+            Failure::usage(anyhow::anyhow!(
+                "expected SKILL.TOOL (e.g. text.count), found {tool:?}"
+            ))
+        })?;
+    let arguments = read_arguments(arguments)?;
+    let skill = crate::skill::find(&context.skills_dir, skill_name)
+        .map_err(Failure::usage)?
+        .ok_or_else(|| {
+            Failure::usage(anyhow::anyhow!(
+                "no skill named {skill_name:?} in {}; see `talaria skills list`",
+                context.skills_dir.display()
+            ))
+        })?;
+    let assessment = context.assess(&skill, &context.grants()?)?;
+    if let Some(refusal) = Context::refusal(&skill, &assessment.state) {
+        return Err(anyhow::anyhow!(refusal).into());
+    }
+    let effective = assessment
+        .effective
+        .context("a granted skill has effective capabilities")?;
+    if skill.manifest.component.is_none() {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "skill {} has instructions only (SKILL.md) and no tools",
+            skill.label()
+        )));
+    }
+    let sandbox = context.sandbox()?;
+    let loaded = context.load(&sandbox, &skill, effective).await?;
+    if !loaded.tools().iter().any(|t| t.name == tool_name) {
+        let known: Vec<&str> = loaded.tools().iter().map(|t| t.name.as_str()).collect();
+        return Err(Failure::usage(anyhow::anyhow!(
+            "skill {} has no tool {tool_name:?}; it offers: {}",
+            loaded.label(),
+            known.join(", ")
+        )));
+    }
+    let output = loaded.call(tool_name, &arguments).await?;
+    let result = output.result;
+    if result.ends_with('\n') {
+        print!("{result}");
+    } else {
+        println!("{result}");
     }
     Ok(())
 }
@@ -251,91 +338,4 @@ fn json_kind(value: &serde_json::Value) -> &'static str {
         serde_json::Value::Array(_) => "an array",
         serde_json::Value::Object(_) => "an object",
     }
-}
-
-/// Where things live, resolved from flags, environment and defaults.
-struct Paths {
-    skills_dir: PathBuf,
-    roots: MountRoots,
-    cache_dir: PathBuf,
-}
-
-/// A skill as `skills list` and `tool list` show it.
-pub(crate) enum SkillEntry {
-    Ready(Skill, Box<LoadedSkill>),
-    InstructionsOnly(Skill),
-    Invalid(skill::ManifestError),
-    Failed(Skill, String),
-}
-
-impl Paths {
-    fn resolve(global: &GlobalArgs) -> anyhow::Result<Self> {
-        let home = match &global.home {
-            Some(home) => home.clone(),
-            None => std::env::home_dir()
-                .context("cannot find the home directory; set TALARIA_HOME or pass --home")?
-                .join(".talaria"),
-        };
-        let skills_dir = global
-            .skills_dir
-            .clone()
-            .unwrap_or_else(|| home.join("skills"));
-        let workspace = match &global.workspace {
-            Some(workspace) => workspace.clone(),
-            None => {
-                let workspace = home.join("workspace");
-                create_private_dir(&workspace)?;
-                workspace
-            }
-        };
-        Ok(Self {
-            skills_dir,
-            roots: MountRoots {
-                workspace,
-                skill_data: home.join("skill-data"),
-            },
-            cache_dir: home.join("cache").join("components"),
-        })
-    }
-
-    fn sandbox(&self) -> anyhow::Result<Sandbox> {
-        Sandbox::new(SandboxConfig {
-            cache_dir: Some(self.cache_dir.clone()),
-            ..SandboxConfig::default()
-        })
-    }
-
-    async fn load(&self, sandbox: &Sandbox, skill: &Skill) -> anyhow::Result<LoadedSkill> {
-        let capabilities = Capabilities::as_requested(skill, &self.roots)
-            .with_context(|| format!("skill {}", skill.label()))?;
-        Ok(sandbox.load(skill, capabilities).await?)
-    }
-
-    async fn load_all(&self) -> anyhow::Result<Vec<SkillEntry>> {
-        let sandbox = self.sandbox()?;
-        let mut entries = Vec::new();
-        for discovered in skill::discover(&self.skills_dir)? {
-            let entry = match discovered {
-                Err(error) => SkillEntry::Invalid(error),
-                Ok(skill) if skill.manifest.component.is_none() => {
-                    SkillEntry::InstructionsOnly(skill)
-                }
-                Ok(skill) => match self.load(&sandbox, &skill).await {
-                    Ok(loaded) => SkillEntry::Ready(skill, Box::new(loaded)),
-                    Err(error) => SkillEntry::Failed(skill, format!("{error:#}")),
-                },
-            };
-            entries.push(entry);
-        }
-        Ok(entries)
-    }
-}
-
-fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("cannot create {}", dir.display()))
 }

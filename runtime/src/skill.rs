@@ -2,6 +2,7 @@
 //! component. This module reads them; the sandbox runs them.
 
 mod capabilities;
+pub mod grants;
 pub mod manifest;
 
 use std::path::{Path, PathBuf};

@@ -4,8 +4,13 @@
 //! - [`skill`] reads skill folders (`skill.toml`, `SKILL.md`, component).
 //! - [`sandbox`] runs skill components under wasmtime with only what they
 //!   were granted.
+//! - [`home`] is the data home: layout, bootstrap, the single-writer lock.
+//! - [`config`] resolves `config.toml`, `TALARIA_*` variables and flags.
 //! - [`cli`] is the `talaria` command line.
 
 pub mod cli;
+pub mod config;
+pub mod home;
 pub mod sandbox;
 pub mod skill;
+mod toml_file;

@@ -4,7 +4,8 @@
 //!   skills) to wasm32-wasip2 and put each component where its `skill.toml`
 //!   says.
 //! - `test`: `build-skills`, then every test of the workspace.
-//! - `demo`: `build-skills`, then list the bundled skills and call one tool.
+//! - `demo`: `build-skills`, then list, grant and call the bundled skills in
+//!   a data home under `target/`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -173,6 +174,9 @@ fn copy_atomically(from: &Path, to: &Path) -> anyhow::Result<()> {
 
 fn demo(root: &Path) -> anyhow::Result<()> {
     build_skills(root)?;
+    // A data home of its own, so the demo leaves the user's ~/.talaria alone.
+    let home = root.join("target").join("demo-home");
+    let home = home.to_string_lossy().into_owned();
     let talaria = |args: &[&str]| -> anyhow::Result<()> {
         println!("\n$ talaria {}", args.join(" "));
         run(Command::new(cargo())
@@ -186,10 +190,19 @@ fn demo(root: &Path) -> anyhow::Result<()> {
                 "talaria",
                 "--",
             ])
-            .args(["--skills-dir", "skills", "--workspace", "."])
+            .args([
+                "--home",
+                &home,
+                "--skills-dir",
+                "skills",
+                "--workspace",
+                ".",
+            ])
             .args(args))
     };
     talaria(&["skills", "list"])?;
+    talaria(&["skills", "grant", "text", "--yes"])?;
+    talaria(&["skills", "grant", "files", "--yes"])?;
     talaria(&["tool", "list"])?;
     talaria(&[
         "tool",
@@ -203,5 +216,8 @@ fn demo(root: &Path) -> anyhow::Result<()> {
         "files.read",
         r#"{"path": "README.md", "end_line": 5}"#,
     ])?;
-    Ok(())
+    talaria(&["skills", "audit"]).or_else(|_| {
+        println!("(audit exits 1 while a skill is not granted: json is still pending)");
+        Ok(())
+    })
 }

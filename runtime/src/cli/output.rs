@@ -1,10 +1,10 @@
-//! Tables and JSON for `skills list` and `tool list`.
+//! Tables and JSON for `skills list`, `tool list` and `config show`.
 
 use std::io::Write;
 
 use serde_json::json;
 
-use super::SkillEntry;
+use super::context::{Context, SkillEntry};
 
 pub(crate) fn print_skills(entries: &[SkillEntry], as_json: bool) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
@@ -20,20 +20,6 @@ pub(crate) fn print_skills(entries: &[SkillEntry], as_json: bool) -> anyhow::Res
     let rows: Vec<[String; 5]> = entries
         .iter()
         .map(|entry| match entry {
-            SkillEntry::Ready(skill, loaded) => [
-                skill.name().to_owned(),
-                skill.manifest.version.to_string(),
-                loaded.tools().len().to_string(),
-                "ready".into(),
-                skill.manifest.description.clone(),
-            ],
-            SkillEntry::InstructionsOnly(skill) => [
-                skill.name().to_owned(),
-                skill.manifest.version.to_string(),
-                "0".into(),
-                "instructions-only".into(),
-                skill.manifest.description.clone(),
-            ],
             SkillEntry::Invalid(error) => [
                 folder_name(&error.file),
                 "-".into(),
@@ -41,13 +27,37 @@ pub(crate) fn print_skills(entries: &[SkillEntry], as_json: bool) -> anyhow::Res
                 "invalid".into(),
                 error.message.clone(),
             ],
-            SkillEntry::Failed(skill, error) => [
-                skill.name().to_owned(),
-                skill.manifest.version.to_string(),
-                "-".into(),
-                "failed".into(),
-                error.clone(),
-            ],
+            SkillEntry::Known {
+                skill,
+                assessment,
+                loaded,
+            } => {
+                let (tools, state, note) = match loaded {
+                    Some(Ok(loaded)) => (
+                        loaded.tools().len().to_string(),
+                        "granted",
+                        skill.manifest.description.clone(),
+                    ),
+                    Some(Err(error)) => ("-".into(), "failed", error.clone()),
+                    None if skill.manifest.component.is_none() => (
+                        "0".into(),
+                        assessment.state.name(),
+                        skill.manifest.description.clone(),
+                    ),
+                    None => (
+                        "-".into(),
+                        assessment.state.name(),
+                        skill.manifest.description.clone(),
+                    ),
+                };
+                [
+                    skill.name().to_owned(),
+                    skill.manifest.version.to_string(),
+                    tools,
+                    state.into(),
+                    note,
+                ]
+            }
         })
         .collect();
     write_table(
@@ -60,43 +70,48 @@ pub(crate) fn print_skills(entries: &[SkillEntry], as_json: bool) -> anyhow::Res
 
 fn skill_json(entry: &SkillEntry) -> serde_json::Value {
     match entry {
-        SkillEntry::Ready(skill, loaded) => json!({
-            "name": skill.name(),
-            "version": skill.manifest.version.to_string(),
-            "description": skill.manifest.description,
-            "state": "ready",
-            "tools": loaded.tools().iter().map(|t| &t.name).collect::<Vec<_>>(),
-            "dir": skill.dir,
-        }),
-        SkillEntry::InstructionsOnly(skill) => json!({
-            "name": skill.name(),
-            "version": skill.manifest.version.to_string(),
-            "description": skill.manifest.description,
-            "state": "instructions-only",
-            "tools": [],
-            "dir": skill.dir,
-        }),
         SkillEntry::Invalid(error) => json!({
             "name": folder_name(&error.file),
             "state": "invalid",
             "error": error.to_string(),
             "dir": error.file.parent(),
         }),
-        SkillEntry::Failed(skill, error) => json!({
-            "name": skill.name(),
-            "version": skill.manifest.version.to_string(),
-            "description": skill.manifest.description,
-            "state": "failed",
-            "error": error,
-            "dir": skill.dir,
-        }),
+        SkillEntry::Known {
+            skill,
+            assessment,
+            loaded,
+        } => {
+            let (state, tools, error) = match loaded {
+                Some(Ok(loaded)) => (
+                    "granted",
+                    loaded.tools().iter().map(|t| t.name.clone()).collect(),
+                    None,
+                ),
+                Some(Err(error)) => ("failed", Vec::new(), Some(error.clone())),
+                None => (assessment.state.name(), Vec::new(), None),
+            };
+            json!({
+                "name": skill.name(),
+                "version": skill.manifest.version.to_string(),
+                "description": skill.manifest.description,
+                "state": state,
+                "instructions_only": skill.manifest.component.is_none(),
+                "tools": tools,
+                "error": error,
+                "dir": skill.dir,
+            })
+        }
     }
 }
 
 pub(crate) fn print_tools(entries: &[SkillEntry], as_json: bool) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     let ready = entries.iter().filter_map(|entry| match entry {
-        SkillEntry::Ready(skill, loaded) => Some((skill, loaded)),
+        SkillEntry::Known {
+            skill,
+            loaded: Some(Ok(loaded)),
+            ..
+        } => Some((skill, loaded)),
         _ => None,
     });
     if as_json {
@@ -137,6 +152,32 @@ pub(crate) fn print_tools(entries: &[SkillEntry], as_json: bool) -> anyhow::Resu
     Ok(())
 }
 
+pub(crate) fn print_config(context: &Context, as_json: bool) -> anyhow::Result<()> {
+    let settings = context.config.shown();
+    let mut out = std::io::stdout().lock();
+    if as_json {
+        let report = json!({
+            "home": context.home.root(),
+            "config_file": context.home.config_file(),
+            "settings": settings,
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+        return Ok(());
+    }
+    writeln!(out, "# home: {}", context.home.root().display())?;
+    writeln!(
+        out,
+        "# config file: {}",
+        context.home.config_file().display()
+    )?;
+    let rows: Vec<[String; 3]> = settings
+        .into_iter()
+        .map(|s| [s.key.to_owned(), s.value, format!("({})", s.source)])
+        .collect();
+    write_table(&mut out, ["KEY", "VALUE", "SOURCE"], &rows)?;
+    Ok(())
+}
+
 /// `path (string, required), limit (integer)` from a JSON Schema object.
 fn describe_arguments(schema: &serde_json::Value) -> String {
     let Some(properties) = schema.get("properties").and_then(|p| p.as_object()) else {
@@ -170,7 +211,7 @@ fn describe_arguments(schema: &serde_json::Value) -> String {
         .join(", ")
 }
 
-fn folder_name(manifest: &std::path::Path) -> String {
+pub(crate) fn folder_name(manifest: &std::path::Path) -> String {
     manifest
         .parent()
         .and_then(|dir| dir.file_name())

@@ -24,12 +24,13 @@
 
 use std::fs;
 use std::hash::{Hash, Hasher};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use wasmtime::Engine;
 use wasmtime::component::Component;
+
+use crate::home::{create_private_dir, write_atomically};
 
 const KEY_FILE: &str = "cache.key";
 
@@ -53,8 +54,7 @@ pub enum CacheOutcome {
 
 impl ComponentCache {
     pub fn open(dir: &Path, engine: &Engine) -> anyhow::Result<Self> {
-        create_private_dir(dir)
-            .with_context(|| format!("cannot create the component cache {}", dir.display()))?;
+        create_private_dir(dir)?;
         check_private_dir(dir)?;
         let key = load_or_create_key(&dir.join(KEY_FILE))?;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -179,14 +179,6 @@ fn check_private_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-}
-
 fn load_or_create_key(path: &Path) -> anyhow::Result<[u8; 32]> {
     match fs::read(path) {
         Ok(bytes) => bytes.try_into().map_err(|bytes: Vec<u8>| {
@@ -209,39 +201,4 @@ fn load_or_create_key(path: &Path) -> anyhow::Result<[u8; 32]> {
         }
         Err(error) => Err(error).with_context(|| format!("cannot read {}", path.display())),
     }
-}
-
-/// Write `bytes` to `path` so that readers see either the old file or the
-/// complete new one: temporary file in the same directory, fsync, rename,
-/// fsync the directory.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().context("path has no parent directory")?;
-    let file_name = path
-        .file_name()
-        .context("path has no file name")?
-        .to_string_lossy();
-    let temp = dir.join(format!(
-        ".{file_name}.{}.{:08x}.tmp",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    let result = (|| -> anyhow::Result<()> {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&temp)
-            .with_context(|| format!("cannot create {}", temp.display()))?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&temp, path)
-            .with_context(|| format!("cannot rename into {}", path.display()))?;
-        fs::File::open(dir)?.sync_all()?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    result
 }

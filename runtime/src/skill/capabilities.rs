@@ -1,19 +1,20 @@
-//! The effective capabilities of a skill: what the sandbox is allowed to give
-//! it, with host paths resolved.
+//! The capabilities of a skill with host paths resolved: what it requests
+//! ([`Capabilities::requested`]) and, once granted, what the sandbox gives it.
 //!
-//! This is the seam between "what a skill asks for" and "what it gets". Today
-//! a skill gets exactly what its manifest requests, with host paths chosen by
-//! the host ([`Capabilities::as_requested`]); operator grants pinned to the
-//! skill's hash will intersect the request here, and the sandbox never sees
-//! anything but a `Capabilities`.
+//! This is the seam between "what a skill asks for" and "what it gets": the
+//! grants module decides, and the sandbox never sees anything but a
+//! `Capabilities` whose mounts were checked by [`Capabilities::prepare`].
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use serde::Serialize;
 
 use super::{Access, ExecRule, Limits, MountSource, Skill};
+use crate::home::create_private_dir;
 
-/// Host directories the mount variables of a manifest resolve to.
+/// Host directories the mount variables of a manifest resolve to. Both
+/// should be absolute and canonical (the CLI canonicalises them at start).
 #[derive(Debug, Clone)]
 pub struct MountRoots {
     /// `${workspace}`
@@ -22,7 +23,7 @@ pub struct MountRoots {
     pub skill_data: PathBuf,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Capabilities {
     pub mounts: Vec<GrantedMount>,
     /// Environment variable names the guest may see (values are read from
@@ -32,13 +33,20 @@ pub struct Capabilities {
     pub limits: Limits,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GrantedMount {
+    #[serde(serialize_with = "serialize_source")]
     pub source: MountSource,
-    /// Canonical host directory.
     pub host: PathBuf,
     pub guest: String,
     pub access: Access,
+}
+
+fn serialize_source<S: serde::Serializer>(
+    source: &MountSource,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(source.variable())
 }
 
 impl Capabilities {
@@ -53,48 +61,62 @@ impl Capabilities {
     }
 
     /// What `skill`'s manifest requests, with mount variables resolved under
-    /// `roots`. `${skill_data}` is created (mode 0700) on first use; the
-    /// workspace must exist.
-    pub fn as_requested(skill: &Skill, roots: &MountRoots) -> anyhow::Result<Self> {
+    /// `roots`. Pure: touches no file.
+    pub fn requested(skill: &Skill, roots: &MountRoots) -> Self {
         let requested = &skill.manifest.capabilities;
-        let mut mounts = Vec::with_capacity(requested.mounts.len());
-        for mount in &requested.mounts {
-            let host = match mount.source {
-                MountSource::Workspace => roots.workspace.clone(),
-                MountSource::SkillData => {
-                    let dir = roots.skill_data.join(skill.name());
-                    create_private_dir(&dir)?;
-                    dir
-                }
-                MountSource::SkillDir => skill.dir.clone(),
-            };
-            mounts.push(GrantedMount {
+        let mounts = requested
+            .mounts
+            .iter()
+            .map(|mount| GrantedMount {
                 source: mount.source,
-                host: canonical_dir(&host, mount.source)?,
+                host: match mount.source {
+                    MountSource::Workspace => roots.workspace.clone(),
+                    MountSource::SkillData => roots.skill_data.join(skill.name()),
+                    MountSource::SkillDir => skill.dir.clone(),
+                },
                 guest: mount.guest.clone(),
                 access: mount.access,
-            });
-        }
-        Ok(Self {
+            })
+            .collect();
+        Self {
             mounts,
             env: requested.env.clone(),
             exec: requested.exec.clone(),
             limits: skill.manifest.limits,
-        })
+        }
+    }
+
+    /// What the manifest requests, prepared for the sandbox without any
+    /// grant check. For tests, benchmarks and embedders that vet skills
+    /// themselves; the CLI goes through grants.
+    pub fn as_requested(skill: &Skill, roots: &MountRoots) -> anyhow::Result<Self> {
+        let capabilities = Self::requested(skill, roots);
+        capabilities.prepare()?;
+        Ok(capabilities)
+    }
+
+    /// Make the mounts ready: create `${skill_data}` directories (mode 0700)
+    /// on first use, and check that every host path is an existing directory
+    /// that is still where it was granted (a symlink swapped in since is
+    /// refused).
+    pub fn prepare(&self) -> anyhow::Result<()> {
+        for mount in &self.mounts {
+            if mount.source == MountSource::SkillData {
+                create_private_dir(&mount.host)?;
+            }
+            let canonical = canonical_dir(&mount.host, mount.source)?;
+            anyhow::ensure!(
+                canonical == mount.host,
+                "{} resolves to {} now, not to {} as granted; grant the skill again if this is intended",
+                mount.source,
+                canonical.display(),
+                mount.host.display()
+            );
+        }
+        Ok(())
     }
 }
 
-fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("cannot create {}", dir.display()))
-}
-
-/// Mounts are opened by canonical path so a later change of a symlink on the
-/// way cannot redirect them.
 fn canonical_dir(path: &Path, source: MountSource) -> anyhow::Result<PathBuf> {
     let canonical = path.canonicalize().with_context(|| {
         format!(

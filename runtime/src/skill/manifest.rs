@@ -76,7 +76,7 @@ impl MountSource {
         }
     }
 
-    fn from_variable(text: &str) -> Option<Self> {
+    pub fn from_variable(text: &str) -> Option<Self> {
         [Self::Workspace, Self::SkillData, Self::SkillDir]
             .into_iter()
             .find(|source| source.variable() == text)
@@ -89,7 +89,7 @@ impl fmt::Display for MountSource {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Access {
     ReadOnly,
@@ -116,7 +116,7 @@ impl Access {
 
 /// A native command a skill may ask the host to run: `program` with
 /// arguments matching `args` (`*` matches one argument, `**` any remainder).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExecRule {
     pub program: String,
@@ -124,7 +124,8 @@ pub struct ExecRule {
     pub args: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct Limits {
     pub memory_mb: u32,
     pub timeout_ms: u64,
@@ -225,30 +226,7 @@ struct RawLimits {
 }
 
 fn parse_raw(text: &str) -> Result<RawManifest, String> {
-    let deserializer =
-        toml::Deserializer::parse(text).map_err(|e| describe_toml_error(text, &e, None))?;
-    serde_path_to_error::deserialize(deserializer).map_err(|e| {
-        let path = e.path().to_string();
-        let path = (path != ".").then_some(path);
-        describe_toml_error(text, e.inner(), path.as_deref())
-    })
-}
-
-/// `key `a.b`: message (line L, column C)`, or without the key when the
-/// error is in the TOML syntax itself.
-fn describe_toml_error(text: &str, error: &toml::de::Error, key: Option<&str>) -> String {
-    let position = error.span().map(|span| {
-        let before = &text[..span.start.min(text.len())];
-        let line = before.matches('\n').count() + 1;
-        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-        format!(" (line {line}, column {column})")
-    });
-    let message = error.message().trim_end();
-    let position = position.unwrap_or_default();
-    match key {
-        Some(key) => format!("key `{key}`: {message}{position}"),
-        None => format!("invalid TOML: {message}{position}"),
-    }
+    crate::toml_file::parse(text)
 }
 
 fn validate(raw: RawManifest) -> Result<Manifest, String> {

@@ -1,0 +1,198 @@
+//! What every command starts from: the data home (bootstrapped), the
+//! environment with `.env`, the effective configuration, and where skills
+//! and mounts live.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+
+use crate::config::{Config, ConfigFile, Environment, Flags, LogFormat};
+use crate::home::Home;
+use crate::sandbox::{LoadedSkill, PoolSize, Sandbox, SandboxConfig};
+use crate::skill::grants::{self, Assessment, Grants, SkillState};
+use crate::skill::{self, Capabilities, ManifestError, MountRoots, Skill};
+
+use super::GlobalArgs;
+
+pub(crate) struct Context {
+    pub home: Home,
+    pub env: Environment,
+    pub config: Config,
+    pub skills_dir: PathBuf,
+    pub roots: MountRoots,
+}
+
+/// A skill as the operator sees it.
+// A handful of entries live for one command; boxing buys nothing here.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum SkillEntry {
+    Invalid(ManifestError),
+    Known {
+        skill: Skill,
+        assessment: Assessment,
+        /// The loaded component when the skill is granted and has one.
+        loaded: Option<Result<Box<LoadedSkill>, String>>,
+    },
+}
+
+impl Context {
+    pub fn new(global: &GlobalArgs) -> anyhow::Result<Self> {
+        let root = match &global.home {
+            Some(root) => root.clone(),
+            None => Home::default_root()?,
+        };
+        let home = Home::at(root);
+        home.bootstrap()
+            .with_context(|| format!("cannot prepare the data home {}", home.root().display()))?;
+        let env = Environment::load(&home)?;
+        let file = ConfigFile::load(&home.config_file())?;
+        let flags = Flags {
+            workspace: global.workspace.clone(),
+            log: global.log.clone(),
+        };
+        let config = Config::resolve(&home, file, &env, &flags)?;
+        init_logging(&config.log_level.value, config.log_format.value);
+
+        let skills_dir = global
+            .skills_dir
+            .clone()
+            .or_else(|| env.get("TALARIA_SKILLS_DIR").map(PathBuf::from))
+            .unwrap_or_else(|| home.skills_dir());
+        let workspace = canonical(
+            &config.workspace.value,
+            &format!("workspace ({})", config.workspace.source),
+        )?;
+        let skill_data = canonical(&home.skill_data_dir(), "skill-data directory")?;
+        Ok(Self {
+            home,
+            env,
+            config,
+            skills_dir,
+            roots: MountRoots {
+                workspace,
+                skill_data,
+            },
+        })
+    }
+
+    pub fn sandbox(&self) -> anyhow::Result<Sandbox> {
+        Sandbox::new(SandboxConfig {
+            cache_dir: Some(self.home.components_cache_dir()),
+            pool: PoolSize {
+                concurrent_instances: self.config.max_instances.value,
+            },
+        })
+    }
+
+    pub fn grants(&self) -> anyhow::Result<Grants> {
+        Grants::load(&self.home.grants_file())
+    }
+
+    /// The skill folders of the skills directory, `.`-prefixed ones skipped.
+    pub fn discover(&self) -> anyhow::Result<Vec<skill::Discovered>> {
+        skill::discover(&self.skills_dir)
+    }
+
+    /// Judge `skill` against the grants.
+    pub fn assess(&self, skill: &Skill, grants: &Grants) -> anyhow::Result<Assessment> {
+        let hash = grants::skill_hash(skill)?;
+        let requested = Capabilities::requested(skill, &self.roots);
+        Ok(grants::assess(
+            hash,
+            requested,
+            grants.skills.get(skill.name()),
+        ))
+    }
+
+    /// Load a granted skill's component with its effective capabilities.
+    pub async fn load(
+        &self,
+        sandbox: &Sandbox,
+        skill: &Skill,
+        effective: Capabilities,
+    ) -> anyhow::Result<LoadedSkill> {
+        effective
+            .prepare()
+            .with_context(|| format!("skill {}", skill.label()))?;
+        let env = self.env.clone();
+        let loaded = sandbox.load(skill, effective).await?;
+        Ok(loaded.with_env(move |name| env.get(name).map(str::to_owned)))
+    }
+
+    /// Every skill with its state; granted components are loaded when
+    /// `load` is true.
+    pub async fn entries(&self, load: bool) -> anyhow::Result<Vec<SkillEntry>> {
+        let grants = self.grants()?;
+        let sandbox = if load { Some(self.sandbox()?) } else { None };
+        let mut entries = Vec::new();
+        for discovered in self.discover()? {
+            let skill = match discovered {
+                Ok(skill) => skill,
+                Err(error) => {
+                    entries.push(SkillEntry::Invalid(error));
+                    continue;
+                }
+            };
+            let assessment = self.assess(&skill, &grants)?;
+            let loaded = match (&sandbox, &assessment.effective) {
+                (Some(sandbox), Some(effective)) if skill.manifest.component.is_some() => Some(
+                    self.load(sandbox, &skill, effective.clone())
+                        .await
+                        .map(Box::new)
+                        .map_err(|e| format!("{e:#}")),
+                ),
+                _ => None,
+            };
+            entries.push(SkillEntry::Known {
+                skill,
+                assessment,
+                loaded,
+            });
+        }
+        Ok(entries)
+    }
+
+    /// Why `skill` may not run, with the command that fixes it, or `None`
+    /// when it is granted.
+    pub fn refusal(skill: &Skill, state: &SkillState) -> Option<String> {
+        let name = skill.name();
+        match state {
+            SkillState::Granted => None,
+            SkillState::Pending => Some(format!(
+                "skill {} is pending: it has never been granted; review it with `talaria skills audit` \
+                 and grant it with `talaria skills grant {name}`",
+                skill.label()
+            )),
+            SkillState::Drifted(reasons) => Some(format!(
+                "skill {} is drifted ({}); review it with `talaria skills audit` and grant it again \
+                 with `talaria skills grant {name}`",
+                skill.label(),
+                reasons.join("; ")
+            )),
+        }
+    }
+}
+
+fn canonical(path: &std::path::Path, what: &str) -> anyhow::Result<PathBuf> {
+    path.canonicalize()
+        .with_context(|| format!("the {what} {} cannot be opened", path.display()))
+}
+
+fn init_logging(filter: &str, format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|error| {
+        eprintln!("warning: invalid log filter {filter:?} ({error}); using `warn`");
+        tracing_subscriber::EnvFilter::new("warn")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Human => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+    };
+    // Only fails if a subscriber is already set (tests calling twice).
+    let _ = result;
+}

@@ -1,0 +1,405 @@
+//! `talaria skills grant | revoke | install | audit`.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use serde_json::json;
+
+use super::context::{Context, SkillEntry};
+use super::{Failure, output};
+use crate::config::Environment;
+use crate::skill::grants::{
+    self, Grant, GrantedBy, SkillState, describe_exec, grant_diff, short_hash,
+};
+use crate::skill::{self, Capabilities, Limits, Skill};
+
+/// `talaria skills grant NAME`: show exactly what will be granted, with the
+/// difference from the previous grant, and record it once confirmed.
+pub(crate) async fn grant(context: &Context, name: &str, yes: bool) -> Result<(), Failure> {
+    let _lock = context.home.lock(&format!("talaria skills grant {name}"))?;
+    let skill = find(context, name)?;
+    if skill.manifest.component.is_some() {
+        // A component that does not load is not worth granting.
+        let sandbox = context.sandbox()?;
+        sandbox
+            .load(&skill, Capabilities::none())
+            .await
+            .context("refusing to grant a skill whose component does not load")?;
+    }
+    let mut all = context.grants()?;
+    let assessment = context.assess(&skill, &all)?;
+    let previous = all.skills.get(name).cloned();
+    let grant = Grant::of(
+        &skill,
+        &assessment.hash,
+        &assessment.requested,
+        GrantedBy::Operator,
+    );
+    if assessment.state == SkillState::Granted
+        && previous
+            .as_ref()
+            .is_some_and(|p| grant_diff(p, &grant).is_empty())
+    {
+        println!(
+            "skill {} is already granted exactly this; nothing to do",
+            skill.label()
+        );
+        return Ok(());
+    }
+
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "Grant skill {} ({})",
+        skill.label(),
+        short_hash(&grant.hash)
+    )?;
+    write_capabilities(&mut out, &grant, &context.env)?;
+    if let Some(previous) = &previous {
+        writeln!(
+            out,
+            "Changes since the grant of {} by {}:",
+            previous.granted_at, previous.granted_by
+        )?;
+        for line in grant_diff(previous, &grant) {
+            writeln!(out, "  {line}")?;
+        }
+    }
+    drop(out);
+    if !yes {
+        confirm(&format!("Grant these capabilities to {}?", skill.label()))?;
+    }
+    all.skills.insert(name.to_owned(), grant);
+    all.save(&context.home.grants_file())?;
+    println!("granted {}", skill.label());
+    Ok(())
+}
+
+/// `talaria skills revoke NAME`.
+pub(crate) fn revoke(context: &Context, name: &str) -> Result<(), Failure> {
+    let _lock = context
+        .home
+        .lock(&format!("talaria skills revoke {name}"))?;
+    let mut all = context.grants()?;
+    match all.skills.remove(name) {
+        Some(grant) => {
+            all.save(&context.home.grants_file())?;
+            println!(
+                "revoked the grant of {name} v{}; the skill is pending",
+                grant.version
+            );
+        }
+        None => println!("{name} had no grant; nothing to revoke"),
+    }
+    Ok(())
+}
+
+/// `talaria skills install PATH`: copy a skill folder into the skills
+/// directory after validating the copy; the previous revision stays in
+/// place and running unless the new one is complete and valid.
+pub(crate) async fn install(context: &Context, source: &Path) -> Result<(), Failure> {
+    let candidate = Skill::load(source).map_err(Failure::usage)?;
+    let name = candidate.name().to_owned();
+    let _lock = context
+        .home
+        .lock(&format!("talaria skills install {}", source.display()))?;
+    let staging_root = context.skills_dir.join(".staging");
+    crate::home::create_private_dir(&staging_root)?;
+    let staged = staging_root.join(&name);
+    if staged.exists() {
+        // Left over from an interrupted install; it was never live.
+        std::fs::remove_dir_all(&staged)
+            .with_context(|| format!("cannot remove the leftover {}", staged.display()))?;
+    }
+    let outcome = stage_and_swap(context, source, &staged, &name).await;
+    let _ = std::fs::remove_dir_all(&staged);
+    let skill = outcome?;
+    let grants = context.grants()?;
+    let state = context.assess(&skill, &grants)?.state;
+    match Context::refusal(&skill, &state) {
+        None => println!("installed {}; it is granted", skill.label()),
+        Some(why) => println!("installed {}; {why}", skill.label()),
+    }
+    Ok(())
+}
+
+async fn stage_and_swap(
+    context: &Context,
+    source: &Path,
+    staged: &Path,
+    name: &str,
+) -> anyhow::Result<Skill> {
+    copy_skill_tree(source, staged)?;
+    let skill = Skill::load(staged)?;
+    if skill.manifest.component.is_some() {
+        context
+            .sandbox()?
+            .load(&skill, Capabilities::none())
+            .await
+            .context("the skill was not installed")?;
+    }
+    let live = context.skills_dir.join(name);
+    if live.exists() {
+        // One atomic exchange: readers see the old or the new revision,
+        // never a mix; the old one ends up in `staged` and is removed.
+        rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            staged,
+            rustix::fs::CWD,
+            &live,
+            rustix::fs::RenameFlags::EXCHANGE,
+        )
+        .with_context(|| format!("cannot replace {}", live.display()))?;
+    } else {
+        std::fs::rename(staged, &live)
+            .with_context(|| format!("cannot install into {}", live.display()))?;
+    }
+    Ok(Skill::load(&live)?)
+}
+
+/// Copy a skill folder: regular files and directories, skipping build output
+/// (`target/`) and hidden entries; symlinks are refused rather than followed.
+fn copy_skill_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
+    crate::home::create_private_dir(to)?;
+    for entry in
+        std::fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))?
+    {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name_text = name.to_string_lossy();
+        if name_text.starts_with('.') || name_text == "target" {
+            continue;
+        }
+        let kind = entry.file_type()?;
+        let (source, destination) = (entry.path(), to.join(&name));
+        if kind.is_symlink() {
+            bail!(
+                "{} is a symbolic link; a skill folder must hold plain files",
+                source.display()
+            );
+        } else if kind.is_dir() {
+            copy_skill_tree(&source, &destination)?;
+        } else if kind.is_file() {
+            std::fs::copy(&source, &destination)
+                .with_context(|| format!("cannot copy {}", source.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn find(context: &Context, name: &str) -> Result<Skill, Failure> {
+    skill::find(&context.skills_dir, name)
+        .map_err(Failure::usage)?
+        .ok_or_else(|| {
+            Failure::usage(anyhow::anyhow!(
+                "no skill named {name:?} in {}; see `talaria skills list`",
+                context.skills_dir.display()
+            ))
+        })
+}
+
+fn confirm(question: &str) -> Result<(), Failure> {
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "refusing to grant without confirmation: stdin is not a terminal; \
+             review the capabilities above and pass --yes to grant them"
+        )));
+    }
+    print!("{question} [y/N] ");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES") {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!("not granted").into())
+    }
+}
+
+fn write_capabilities(
+    out: &mut impl Write,
+    grant: &Grant,
+    env: &Environment,
+) -> std::io::Result<()> {
+    if grant.mounts.is_empty() {
+        writeln!(out, "  mounts   none")?;
+    }
+    for (index, mount) in grant.mounts.iter().enumerate() {
+        let label = if index == 0 { "mounts" } else { "" };
+        writeln!(
+            out,
+            "  {label:<8} {} → {} ({})",
+            mount.host.display(),
+            mount.guest,
+            mount.access.short()
+        )?;
+    }
+    let env_names: Vec<String> = grant
+        .env
+        .iter()
+        .map(|name| {
+            format!(
+                "{name} ({})",
+                if env.get(name).is_some() {
+                    "set"
+                } else {
+                    "not set"
+                }
+            )
+        })
+        .collect();
+    writeln!(out, "  env      {}", list_or_none(&env_names))?;
+    let exec: Vec<String> = grant.exec.iter().map(describe_exec).collect();
+    writeln!(out, "  exec     {}", list_or_none(&exec))?;
+    writeln!(out, "  network  none")?;
+    writeln!(out, "  limits   {}", describe_limits(&grant.limits))
+}
+
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".to_owned()
+    } else {
+        items.join(", ")
+    }
+}
+
+fn describe_limits(limits: &Limits) -> String {
+    format!(
+        "memory {} MiB, timeout {} ms, output {} bytes",
+        limits.memory_mb, limits.timeout_ms, limits.max_output_bytes
+    )
+}
+
+/// `talaria skills audit`: the operator's view of every skill. Returns
+/// whether every skill is granted.
+pub(crate) async fn audit(context: &Context, as_json: bool) -> Result<bool, Failure> {
+    let entries = context.entries(false).await?;
+    let grants = context.grants()?;
+    let all_granted = entries.iter().all(|entry| {
+        matches!(entry, SkillEntry::Known { assessment, .. } if assessment.state == SkillState::Granted)
+    });
+    if as_json {
+        let skills: Vec<serde_json::Value> = entries
+            .iter()
+            .map(|e| audit_json(e, &grants, &context.env))
+            .collect();
+        let report = json!({
+            "schema": "talaria.skills.audit/v1",
+            "home": context.home.root(),
+            "all_granted": all_granted,
+            "skills": skills,
+        });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(all_granted);
+    }
+    let mut out = std::io::stdout().lock();
+    if entries.is_empty() {
+        writeln!(
+            out,
+            "no skills installed in {}",
+            context.skills_dir.display()
+        )?;
+    }
+    for entry in &entries {
+        match entry {
+            SkillEntry::Invalid(error) => {
+                writeln!(out, "{}  invalid", output::folder_name(&error.file))?;
+                writeln!(out, "  error    {error}")?;
+            }
+            SkillEntry::Known {
+                skill, assessment, ..
+            } => {
+                let grant = grants.skills.get(skill.name());
+                let by = match (&assessment.state, grant) {
+                    (SkillState::Granted, Some(grant)) => {
+                        format!(" (by {}, {})", grant.granted_by, grant.granted_at)
+                    }
+                    _ => String::new(),
+                };
+                writeln!(
+                    out,
+                    "{}  v{}  {}  {}{by}",
+                    skill.name(),
+                    skill.manifest.version,
+                    short_hash(&assessment.hash),
+                    assessment.state.name()
+                )?;
+                if let SkillState::Drifted(reasons) = &assessment.state {
+                    for reason in reasons {
+                        writeln!(out, "  drift    {reason}")?;
+                    }
+                }
+                // Show what the skill would get (granted) or asks for.
+                let shown = Grant::of(
+                    skill,
+                    &assessment.hash,
+                    &assessment.requested,
+                    GrantedBy::Operator,
+                );
+                write_capabilities(&mut out, &shown, &context.env)?;
+            }
+        }
+        writeln!(out)?;
+    }
+    let summary = if all_granted {
+        "every skill is granted".to_owned()
+    } else {
+        let waiting = entries.len()
+            - entries
+                .iter()
+                .filter(|e| matches!(e, SkillEntry::Known { assessment, .. } if assessment.state == SkillState::Granted))
+                .count();
+        format!("{waiting} skill(s) need attention: grant with `talaria skills grant NAME`")
+    };
+    writeln!(out, "{summary}")?;
+    Ok(all_granted)
+}
+
+fn audit_json(entry: &SkillEntry, grants: &grants::Grants, env: &Environment) -> serde_json::Value {
+    match entry {
+        SkillEntry::Invalid(error) => json!({
+            "name": output::folder_name(&error.file),
+            "state": "invalid",
+            "error": error.to_string(),
+        }),
+        SkillEntry::Known {
+            skill, assessment, ..
+        } => {
+            let grant = grants.skills.get(skill.name());
+            let capabilities = &assessment.requested;
+            let drift: Vec<&String> = match &assessment.state {
+                SkillState::Drifted(reasons) => reasons.iter().collect(),
+                _ => Vec::new(),
+            };
+            json!({
+                "name": skill.name(),
+                "version": skill.manifest.version.to_string(),
+                "hash": assessment.hash,
+                "state": assessment.state.name(),
+                "drift": drift,
+                "granted_by": grant.map(|g| g.granted_by.to_string()),
+                "granted_at": grant.map(|g| g.granted_at.clone()),
+                "granted_hash": grant.map(|g| g.hash.clone()),
+                "mounts": capabilities.mounts.iter().map(|m| json!({
+                    "source": m.source.variable(),
+                    "host": m.host,
+                    "guest": m.guest,
+                    "access": m.access,
+                })).collect::<Vec<_>>(),
+                "env": capabilities.env.iter().map(|name| json!({
+                    "name": name,
+                    "set": env.get(name).is_some(),
+                })).collect::<Vec<_>>(),
+                "exec": capabilities.exec,
+                "network": Vec::<String>::new(),
+                "limits": capabilities.limits,
+            })
+        }
+    }
+}
+
+/// The path given to `skills install`, made absolute for messages.
+pub(crate) fn install_source(path: PathBuf) -> PathBuf {
+    std::path::absolute(&path).unwrap_or(path)
+}

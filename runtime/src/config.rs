@@ -1,0 +1,397 @@
+//! Configuration: `config.toml` in the data home, overridden by `TALARIA_*`
+//! environment variables (including those set in the home's `.env`), which
+//! are overridden by command-line flags. Every effective value remembers
+//! where it came from, for `talaria config show`.
+
+mod dotenv;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::home::Home;
+
+/// `config.toml` as written. Every key is optional; unknown keys are errors.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    workspace: Option<PathBuf>,
+    #[serde(default)]
+    log: LogSection,
+    #[serde(default)]
+    sandbox: SandboxSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogSection {
+    level: Option<String>,
+    format: Option<LogFormat>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SandboxSection {
+    max_instances: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Human => "human",
+            Self::Json => "json",
+        })
+    }
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "human" => Ok(Self::Human),
+            "json" => Ok(Self::Json),
+            other => Err(format!("expected \"human\" or \"json\", found {other:?}")),
+        }
+    }
+}
+
+impl ConfigFile {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        crate::toml_file::parse(text)
+    }
+
+    /// The file at `path`; an absent file is the empty configuration.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display())),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(error) => Err(anyhow::anyhow!("cannot read {}: {error}", path.display())),
+        }
+    }
+}
+
+/// The process environment with the home's `.env` underneath: a variable
+/// set in the environment wins over the same name in `.env`.
+#[derive(Debug, Clone, Default)]
+pub struct Environment {
+    process: BTreeMap<String, String>,
+    dotenv: BTreeMap<String, String>,
+}
+
+impl Environment {
+    /// The process environment and `home/.env` (absent is fine).
+    pub fn load(home: &Home) -> anyhow::Result<Self> {
+        let path = home.env_file();
+        let dotenv = match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                dotenv::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(error) => return Err(anyhow::anyhow!("cannot read {}: {error}", path.display())),
+        };
+        Ok(Self {
+            process: std::env::vars().collect(),
+            dotenv,
+        })
+    }
+
+    pub fn from_maps(process: BTreeMap<String, String>, dotenv: BTreeMap<String, String>) -> Self {
+        Self { process, dotenv }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.process
+            .get(name)
+            .or_else(|| self.dotenv.get(name))
+            .map(String::as_str)
+    }
+
+    /// Where `name` would be read from, for diagnostics.
+    pub fn origin(&self, name: &str) -> Option<&'static str> {
+        if self.process.contains_key(name) {
+            Some("environment")
+        } else if self.dotenv.contains_key(name) {
+            Some(".env")
+        } else {
+            None
+        }
+    }
+}
+
+/// Where an effective value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Default,
+    File,
+    Env(&'static str),
+    Flag(&'static str),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Default => f.write_str("default"),
+            Self::File => f.write_str("config.toml"),
+            Self::Env(name) => write!(f, "env {name}"),
+            Self::Flag(name) => write!(f, "flag {name}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting<T> {
+    pub value: T,
+    pub source: Source,
+}
+
+/// Values given on the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Flags {
+    pub workspace: Option<PathBuf>,
+    pub log: Option<String>,
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub workspace: Setting<PathBuf>,
+    pub log_level: Setting<String>,
+    pub log_format: Setting<LogFormat>,
+    pub max_instances: Setting<u32>,
+}
+
+/// One line of `talaria config show`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShownSetting {
+    pub key: &'static str,
+    pub value: String,
+    pub source: String,
+}
+
+impl Config {
+    pub fn resolve(
+        home: &Home,
+        file: ConfigFile,
+        env: &Environment,
+        flags: &Flags,
+    ) -> anyhow::Result<Self> {
+        let workspace = pick(
+            flags.workspace.clone().map(|v| (v, "--workspace")),
+            env.get("TALARIA_WORKSPACE")
+                .map(|v| (PathBuf::from(v), "TALARIA_WORKSPACE")),
+            file.workspace,
+            home.workspace_dir(),
+        );
+        let log_level = pick(
+            flags.log.clone().map(|v| (v, "--log")),
+            env.get("TALARIA_LOG")
+                .map(|v| (v.to_owned(), "TALARIA_LOG")),
+            file.log.level,
+            "warn".to_owned(),
+        );
+        let log_format_env = env
+            .get("TALARIA_LOG_FORMAT")
+            .map(|v| {
+                v.parse::<LogFormat>()
+                    .map_err(|e| anyhow::anyhow!("TALARIA_LOG_FORMAT: {e}"))
+            })
+            .transpose()?;
+        let log_format = pick(
+            None,
+            log_format_env.map(|v| (v, "TALARIA_LOG_FORMAT")),
+            file.log.format,
+            LogFormat::Human,
+        );
+        let instances_env = env
+            .get("TALARIA_SANDBOX_MAX_INSTANCES")
+            .map(|v| {
+                v.parse::<u32>().map_err(|_| {
+                    anyhow::anyhow!(
+                        "TALARIA_SANDBOX_MAX_INSTANCES: expected a whole number, found {v:?}"
+                    )
+                })
+            })
+            .transpose()?;
+        let max_instances = pick(
+            None,
+            instances_env.map(|v| (v, "TALARIA_SANDBOX_MAX_INSTANCES")),
+            file.sandbox.max_instances,
+            64,
+        );
+        anyhow::ensure!(
+            (1..=10_000).contains(&max_instances.value),
+            "sandbox.max_instances ({}): expected a number from 1 to 10000, found {}",
+            max_instances.source,
+            max_instances.value
+        );
+        Ok(Self {
+            workspace,
+            log_level,
+            log_format,
+            max_instances,
+        })
+    }
+
+    /// Every effective value with its source. No setting holds a secret yet;
+    /// secrets live in `.env` and are never shown.
+    pub fn shown(&self) -> Vec<ShownSetting> {
+        let line = |key, value: String, source: &Source| ShownSetting {
+            key,
+            value,
+            source: source.to_string(),
+        };
+        vec![
+            line(
+                "workspace",
+                self.workspace.value.display().to_string(),
+                &self.workspace.source,
+            ),
+            line(
+                "log.level",
+                self.log_level.value.clone(),
+                &self.log_level.source,
+            ),
+            line(
+                "log.format",
+                self.log_format.value.to_string(),
+                &self.log_format.source,
+            ),
+            line(
+                "sandbox.max_instances",
+                self.max_instances.value.to_string(),
+                &self.max_instances.source,
+            ),
+        ]
+    }
+}
+
+fn pick<T>(
+    flag: Option<(T, &'static str)>,
+    env: Option<(T, &'static str)>,
+    file: Option<T>,
+    default: T,
+) -> Setting<T> {
+    if let Some((value, name)) = flag {
+        Setting {
+            value,
+            source: Source::Flag(name),
+        }
+    } else if let Some((value, name)) = env {
+        Setting {
+            value,
+            source: Source::Env(name),
+        }
+    } else if let Some(value) = file {
+        Setting {
+            value,
+            source: Source::File,
+        }
+    } else {
+        Setting {
+            value: default,
+            source: Source::Default,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(process: &[(&str, &str)], dotenv: &[(&str, &str)]) -> Environment {
+        let map = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        Environment::from_maps(map(process), map(dotenv))
+    }
+
+    #[test]
+    fn flags_override_env_override_file_override_defaults() {
+        let home = Home::at("/data");
+        let file = ConfigFile::parse(
+            "workspace = \"/file\"\n[log]\nlevel = \"info\"\n[sandbox]\nmax_instances = 8\n",
+        )
+        .unwrap();
+        let environment = env(
+            &[("TALARIA_LOG", "debug")],
+            &[("TALARIA_WORKSPACE", "/dotenv")],
+        );
+        let flags = Flags {
+            workspace: Some("/flag".into()),
+            log: None,
+        };
+        let config = Config::resolve(&home, file, &environment, &flags).unwrap();
+        assert_eq!(config.workspace.value, PathBuf::from("/flag"));
+        assert_eq!(config.workspace.source, Source::Flag("--workspace"));
+        assert_eq!(config.log_level.value, "debug");
+        assert_eq!(config.log_level.source, Source::Env("TALARIA_LOG"));
+        assert_eq!(config.max_instances.value, 8);
+        assert_eq!(config.max_instances.source, Source::File);
+        assert_eq!(config.log_format.source, Source::Default);
+
+        let config = Config::resolve(
+            &home,
+            ConfigFile::default(),
+            &environment,
+            &Flags::default(),
+        )
+        .unwrap();
+        assert_eq!(config.workspace.value, PathBuf::from("/dotenv"));
+        assert_eq!(config.workspace.source, Source::Env("TALARIA_WORKSPACE"));
+        let config = Config::resolve(
+            &home,
+            ConfigFile::default(),
+            &env(&[], &[]),
+            &Flags::default(),
+        )
+        .unwrap();
+        assert_eq!(config.workspace.value, PathBuf::from("/data/workspace"));
+        assert_eq!(config.workspace.source, Source::Default);
+    }
+
+    #[test]
+    fn the_environment_wins_over_dotenv() {
+        let environment = env(&[("KEY", "process")], &[("KEY", "file"), ("ONLY", "file")]);
+        assert_eq!(environment.get("KEY"), Some("process"));
+        assert_eq!(environment.get("ONLY"), Some("file"));
+        assert_eq!(environment.origin("ONLY"), Some(".env"));
+        assert_eq!(environment.get("NONE"), None);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        assert_eq!(
+            ConfigFile::parse("[log]\nlevle = \"x\"\n").unwrap_err(),
+            "key `log.levle`: unknown field `levle`, expected `level` or `format` (line 2, column 1)"
+        );
+        assert_eq!(
+            ConfigFile::parse("[log]\nformat = \"xml\"\n").unwrap_err(),
+            "key `log.format`: unknown variant `xml`, expected `human` or `json` (line 2, column 10)"
+        );
+        let bad = env(&[("TALARIA_SANDBOX_MAX_INSTANCES", "lots")], &[]);
+        let error = Config::resolve(
+            &Home::at("/d"),
+            ConfigFile::default(),
+            &bad,
+            &Flags::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "TALARIA_SANDBOX_MAX_INSTANCES: expected a whole number, found \"lots\""
+        );
+    }
+}

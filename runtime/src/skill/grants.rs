@@ -1,0 +1,549 @@
+//! Operator grants: the second key.
+//!
+//! A skill's capabilities are usable only if its manifest requests them AND
+//! `grants.toml` grants them for that skill at that hash. The hash covers
+//! `skill.toml` and the component, so any change to either puts the skill
+//! back in front of the operator; a grant never widens silently.
+//!
+//! Only the operator grants (`talaria skills grant`); nothing a skill or the
+//! model can reach writes this file.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use super::{Access, Capabilities, ExecRule, GrantedMount, Limits, MountSource, Skill};
+use crate::home::write_atomically;
+
+/// Domain separation for the skill hash; bump the version if the framing
+/// below ever changes.
+const HASH_DOMAIN: &[u8] = b"talaria-skill-hash-v1\0";
+
+/// The identity a grant is pinned to: `blake3:` and the hex digest of
+///
+/// ```text
+/// "talaria-skill-hash-v1\0"
+/// u64 little-endian length of skill.toml, skill.toml bytes
+/// u8 1 and u64 little-endian length and bytes of the component, or u8 0 when the skill has none
+/// ```
+///
+/// `SKILL.md` is not part of it: instructions can be edited without a new
+/// grant, capabilities cannot.
+pub fn skill_hash(skill: &Skill) -> anyhow::Result<String> {
+    let manifest_path = skill.dir.join(super::MANIFEST_FILE);
+    let manifest = std::fs::read(&manifest_path)
+        .with_context(|| format!("cannot read {}", manifest_path.display()))?;
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(HASH_DOMAIN);
+    hasher.update(&(manifest.len() as u64).to_le_bytes());
+    hasher.update(&manifest);
+    match skill.component_path() {
+        Some(path) => {
+            let component =
+                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            hasher.update(&[1]);
+            hasher.update(&(component.len() as u64).to_le_bytes());
+            hasher.update(&component);
+        }
+        None => {
+            hasher.update(&[0]);
+        }
+    }
+    Ok(format!("blake3:{}", hasher.finalize().to_hex()))
+}
+
+/// `grants.toml`.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grants {
+    #[serde(default)]
+    pub skills: BTreeMap<String, Grant>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grant {
+    pub version: String,
+    pub hash: String,
+    pub granted_by: GrantedBy,
+    /// RFC 3339, UTC.
+    pub granted_at: String,
+    #[serde(default)]
+    pub mounts: Vec<MountGrant>,
+    #[serde(default)]
+    pub env: Vec<String>,
+    #[serde(default)]
+    pub exec: Vec<ExecRule>,
+    #[serde(default)]
+    pub network: Vec<String>,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MountGrant {
+    pub source: String,
+    pub host: PathBuf,
+    pub guest: String,
+    pub access: Access,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GrantedBy {
+    Operator,
+    Bundled,
+}
+
+impl fmt::Display for GrantedBy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Operator => "operator",
+            Self::Bundled => "bundled",
+        })
+    }
+}
+
+impl Grants {
+    /// The grants at `path`; an absent file grants nothing.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => crate::toml_file::parse(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display())),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(error) => Err(anyhow::anyhow!("cannot read {}: {error}", path.display())),
+        }
+    }
+
+    /// Write atomically, mode 0600. Callers hold the home's writer lock.
+    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+        let mut text = String::from(
+            "# Operator grants, one table per skill, pinned to the skill's hash.\n\
+             # Written by `talaria skills grant`; review with `talaria skills audit`.\n\n",
+        );
+        text.push_str(&toml::to_string(self).context("cannot serialise the grants")?);
+        write_atomically(path, text.as_bytes(), 0o600)
+    }
+}
+
+impl Grant {
+    /// A grant of exactly `requested` for `skill` at `hash`.
+    pub fn of(skill: &Skill, hash: &str, requested: &Capabilities, granted_by: GrantedBy) -> Self {
+        Self {
+            version: skill.manifest.version.to_string(),
+            hash: hash.to_owned(),
+            granted_by,
+            granted_at: now_rfc3339(),
+            mounts: requested
+                .mounts
+                .iter()
+                .map(|mount| MountGrant {
+                    source: mount.source.variable().to_owned(),
+                    host: mount.host.clone(),
+                    guest: mount.guest.clone(),
+                    access: mount.access,
+                })
+                .collect(),
+            env: requested.env.clone(),
+            exec: requested.exec.clone(),
+            network: Vec::new(),
+            limits: requested.limits,
+        }
+    }
+
+    fn covers_mount(&self, mount: &GrantedMount) -> bool {
+        self.mounts.iter().any(|granted| {
+            granted.source == mount.source.variable()
+                && granted.host == mount.host
+                && granted.guest == mount.guest
+                && granted.access.allows(mount.access)
+        })
+    }
+}
+
+/// Where a skill stands with the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkillState {
+    /// Hash matches and everything requested is granted.
+    Granted,
+    /// Never granted.
+    Pending,
+    /// Granted once, but the skill changed or asks for more; each reason says what.
+    Drifted(Vec<String>),
+}
+
+impl SkillState {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Granted => "granted",
+            Self::Pending => "pending",
+            Self::Drifted(_) => "drifted",
+        }
+    }
+}
+
+/// A skill judged against its grant.
+#[derive(Debug, Clone)]
+pub struct Assessment {
+    pub hash: String,
+    /// What the manifest asks for, host paths resolved.
+    pub requested: Capabilities,
+    pub state: SkillState,
+    /// What the sandbox may give it: manifest ∩ grant, only when granted.
+    pub effective: Option<Capabilities>,
+}
+
+pub fn assess(hash: String, requested: Capabilities, grant: Option<&Grant>) -> Assessment {
+    let Some(grant) = grant else {
+        return Assessment {
+            hash,
+            requested,
+            state: SkillState::Pending,
+            effective: None,
+        };
+    };
+    let mut reasons = Vec::new();
+    if grant.hash != hash {
+        reasons.push(format!(
+            "the skill changed: granted {}, now {}",
+            short_hash(&grant.hash),
+            short_hash(&hash)
+        ));
+    }
+    for mount in &requested.mounts {
+        if !grant.covers_mount(mount) {
+            reasons.push(format!(
+                "mount {} → {} ({}) is not granted",
+                mount.host.display(),
+                mount.guest,
+                mount.access.short()
+            ));
+        }
+    }
+    for name in &requested.env {
+        if !grant.env.contains(name) {
+            reasons.push(format!("env {name} is not granted"));
+        }
+    }
+    for rule in &requested.exec {
+        if !grant.exec.contains(rule) {
+            reasons.push(format!("exec {} is not granted", describe_exec(rule)));
+        }
+    }
+    let (asked, granted) = (requested.limits, grant.limits);
+    for (key, asked, granted) in [
+        (
+            "memory_mb",
+            u64::from(asked.memory_mb),
+            u64::from(granted.memory_mb),
+        ),
+        ("timeout_ms", asked.timeout_ms, granted.timeout_ms),
+        (
+            "max_output_bytes",
+            asked.max_output_bytes,
+            granted.max_output_bytes,
+        ),
+    ] {
+        if asked > granted {
+            reasons.push(format!(
+                "limits.{key} {asked} exceeds the granted {granted}"
+            ));
+        }
+    }
+    if !reasons.is_empty() {
+        return Assessment {
+            hash,
+            requested,
+            state: SkillState::Drifted(reasons),
+            effective: None,
+        };
+    }
+    // Everything requested is granted; limits are the smaller of the two.
+    let mut effective = requested.clone();
+    effective.limits = Limits {
+        memory_mb: asked.memory_mb.min(granted.memory_mb),
+        timeout_ms: asked.timeout_ms.min(granted.timeout_ms),
+        max_output_bytes: asked.max_output_bytes.min(granted.max_output_bytes),
+    };
+    Assessment {
+        hash,
+        requested,
+        state: SkillState::Granted,
+        effective: Some(effective),
+    }
+}
+
+/// `blake3:0123456789ab`, enough to tell hashes apart in a table.
+pub fn short_hash(hash: &str) -> &str {
+    let end = hash.len().min("blake3:".len() + 12);
+    &hash[..end]
+}
+
+pub fn describe_exec(rule: &ExecRule) -> String {
+    if rule.args.is_empty() {
+        rule.program.clone()
+    } else {
+        format!("{} {}", rule.program, rule.args.join(" "))
+    }
+}
+
+/// Lines describing how `new` differs from `old`, `+` for added, `-` for
+/// removed.
+pub fn grant_diff(old: &Grant, new: &Grant) -> Vec<String> {
+    let mut lines = Vec::new();
+    if old.version != new.version || old.hash != new.hash {
+        lines.push(format!(
+            "~ v{} {} → v{} {}",
+            old.version,
+            short_hash(&old.hash),
+            new.version,
+            short_hash(&new.hash)
+        ));
+    }
+    let mount = |m: &MountGrant| {
+        format!(
+            "mount {} → {} ({})",
+            m.host.display(),
+            m.guest,
+            m.access.short()
+        )
+    };
+    diff_lists(&mut lines, &old.mounts, &new.mounts, mount);
+    diff_lists(&mut lines, &old.env, &new.env, |name| format!("env {name}"));
+    diff_lists(&mut lines, &old.exec, &new.exec, |rule| {
+        format!("exec {}", describe_exec(rule))
+    });
+    let (a, b) = (old.limits, new.limits);
+    for (key, before, after) in [
+        ("memory_mb", u64::from(a.memory_mb), u64::from(b.memory_mb)),
+        ("timeout_ms", a.timeout_ms, b.timeout_ms),
+        ("max_output_bytes", a.max_output_bytes, b.max_output_bytes),
+    ] {
+        if before != after {
+            lines.push(format!("~ limits.{key} {before} → {after}"));
+        }
+    }
+    lines
+}
+
+fn diff_lists<T: PartialEq>(
+    lines: &mut Vec<String>,
+    old: &[T],
+    new: &[T],
+    show: impl Fn(&T) -> String,
+) {
+    for item in new.iter().filter(|item| !old.contains(item)) {
+        lines.push(format!("+ {}", show(item)));
+    }
+    for item in old.iter().filter(|item| !new.contains(item)) {
+        lines.push(format!("- {}", show(item)));
+    }
+}
+
+/// The current time as RFC 3339 in UTC, to the second.
+pub fn now_rfc3339() -> String {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    rfc3339(seconds)
+}
+
+fn rfc3339(unix_seconds: u64) -> String {
+    let days = (unix_seconds / 86_400) as i64;
+    let rest = unix_seconds % 86_400;
+    // Civil-from-days (proleptic Gregorian), after Howard Hinnant's algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+impl MountGrant {
+    pub fn source(&self) -> Option<MountSource> {
+        MountSource::from_variable(&self.source)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::skill::MountRoots;
+
+    fn skill_in(dir: &Path, manifest: &str, component: Option<&[u8]>) -> Skill {
+        let folder = dir.join("demo");
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join("skill.toml"), manifest).unwrap();
+        if let Some(bytes) = component {
+            std::fs::write(folder.join("demo.wasm"), bytes).unwrap();
+        }
+        Skill::load(&folder).unwrap()
+    }
+
+    const MANIFEST: &str = "[skill]\nname = \"demo\"\nversion = \"1.0.0\"\ndescription = \"d\"\ncomponent = \"demo.wasm\"\napi = \"^0.1\"\n\n[capabilities]\nmounts = [{ source = \"${workspace}\", guest = \"/workspace\", access = \"read-only\" }]\nenv = [\"TOKEN\"]\n";
+
+    fn roots(dir: &Path) -> MountRoots {
+        MountRoots {
+            workspace: dir.join("workspace"),
+            skill_data: dir.join("skill-data"),
+        }
+    }
+
+    #[test]
+    fn the_state_machine_follows_hash_and_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let skill = skill_in(dir.path(), MANIFEST, Some(b"component v1"));
+        let requested = Capabilities::requested(&skill, &roots(dir.path()));
+        let hash = skill_hash(&skill).unwrap();
+
+        let pending = assess(hash.clone(), requested.clone(), None);
+        assert_eq!(pending.state, SkillState::Pending);
+        assert!(pending.effective.is_none());
+
+        let grant = Grant::of(&skill, &hash, &requested, GrantedBy::Operator);
+        let granted = assess(hash.clone(), requested.clone(), Some(&grant));
+        assert_eq!(granted.state, SkillState::Granted);
+        assert_eq!(granted.effective.as_ref(), Some(&requested));
+
+        // One byte of the component changes: drifted.
+        let changed = skill_in(dir.path(), MANIFEST, Some(b"component v2"));
+        let new_hash = skill_hash(&changed).unwrap();
+        assert_ne!(new_hash, hash);
+        let drifted = assess(new_hash, requested.clone(), Some(&grant));
+        let SkillState::Drifted(reasons) = &drifted.state else {
+            panic!("{:?}", drifted.state);
+        };
+        assert_eq!(reasons.len(), 1);
+        assert!(
+            reasons[0].starts_with("the skill changed: granted blake3:"),
+            "{reasons:?}"
+        );
+
+        // Asking for more than granted: drifted, naming each extra.
+        let mut wider = requested.clone();
+        wider.env.push("ANOTHER".into());
+        wider.mounts[0].access = Access::ReadWrite;
+        wider.limits.memory_mb = grant.limits.memory_mb * 2;
+        let SkillState::Drifted(reasons) = assess(hash.clone(), wider, Some(&grant)).state else {
+            panic!("must drift");
+        };
+        let workspace = dir.path().join("workspace");
+        assert_eq!(
+            reasons,
+            [
+                format!(
+                    "mount {} → /workspace (rw) is not granted",
+                    workspace.display()
+                ),
+                "env ANOTHER is not granted".to_owned(),
+                format!(
+                    "limits.memory_mb {} exceeds the granted {}",
+                    grant.limits.memory_mb * 2,
+                    grant.limits.memory_mb
+                ),
+            ]
+        );
+
+        // Asking for less stays granted, with the smaller limits.
+        let mut narrower = requested.clone();
+        narrower.env.clear();
+        narrower.limits.timeout_ms = 10;
+        let less = assess(hash, narrower, Some(&grant));
+        assert_eq!(less.state, SkillState::Granted);
+        assert_eq!(less.effective.unwrap().limits.timeout_ms, 10);
+    }
+
+    #[test]
+    fn the_hash_covers_manifest_and_component_but_not_instructions() {
+        let dir = tempfile::tempdir().unwrap();
+        let skill = skill_in(dir.path(), MANIFEST, Some(b"bytes"));
+        let first = skill_hash(&skill).unwrap();
+        std::fs::write(skill.dir.join("SKILL.md"), "new instructions").unwrap();
+        assert_eq!(skill_hash(&skill).unwrap(), first);
+        let edited = skill_in(
+            dir.path(),
+            &MANIFEST.replace("1.0.0", "1.0.1"),
+            Some(b"bytes"),
+        );
+        assert_ne!(skill_hash(&edited).unwrap(), first);
+        assert!(first.starts_with("blake3:") && first.len() == 7 + 64);
+    }
+
+    #[test]
+    fn grants_round_trip_through_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let skill = skill_in(dir.path(), MANIFEST, Some(b"x"));
+        let requested = Capabilities::requested(&skill, &roots(dir.path()));
+        let mut grants = Grants::default();
+        let grant = Grant::of(
+            &skill,
+            &skill_hash(&skill).unwrap(),
+            &requested,
+            GrantedBy::Bundled,
+        );
+        grants.skills.insert("demo".into(), grant.clone());
+        let path = dir.path().join("grants.toml");
+        grants.save(&path).unwrap();
+        let loaded = Grants::load(&path).unwrap();
+        assert_eq!(loaded.skills["demo"], grant);
+        assert!(
+            Grants::load(&dir.path().join("absent.toml"))
+                .unwrap()
+                .skills
+                .is_empty()
+        );
+        std::fs::write(&path, "[skills.demo]\nversion = 1\n").unwrap();
+        let error = Grants::load(&path).unwrap_err().to_string();
+        assert!(
+            error.contains("grants.toml: key `skills.demo.version`: invalid type"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn diffs_name_what_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let skill = skill_in(dir.path(), MANIFEST, Some(b"x"));
+        let requested = Capabilities::requested(&skill, &roots(dir.path()));
+        let old = Grant::of(&skill, "blake3:aaaa", &requested, GrantedBy::Operator);
+        let mut new = old.clone();
+        new.hash = "blake3:bbbb".into();
+        new.env = vec!["OTHER".into()];
+        new.limits.timeout_ms = 9000;
+        assert_eq!(
+            grant_diff(&old, &new),
+            [
+                "~ v1.0.0 blake3:aaaa → v1.0.0 blake3:bbbb",
+                "+ env OTHER",
+                "- env TOKEN",
+                "~ limits.timeout_ms 5000 → 9000",
+            ]
+        );
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_795_312_496), "2026-11-22T01:54:56Z");
+    }
+}

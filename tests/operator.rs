@@ -1,0 +1,393 @@
+//! The operator's commands end to end: grants pinned to a skill's hash,
+//! audit, revoke, transactional install, config, the data home and its lock.
+
+mod support;
+
+use std::path::Path;
+
+use serde_json::Value;
+use support::{Fixture, assert_exit, skill_source, stderr, stdout, talaria};
+use talaria_runtime::home::WriterLock;
+
+fn fixture_with_hostile() -> Fixture {
+    let fixture = Fixture::new();
+    fixture.install(&skill_source("tests/skills/hostile"), "hostile", None);
+    fixture
+}
+
+fn grant(fixture: &Fixture, name: &str) {
+    assert_exit(&talaria(fixture, &["skills", "grant", name, "--yes"]), 0);
+}
+
+fn echo(fixture: &Fixture) -> std::process::Output {
+    talaria(
+        fixture,
+        &["tool", "call", "hostile.echo", r#"{"text": "hi"}"#],
+    )
+}
+
+fn audit_json(fixture: &Fixture) -> (i32, Value) {
+    let output = talaria(fixture, &["skills", "audit", "--json"]);
+    (
+        output.status.code().unwrap(),
+        serde_json::from_str(&stdout(&output)).unwrap(),
+    )
+}
+
+#[test]
+fn a_pending_skill_runs_only_after_the_operator_grants_it() {
+    let fixture = fixture_with_hostile();
+    let output = echo(&fixture);
+    assert_exit(&output, 1);
+    assert_eq!(
+        stderr(&output),
+        "error: skill hostile v0.1.0 is pending: it has never been granted; review it with \
+         `talaria skills audit` and grant it with `talaria skills grant hostile`\n"
+    );
+    let (code, report) = audit_json(&fixture);
+    assert_eq!(code, 1);
+    assert_eq!(report["skills"][0]["state"], "pending");
+
+    // Without a terminal and without --yes nothing is granted.
+    let output = talaria(&fixture, &["skills", "grant", "hostile"]);
+    assert_exit(&output, 2);
+    assert!(
+        stderr(&output).contains("pass --yes"),
+        "{}",
+        stderr(&output)
+    );
+    let plan = stdout(&output);
+    assert!(
+        plan.contains(&format!(
+            "{} → /workspace (ro)",
+            fixture.workspace.display()
+        )),
+        "{plan}"
+    );
+    assert!(
+        plan.contains(&format!(
+            "{} → /data (rw)",
+            fixture.skill_data.join("hostile").display()
+        )),
+        "{plan}"
+    );
+    assert!(plan.contains("TALARIA_TEST_ALLOWED (not set)"), "{plan}");
+    assert!(!fixture.root.path().join("grants.toml").exists());
+
+    grant(&fixture, "hostile");
+    assert_exit(&echo(&fixture), 0);
+    let (code, report) = audit_json(&fixture);
+    assert_eq!(code, 0);
+    assert_eq!(report["all_granted"], true);
+    // Granting the same thing again changes nothing.
+    let output = talaria(&fixture, &["skills", "grant", "hostile", "--yes"]);
+    assert!(
+        stdout(&output).contains("already granted"),
+        "{}",
+        stdout(&output)
+    );
+}
+
+#[test]
+fn one_changed_byte_puts_a_skill_back_in_front_of_the_operator() {
+    let fixture = fixture_with_hostile();
+    grant(&fixture, "hostile");
+    let manifest = fixture.skills_dir.join("hostile/skill.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        text.replacen("every attempt fails", "every attempt fail!", 1),
+    )
+    .unwrap();
+
+    let output = echo(&fixture);
+    assert_exit(&output, 1);
+    let message = stderr(&output);
+    assert!(
+        message.contains("skill hostile v0.1.0 is drifted (the skill changed: granted blake3:"),
+        "{message}"
+    );
+    assert!(
+        message.contains("`talaria skills grant hostile`"),
+        "{message}"
+    );
+    let (code, report) = audit_json(&fixture);
+    assert_eq!(code, 1);
+    assert_eq!(report["skills"][0]["state"], "drifted");
+
+    // Regranting shows the change, then the skill runs again.
+    let output = talaria(&fixture, &["skills", "grant", "hostile", "--yes"]);
+    assert_exit(&output, 0);
+    assert!(
+        stdout(&output).contains("Changes since the grant of"),
+        "{}",
+        stdout(&output)
+    );
+    assert_exit(&echo(&fixture), 0);
+}
+
+#[test]
+fn asking_for_more_drifts_and_names_the_new_capability() {
+    let fixture = fixture_with_hostile();
+    grant(&fixture, "hostile");
+    let manifest = fixture.skills_dir.join("hostile/skill.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        text.replace(
+            "env = [\"TALARIA_TEST_ALLOWED\"]",
+            "env = [\"TALARIA_TEST_ALLOWED\", \"AWS_SECRET_ACCESS_KEY\"]",
+        ),
+    )
+    .unwrap();
+    let (_, report) = audit_json(&fixture);
+    let drift: Vec<&str> = report["skills"][0]["drift"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert!(
+        drift.contains(&"env AWS_SECRET_ACCESS_KEY is not granted"),
+        "{drift:?}"
+    );
+    let output = talaria(&fixture, &["skills", "grant", "hostile", "--yes"]);
+    assert!(
+        stdout(&output).contains("+ env AWS_SECRET_ACCESS_KEY"),
+        "{}",
+        stdout(&output)
+    );
+}
+
+#[test]
+fn revoking_makes_a_skill_pending_again() {
+    let fixture = fixture_with_hostile();
+    grant(&fixture, "hostile");
+    assert_exit(&talaria(&fixture, &["skills", "revoke", "hostile"]), 0);
+    assert_exit(&echo(&fixture), 1);
+    let output = talaria(&fixture, &["skills", "revoke", "hostile"]);
+    assert_exit(&output, 0);
+    assert!(stdout(&output).contains("nothing to revoke"));
+}
+
+#[test]
+fn audit_lists_host_paths_env_presence_and_limits_but_no_secret() {
+    let fixture = fixture_with_hostile();
+    std::fs::write(
+        fixture.root.path().join(".env"),
+        "TALARIA_TEST_ALLOWED=sk-very-secret-value\n",
+    )
+    .unwrap();
+    let output = talaria(&fixture, &["skills", "audit"]);
+    assert_exit(&output, 1);
+    let text = stdout(&output);
+    assert!(text.starts_with("hostile  v0.1.0  blake3:"), "{text}");
+    assert!(text.contains("pending"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "mounts   {} → /workspace (ro)",
+            fixture.workspace.display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("env      TALARIA_TEST_ALLOWED (set)"),
+        "{text}"
+    );
+    assert!(text.contains("network  none"), "{text}");
+    assert!(
+        text.contains("limits   memory 32 MiB, timeout 1000 ms, output 65536 bytes"),
+        "{text}"
+    );
+    assert!(!text.contains("sk-very-secret"), "a secret leaked: {text}");
+
+    let (_, report) = audit_json(&fixture);
+    assert_eq!(report["schema"], "talaria.skills.audit/v1");
+    let skill = &report["skills"][0];
+    for key in [
+        "name",
+        "version",
+        "hash",
+        "state",
+        "drift",
+        "granted_by",
+        "granted_at",
+        "mounts",
+        "env",
+        "exec",
+        "network",
+        "limits",
+    ] {
+        assert!(skill.get(key).is_some(), "audit JSON lacks {key}: {skill}");
+    }
+    assert_eq!(
+        skill["env"],
+        serde_json::json!([{"name": "TALARIA_TEST_ALLOWED", "set": true}])
+    );
+    assert_eq!(skill["mounts"][0]["access"], "read-only");
+    assert_eq!(skill["limits"]["memory_mb"], 32);
+    assert!(!report.to_string().contains("sk-very-secret"));
+}
+
+#[test]
+fn dotenv_values_reach_granted_skills_and_the_environment_wins() {
+    let fixture = fixture_with_hostile();
+    grant(&fixture, "hostile");
+    std::fs::write(
+        fixture.root.path().join(".env"),
+        "TALARIA_TEST_ALLOWED=from-dotenv\nOTHER=x\n",
+    )
+    .unwrap();
+    let output = talaria(&fixture, &["tool", "call", "hostile.env"]);
+    assert_exit(&output, 0);
+    assert_eq!(
+        stdout(&output),
+        "{\"TALARIA_TEST_ALLOWED\":\"from-dotenv\"}\n"
+    );
+}
+
+#[test]
+fn install_is_transactional() {
+    let fixture = Fixture::new();
+    let source = skill_source("tests/skills/hostile");
+    let output = talaria(&fixture, &["skills", "install", source.to_str().unwrap()]);
+    assert_exit(&output, 0);
+    assert!(
+        stdout(&output).contains("installed hostile v0.1.0; skill hostile v0.1.0 is pending"),
+        "{}",
+        stdout(&output)
+    );
+    let installed = fixture.skills_dir.join("hostile");
+    assert!(installed.join("hostile.wasm").is_file());
+    assert!(!installed.join("target").exists());
+    grant(&fixture, "hostile");
+    assert_exit(&echo(&fixture), 0);
+
+    // A broken revision (valid manifest, malformed component) is refused and
+    // the installed one keeps working.
+    let broken = fixture.root.path().join("upload/hostile");
+    std::fs::create_dir_all(&broken).unwrap();
+    let manifest = std::fs::read_to_string(source.join("skill.toml")).unwrap();
+    std::fs::write(
+        broken.join("skill.toml"),
+        manifest.replace("0.1.0", "0.2.0"),
+    )
+    .unwrap();
+    std::fs::write(broken.join("hostile.wasm"), b"not wasm").unwrap();
+    let output = talaria(&fixture, &["skills", "install", broken.to_str().unwrap()]);
+    assert_exit(&output, 1);
+    assert!(
+        stderr(&output).contains("is not a valid WebAssembly component"),
+        "{}",
+        stderr(&output)
+    );
+    assert_exit(&echo(&fixture), 0);
+    assert!(
+        std::fs::read_to_string(installed.join("skill.toml"))
+            .unwrap()
+            .contains("version = \"0.1.0\"")
+    );
+    assert!(!fixture.skills_dir.join(".staging/hostile").exists());
+
+    // A valid new revision replaces the old one and drifts from its grant.
+    std::fs::copy(source.join("hostile.wasm"), broken.join("hostile.wasm")).unwrap();
+    let output = talaria(&fixture, &["skills", "install", broken.to_str().unwrap()]);
+    assert_exit(&output, 0);
+    assert!(
+        stdout(&output).contains("installed hostile v0.2.0; skill hostile v0.2.0 is drifted"),
+        "{}",
+        stdout(&output)
+    );
+    assert_exit(&echo(&fixture), 1);
+
+    // A folder that is not a skill is a usage error.
+    let output = talaria(
+        &fixture,
+        &[
+            "skills",
+            "install",
+            fixture.root.path().join("nowhere").to_str().unwrap(),
+        ],
+    );
+    assert_exit(&output, 2);
+}
+
+#[test]
+fn a_second_writer_is_refused_naming_the_holder() {
+    let fixture = fixture_with_hostile();
+    // Bootstrap the home first, then hold its lock as another writer would.
+    assert_exit(&talaria(&fixture, &["skills", "list"]), 0);
+    let lock =
+        WriterLock::acquire(&fixture.root.path().join("talaria.lock"), "talaria gateway").unwrap();
+    let output = talaria(&fixture, &["skills", "grant", "hostile", "--yes"]);
+    assert_exit(&output, 1);
+    let message = stderr(&output);
+    assert!(
+        message.contains(&format!("pid {}", std::process::id())),
+        "{message}"
+    );
+    assert!(message.contains("`talaria gateway`"), "{message}");
+    // Readers are not blocked.
+    assert_exit(&talaria(&fixture, &["skills", "list"]), 0);
+    assert_exit(&talaria(&fixture, &["skills", "audit"]), 1);
+    drop(lock);
+    assert_exit(
+        &talaria(&fixture, &["skills", "grant", "hostile", "--yes"]),
+        0,
+    );
+}
+
+#[test]
+fn the_home_is_bootstrapped_and_config_show_names_sources() {
+    let fixture = Fixture::new();
+    let home = fixture.root.path();
+    let output = talaria(&fixture, &["config", "show"]);
+    assert_exit(&output, 0);
+    for file in ["config.toml", ".env", "SOUL.md"] {
+        assert!(home.join(file).is_file(), "{file} seeded");
+    }
+    for dir in [
+        "memories",
+        "skills",
+        "skill-data",
+        "workspace",
+        "home",
+        "cron",
+        "hooks",
+        "logs",
+        "cache",
+    ] {
+        assert!(home.join(dir).is_dir(), "{dir} created");
+    }
+    let text = stdout(&output);
+    assert!(text.contains("(env TALARIA_WORKSPACE)"), "{text}");
+    assert!(text.contains("log.level"), "{text}");
+
+    std::fs::write(home.join("config.toml"), "[sandbox]\nmax_instances = 8\n").unwrap();
+    let output = talaria(&fixture, &["config", "show", "--json"]);
+    let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let setting = report["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["key"] == "sandbox.max_instances")
+        .unwrap()
+        .clone();
+    assert_eq!(setting["value"], "8");
+    assert_eq!(setting["source"], "config.toml");
+
+    std::fs::write(home.join("config.toml"), "[sandbox]\nmax_instance = 8\n").unwrap();
+    let output = talaria(&fixture, &["config", "show"]);
+    assert_exit(&output, 1);
+    let message = stderr(&output);
+    assert!(
+        message.contains("config.toml: key `sandbox.max_instance`: unknown field"),
+        "{message}"
+    );
+
+    let output = talaria(&fixture, &["config", "path"]);
+    assert_eq!(
+        stdout(&output).trim(),
+        Path::new(home).join("config.toml").to_str().unwrap()
+    );
+}
