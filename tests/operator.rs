@@ -6,7 +6,9 @@ mod support;
 use std::path::Path;
 
 use serde_json::Value;
-use support::{Fixture, assert_exit, skill_source, stderr, stdout, talaria};
+use support::{
+    Fixture, assert_exit, repo_root, skill_source, stderr, stdout, talaria, talaria_with,
+};
 use talaria_runtime::home::WriterLock;
 
 fn fixture_with_hostile() -> Fixture {
@@ -389,5 +391,56 @@ fn the_home_is_bootstrapped_and_config_show_names_sources() {
     assert_eq!(
         stdout(&output).trim(),
         Path::new(home).join("config.toml").to_str().unwrap()
+    );
+}
+
+#[test]
+fn bundled_skills_work_in_a_fresh_home_and_reset_restores_them() {
+    let fixture = Fixture::new();
+    let shipped = repo_root().join("skills");
+    let bundled = [("TALARIA_BUNDLED_SKILLS", shipped.as_path())];
+    let run = |args: &[&str]| talaria_with(&fixture, &bundled, args, None);
+
+    let output = run(&[
+        "tool",
+        "call",
+        "text.count",
+        r#"{"text": "out of the box"}"#,
+    ]);
+    assert_exit(&output, 0);
+    assert_eq!(
+        stdout(&output),
+        "{\"bytes\":14,\"characters\":14,\"lines\":1,\"words\":4}\n"
+    );
+    let output = run(&["skills", "audit", "--json"]);
+    assert_exit(&output, 0);
+    let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let granted_by: Vec<&str> = report["skills"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["granted_by"].as_str().unwrap())
+        .collect();
+    assert_eq!(granted_by, ["bundled", "bundled", "bundled"]);
+
+    // A local edit is kept (and drifts), reset restores the shipped copy.
+    let manifest = fixture.skills_dir.join("text/skill.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        text.replace("timeout_ms = 5000", "timeout_ms = 4000"),
+    )
+    .unwrap();
+    assert_exit(&run(&["skills", "audit"]), 1);
+    assert_exit(&run(&["skills", "reset", "text"]), 0);
+    assert_eq!(std::fs::read_to_string(&manifest).unwrap(), text);
+    assert_exit(&run(&["skills", "audit"]), 0);
+    // Without bundled skills configured, reset says how to configure them.
+    let output = talaria(&fixture, &["skills", "reset", "text"]);
+    assert_exit(&output, 2);
+    assert!(
+        stderr(&output).contains("TALARIA_BUNDLED_SKILLS"),
+        "{}",
+        stderr(&output)
     );
 }

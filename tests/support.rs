@@ -130,8 +130,19 @@ pub fn talaria(fixture: &Fixture, args: &[&str]) -> Output {
 }
 
 pub fn talaria_with_stdin(fixture: &Fixture, args: &[&str], stdin: Option<&str>) -> Output {
+    talaria_with(fixture, &[], args, stdin)
+}
+
+/// `talaria` with extra environment variables.
+pub fn talaria_with(
+    fixture: &Fixture,
+    env: &[(&str, &Path)],
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_talaria"))
         .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v.as_os_str())))
         .env("TALARIA_HOME", fixture.root.path())
         .env("TALARIA_SKILLS_DIR", &fixture.skills_dir)
         .env("TALARIA_WORKSPACE", &fixture.workspace)

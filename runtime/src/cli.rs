@@ -126,6 +126,15 @@ enum SkillsCommand {
         /// The skill folder (with skill.toml).
         path: PathBuf,
     },
+    /// Restore the shipped copy of a bundled skill (after local edits or a
+    /// deletion), with its bundled grant.
+    ///
+    /// Bundled skills are read from TALARIA_BUNDLED_SKILLS, or from
+    /// share/talaria/skills beside the binary's folder.
+    Reset {
+        /// The bundled skill's name.
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -237,6 +246,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             skills::grant(&context, &name, yes).await?
         }
         Command::Skills(SkillsCommand::Revoke { name }) => skills::revoke(&context, &name)?,
+        Command::Skills(SkillsCommand::Reset { name }) => skills::reset(&context, &name)?,
         Command::Skills(SkillsCommand::Install { path }) => {
             skills::install(&context, &skills::install_source(path)).await?
         }

@@ -1,8 +1,10 @@
 //! Skills: a folder with `skill.toml`, an optional `SKILL.md` and an optional
 //! component. This module reads them; the sandbox runs them.
 
+pub mod bundled;
 mod capabilities;
 pub mod grants;
+pub mod install;
 pub mod manifest;
 
 use std::path::{Path, PathBuf};

@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 
 use crate::config::{Config, ConfigFile, Environment, Flags, LogFormat};
-use crate::home::Home;
+use crate::home::{Home, LockError};
 use crate::sandbox::{LoadedSkill, PoolSize, Sandbox, SandboxConfig};
+use crate::skill::bundled::{self, Outcome};
 use crate::skill::grants::{self, Assessment, Grants, SkillState};
 use crate::skill::{self, Capabilities, ManifestError, MountRoots, Skill};
 
@@ -20,6 +21,8 @@ pub(crate) struct Context {
     pub config: Config,
     pub skills_dir: PathBuf,
     pub roots: MountRoots,
+    /// Where the skills shipped with this binary or image are.
+    pub bundled_dir: Option<PathBuf>,
 }
 
 /// A skill as the operator sees it.
@@ -63,7 +66,11 @@ impl Context {
             &format!("workspace ({})", config.workspace.source),
         )?;
         let skill_data = canonical(&home.skill_data_dir(), "skill-data directory")?;
-        Ok(Self {
+        let bundled_dir = env
+            .get("TALARIA_BUNDLED_SKILLS")
+            .map(PathBuf::from)
+            .or_else(default_bundled_dir);
+        let context = Self {
             home,
             env,
             config,
@@ -72,7 +79,49 @@ impl Context {
                 workspace,
                 skill_data,
             },
-        })
+            bundled_dir,
+        };
+        context.sync_bundled()?;
+        Ok(context)
+    }
+
+    /// Bring the shipped skills into the home (see `skill::bundled`). Skipped
+    /// while another process holds the writer lock: that one syncs.
+    fn sync_bundled(&self) -> anyhow::Result<()> {
+        let Some(shipped) = &self.bundled_dir else {
+            return Ok(());
+        };
+        if !shipped.is_dir() {
+            tracing::warn!(dir = %shipped.display(), "bundled skills folder not found; nothing synced");
+            return Ok(());
+        }
+        let _lock = match self.home.lock("talaria (bundled-skill sync)") {
+            Ok(lock) => lock,
+            Err(LockError::Held { .. } | LockError::HeldByUnknown { .. }) => {
+                tracing::debug!(
+                    "another talaria process holds the home; skipping bundled-skill sync"
+                );
+                return Ok(());
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let skills_dir = self.home.skills_dir();
+        let mut all = self.grants()?;
+        let (outcomes, record) = bundled::sync(shipped, &skills_dir, &mut all, &self.roots)?;
+        all.save(&self.home.grants_file())?;
+        record.save(&skills_dir)?;
+        for (name, outcome) in outcomes {
+            match outcome {
+                Outcome::Unchanged | Outcome::KeptDeleted => {
+                    tracing::debug!(skill = name, "bundled: {outcome}")
+                }
+                Outcome::Installed | Outcome::Updated { regranted: true } => {
+                    tracing::info!(skill = name, "bundled: {outcome}")
+                }
+                _ => tracing::warn!(skill = name, "bundled: {outcome}"),
+            }
+        }
+        Ok(())
     }
 
     pub fn sandbox(&self) -> anyhow::Result<Sandbox> {
@@ -171,6 +220,19 @@ impl Context {
             )),
         }
     }
+}
+
+/// `share/talaria/skills` beside the binary's `bin/`, where packages and
+/// the container image put the bundled skills.
+fn default_bundled_dir() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe
+        .parent()?
+        .parent()?
+        .join("share")
+        .join("talaria")
+        .join("skills");
+    dir.is_dir().then_some(dir)
 }
 
 fn canonical(path: &std::path::Path, what: &str) -> anyhow::Result<PathBuf> {

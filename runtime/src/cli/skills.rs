@@ -3,7 +3,7 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use serde_json::json;
 
 use super::context::{Context, SkillEntry};
@@ -12,7 +12,7 @@ use crate::config::Environment;
 use crate::skill::grants::{
     self, Grant, GrantedBy, SkillState, describe_exec, grant_diff, short_hash,
 };
-use crate::skill::{self, Capabilities, Limits, Skill};
+use crate::skill::{self, Capabilities, Limits, Skill, bundled, install};
 
 /// `talaria skills grant NAME`: show exactly what will be granted, with the
 /// difference from the previous grant, and record it once confirmed.
@@ -104,19 +104,13 @@ pub(crate) async fn install(context: &Context, source: &Path) -> Result<(), Fail
     let _lock = context
         .home
         .lock(&format!("talaria skills install {}", source.display()))?;
-    let staging_root = context.skills_dir.join(".staging");
-    crate::home::create_private_dir(&staging_root)?;
-    let staged = staging_root.join(&name);
-    if staged.exists() {
-        // Left over from an interrupted install; it was never live.
-        std::fs::remove_dir_all(&staged)
-            .with_context(|| format!("cannot remove the leftover {}", staged.display()))?;
+    let staged = install::staging_dir(&context.skills_dir, &name)?;
+    let outcome = stage_and_replace(context, source, &staged, &name).await;
+    if outcome.is_err() {
+        let _ = std::fs::remove_dir_all(&staged);
     }
-    let outcome = stage_and_swap(context, source, &staged, &name).await;
-    let _ = std::fs::remove_dir_all(&staged);
     let skill = outcome?;
-    let grants = context.grants()?;
-    let state = context.assess(&skill, &grants)?.state;
+    let state = context.assess(&skill, &context.grants()?)?.state;
     match Context::refusal(&skill, &state) {
         None => println!("installed {}; it is granted", skill.label()),
         Some(why) => println!("installed {}; {why}", skill.label()),
@@ -124,13 +118,13 @@ pub(crate) async fn install(context: &Context, source: &Path) -> Result<(), Fail
     Ok(())
 }
 
-async fn stage_and_swap(
+async fn stage_and_replace(
     context: &Context,
     source: &Path,
     staged: &Path,
     name: &str,
 ) -> anyhow::Result<Skill> {
-    copy_skill_tree(source, staged)?;
+    install::copy_tree(source, staged)?;
     let skill = Skill::load(staged)?;
     if skill.manifest.component.is_some() {
         context
@@ -140,51 +134,32 @@ async fn stage_and_swap(
             .context("the skill was not installed")?;
     }
     let live = context.skills_dir.join(name);
-    if live.exists() {
-        // One atomic exchange: readers see the old or the new revision,
-        // never a mix; the old one ends up in `staged` and is removed.
-        rustix::fs::renameat_with(
-            rustix::fs::CWD,
-            staged,
-            rustix::fs::CWD,
-            &live,
-            rustix::fs::RenameFlags::EXCHANGE,
-        )
-        .with_context(|| format!("cannot replace {}", live.display()))?;
-    } else {
-        std::fs::rename(staged, &live)
-            .with_context(|| format!("cannot install into {}", live.display()))?;
-    }
+    install::replace(staged, &live)?;
     Ok(Skill::load(&live)?)
 }
 
-/// Copy a skill folder: regular files and directories, skipping build output
-/// (`target/`) and hidden entries; symlinks are refused rather than followed.
-fn copy_skill_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
-    crate::home::create_private_dir(to)?;
-    for entry in
-        std::fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))?
-    {
-        let entry = entry?;
-        let name = entry.file_name();
-        let name_text = name.to_string_lossy();
-        if name_text.starts_with('.') || name_text == "target" {
-            continue;
-        }
-        let kind = entry.file_type()?;
-        let (source, destination) = (entry.path(), to.join(&name));
-        if kind.is_symlink() {
-            bail!(
-                "{} is a symbolic link; a skill folder must hold plain files",
-                source.display()
-            );
-        } else if kind.is_dir() {
-            copy_skill_tree(&source, &destination)?;
-        } else if kind.is_file() {
-            std::fs::copy(&source, &destination)
-                .with_context(|| format!("cannot copy {}", source.display()))?;
-        }
-    }
+/// `talaria skills reset NAME`: restore the shipped copy of a bundled skill.
+pub(crate) fn reset(context: &Context, name: &str) -> Result<(), Failure> {
+    let shipped = context.bundled_dir.as_ref().ok_or_else(|| {
+        Failure::usage(anyhow::anyhow!(
+            "no bundled skills are configured (set TALARIA_BUNDLED_SKILLS to the folder of shipped skills)"
+        ))
+    })?;
+    let upstream = skill::find(shipped, name)
+        .map_err(Failure::usage)?
+        .ok_or_else(|| {
+            Failure::usage(anyhow::anyhow!(
+                "{name:?} is not a bundled skill (see {})",
+                shipped.display()
+            ))
+        })?;
+    let _lock = context.home.lock(&format!("talaria skills reset {name}"))?;
+    let skills_dir = context.home.skills_dir();
+    let mut all = context.grants()?;
+    let (outcome, record) = bundled::reset(&upstream, &skills_dir, &mut all, &context.roots)?;
+    all.save(&context.home.grants_file())?;
+    record.save(&skills_dir)?;
+    println!("{name}: restored the shipped copy; {outcome}");
     Ok(())
 }
 
