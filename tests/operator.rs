@@ -444,3 +444,110 @@ fn bundled_skills_work_in_a_fresh_home_and_reset_restores_them() {
         stderr(&output)
     );
 }
+
+#[test]
+fn doctor_explains_a_broken_home() {
+    let fixture = fixture_with_hostile();
+    let home = fixture.root.path();
+    fixture.install(&skill_source("tests/skills/echo"), "echo", None);
+    grant(&fixture, "echo");
+    // Break it in every way doctor knows about.
+    std::fs::set_permissions(
+        home.join(".env"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    std::fs::write(
+        home.join("talaria.lock"),
+        "pid=999999999\ncommand=talaria gateway\n",
+    )
+    .unwrap();
+    std::fs::write(fixture.skills_dir.join("echo/echo.wasm"), b"garbage").unwrap();
+    let foreign = home.join("workspace/made-by-root.txt");
+    std::fs::write(&foreign, "x").unwrap();
+    let running_as_root = rustix::process::geteuid().is_root();
+    if running_as_root {
+        // As root the test can hand a file to another user, as a stray
+        // `docker exec` would.
+        std::os::unix::fs::chown(&foreign, Some(54321), Some(54321)).unwrap();
+    }
+
+    let output = talaria(&fixture, &["doctor", "--json"]);
+    assert_exit(&output, 1);
+    let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let findings = report["findings"].as_array().unwrap();
+    let find = |check: &str, severity: &str| {
+        findings
+            .iter()
+            .filter(|f| f["check"] == check && f["severity"] == severity)
+            .map(|f| {
+                format!(
+                    "{} | fix: {}",
+                    f["message"].as_str().unwrap(),
+                    f["fix"].as_str().unwrap_or("")
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let env = find(".env", "problem");
+    assert!(env[0].contains("fix: chmod 600"), "{env:?}");
+    let lock = find("lock", "warning");
+    assert!(
+        lock[0].contains("cleared the record of pid 999999999"),
+        "{lock:?}"
+    );
+    assert!(
+        std::fs::read_to_string(home.join("talaria.lock"))
+            .unwrap()
+            .is_empty()
+    );
+    let pending = find("skills", "warning");
+    assert!(
+        pending
+            .iter()
+            .any(|m| m.contains("skill hostile v0.1.0 is pending")
+                && m.contains("talaria skills grant hostile")),
+        "{pending:?}"
+    );
+    let components = find("components", "problem");
+    assert!(
+        components[0].contains("skill echo v0.1.0")
+            && components[0].contains("not a valid WebAssembly component"),
+        "{components:?}"
+    );
+    if running_as_root {
+        let home_problems = find("home", "problem");
+        assert!(
+            home_problems[0].contains("made-by-root.txt"),
+            "{home_problems:?}"
+        );
+        let uid = rustix::process::geteuid().as_raw();
+        assert!(
+            home_problems[0].ends_with(&format!(
+                "fix: chown {uid}:{} {}",
+                rustix::process::getegid().as_raw(),
+                foreign.display()
+            )),
+            "{home_problems:?}"
+        );
+    }
+
+    // An invalid config is named with its key; doctor still runs.
+    std::fs::write(home.join("config.toml"), "[log]\nlevle = \"x\"\n").unwrap();
+    let output = talaria(&fixture, &["doctor"]);
+    assert_exit(&output, 1);
+    let text = stdout(&output);
+    assert!(text.contains("PROBLEM  config"), "{text}");
+    assert!(text.contains("key `log.levle`"), "{text}");
+
+    // A healthy home passes.
+    let healthy = Fixture::new();
+    assert_exit(&talaria(&healthy, &["skills", "list"]), 0);
+    let output = talaria(&healthy, &["doctor"]);
+    assert_exit(&output, 0);
+    assert!(
+        stdout(&output).contains("0 problem(s)"),
+        "{}",
+        stdout(&output)
+    );
+}

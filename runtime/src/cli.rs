@@ -72,6 +72,18 @@ enum Command {
     /// Show the effective configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Check the data home and explain each problem with the command that fixes it.
+    ///
+    /// Checks: the home exists, is writable and everything in it belongs to
+    /// the user Talaria runs as (files created by root are the classic
+    /// failure); .env is private; config.toml is valid; the lock's holder is
+    /// alive (a dead holder's record is cleared); every skill is granted and
+    /// its component loads. Exits 1 when a problem is found.
+    Doctor {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -231,6 +243,27 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         println!("{}", crate::home::Home::at(root).config_file().display());
         return Ok(0);
     }
+    if let Command::Doctor { json } = cli.command {
+        // Runs without the usual start-up, which would stop at the very
+        // problems doctor is there to explain.
+        let root = match &cli.global.home {
+            Some(root) => root.clone(),
+            None => crate::home::Home::default_root()?,
+        };
+        let flags = crate::config::Flags {
+            workspace: cli.global.workspace.clone(),
+            log: cli.global.log.clone(),
+        };
+        let home = crate::home::Home::at(root);
+        let findings = crate::doctor::run(&home, &flags, cli.global.skills_dir.clone()).await;
+        output::print_findings(&home, &findings, json)?;
+        let worst = findings.iter().map(|f| f.severity).max();
+        return Ok(if worst == Some(crate::doctor::Severity::Problem) {
+            EXIT_FAILURE
+        } else {
+            0
+        });
+    }
     let context = Context::new(&cli.global)?;
     match cli.command {
         Command::Skills(SkillsCommand::List { json }) => {
@@ -259,7 +292,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Config(ConfigCommand::Show { json }) => output::print_config(&context, json)?,
         // Answered above, before the context is built.
-        Command::Config(ConfigCommand::Path) => {}
+        Command::Config(ConfigCommand::Path) | Command::Doctor { .. } => {}
     }
     Ok(0)
 }

@@ -6,10 +6,12 @@
 //!   were granted.
 //! - [`home`] is the data home: layout, bootstrap, the single-writer lock.
 //! - [`config`] resolves `config.toml`, `TALARIA_*` variables and flags.
+//! - [`doctor`] checks a data home and explains how to fix it.
 //! - [`cli`] is the `talaria` command line.
 
 pub mod cli;
 pub mod config;
+pub mod doctor;
 pub mod home;
 pub mod sandbox;
 pub mod skill;
