@@ -6,6 +6,7 @@
 //!   were granted.
 //! - [`home`] is the data home: layout, bootstrap, the single-writer lock.
 //! - [`config`] resolves `config.toml`, `TALARIA_*` variables and flags.
+//! - [`memory`] keeps the agent's bounded notes.
 //! - [`doctor`] checks a data home and explains how to fix it.
 //! - [`cli`] is the `talaria` command line.
 
@@ -13,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod doctor;
 pub mod home;
+pub mod memory;
 pub mod sandbox;
 pub mod skill;
 mod toml_file;
