@@ -239,3 +239,70 @@ fn an_empty_skills_directory_is_not_an_error() {
     );
     assert!(!Path::new(&missing).exists());
 }
+
+#[test]
+fn sessions_can_be_listed_searched_exported_and_deleted() {
+    use talaria_runtime::memory::{NewMessage, SessionStore};
+    let fixture = Fixture::new();
+    assert_exit(&talaria(&fixture, &["sessions", "list"]), 0);
+    let id = {
+        let store = SessionStore::open(&fixture.root.path().join("state.db")).unwrap();
+        let id = store.create_session(None, Some("zebra talk")).unwrap();
+        for (role, content) in [
+            ("user", "Tell me about zebras"),
+            ("assistant", "Zebras have stripes."),
+        ] {
+            store
+                .append(
+                    &id,
+                    &NewMessage {
+                        role,
+                        content,
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
+        }
+        id
+    };
+    let output = talaria(&fixture, &["sessions", "list"]);
+    assert_exit(&output, 0);
+    assert!(stdout(&output).starts_with(&id), "{}", stdout(&output));
+    assert!(
+        stdout(&output).contains("2 messages  zebra talk"),
+        "{}",
+        stdout(&output)
+    );
+
+    let output = talaria(&fixture, &["sessions", "search", "stripes"]);
+    assert_exit(&output, 0);
+    assert!(
+        stdout(&output).contains("Zebras have [stripes]."),
+        "{}",
+        stdout(&output)
+    );
+
+    let output = talaria(&fixture, &["sessions", "export", &id]);
+    assert_exit(&output, 0);
+    let lines: Vec<Value> = stdout(&output)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[1]["content"], "Zebras have stripes.");
+    let output = talaria(&fixture, &["sessions", "export", &id, "--format", "md"]);
+    assert!(
+        stdout(&output).contains("## user — "),
+        "{}",
+        stdout(&output)
+    );
+
+    assert_exit(&talaria(&fixture, &["sessions", "delete", &id]), 0);
+    let output = talaria(&fixture, &["sessions", "show", &id]);
+    assert_exit(&output, 2);
+    assert!(
+        stderr(&output).contains("no session"),
+        "{}",
+        stderr(&output)
+    );
+}

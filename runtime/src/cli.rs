@@ -2,6 +2,7 @@
 
 mod context;
 mod output;
+mod sessions;
 mod skills;
 
 use std::io::Read;
@@ -69,6 +70,9 @@ enum Command {
     /// List and call the tools of granted skills.
     #[command(subcommand)]
     Tool(ToolCommand),
+    /// List, read, search, export and delete past sessions (state.db).
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
     /// Show the effective configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -172,6 +176,47 @@ enum ToolCommand {
         /// Arguments as a JSON object; `-` reads them from stdin.
         #[arg(value_name = "JSON", default_value = "{}")]
         arguments: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum SessionsCommand {
+    /// The most recently active sessions.
+    List {
+        /// How many to show.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every message of a session.
+    Show {
+        /// The session id (see `talaria sessions list`).
+        id: String,
+    },
+    /// Find messages containing every word of QUERY, across all sessions.
+    Search {
+        /// Words to look for (plain words; no query syntax).
+        query: String,
+        /// How many messages to show.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a session to stdout as JSON lines or Markdown.
+    Export {
+        /// The session id.
+        id: String,
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: sessions::ExportFormat,
+    },
+    /// Delete a session and its messages.
+    Delete {
+        /// The session id.
+        id: String,
     },
 }
 
@@ -291,6 +336,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             call_tool(&context, &tool, &arguments).await?
         }
         Command::Config(ConfigCommand::Show { json }) => output::print_config(&context, json)?,
+        Command::Sessions(command) => sessions::run(&context, command)?,
         // Answered above, before the context is built.
         Command::Config(ConfigCommand::Path) | Command::Doctor { .. } => {}
     }

@@ -124,6 +124,14 @@ impl Home {
         self.root.join("cache").join("components")
     }
 
+    pub fn state_db(&self) -> PathBuf {
+        self.root.join("state.db")
+    }
+
+    pub fn memories_dir(&self) -> PathBuf {
+        self.root.join("memories")
+    }
+
     pub fn lock_file(&self) -> PathBuf {
         self.root.join("talaria.lock")
     }

@@ -57,8 +57,13 @@ pub enum NoteError {
     #[error("this exact entry is already in {0}")]
     Duplicate(&'static str),
     #[error("no entry in {target} contains {old_text:?}")]
-    NotFound { target: &'static str, old_text: String },
-    #[error("{old_text:?} matches {count} entries in {target}; give more of the text so it matches one")]
+    NotFound {
+        target: &'static str,
+        old_text: String,
+    },
+    #[error(
+        "{old_text:?} matches {count} entries in {target}; give more of the text so it matches one"
+    )]
     Ambiguous {
         target: &'static str,
         old_text: String,
@@ -178,12 +183,21 @@ impl Notes {
         })
     }
 
-    pub fn replace(&self, target: Target, old_text: &str, content: &str) -> Result<Change, NoteError> {
+    pub fn replace(
+        &self,
+        target: Target,
+        old_text: &str,
+        content: &str,
+    ) -> Result<Change, NoteError> {
         let content = clean(content)?;
         self.check_length(target, &content)?;
         self.change(target, |entries| {
             let index = find_unique(entries, target, old_text)?;
-            if entries.iter().enumerate().any(|(i, e)| i != index && *e == content) {
+            if entries
+                .iter()
+                .enumerate()
+                .any(|(i, e)| i != index && *e == content)
+            {
                 return Err(NoteError::Duplicate(target.file_name()));
             }
             entries[index] = content.clone();
@@ -243,7 +257,11 @@ impl Notes {
             self.archive(target, &archived)?;
         }
         let text = entries.join(DELIMITER);
-        let text = if text.is_empty() { text } else { format!("{text}\n") };
+        let text = if text.is_empty() {
+            text
+        } else {
+            format!("{text}\n")
+        };
         write_atomically(&self.path(target), text.as_bytes(), 0o600)?;
         Ok(Change {
             target,
@@ -289,7 +307,8 @@ fn lock(path: &Path) -> anyhow::Result<File> {
         .open(path)
         .with_context(|| format!("cannot open {}", path.display()))?;
     // Blocking: a change holds the lock for a read and a write only.
-    flock(&file, FlockOperation::LockExclusive).with_context(|| format!("cannot lock {}", path.display()))?;
+    flock(&file, FlockOperation::LockExclusive)
+        .with_context(|| format!("cannot lock {}", path.display()))?;
     Ok(file)
 }
 
@@ -358,16 +377,32 @@ mod tests {
     fn add_replace_remove_with_clear_refusals() {
         let dir = tempfile::tempdir().unwrap();
         let notes = notes(dir.path(), 1000);
-        notes.add(Target::Memory, "The project uses Rust 1.95").unwrap();
-        notes.add(Target::Memory, "Deploys happen on Fridays").unwrap();
+        notes
+            .add(Target::Memory, "The project uses Rust 1.95")
+            .unwrap();
+        notes
+            .add(Target::Memory, "Deploys happen on Fridays")
+            .unwrap();
         let change = notes.add(Target::User, "Prefers short answers").unwrap();
         assert_eq!(change.to_string(), "user: 1 entries, 21/100 characters");
 
-        assert!(matches!(notes.add(Target::Memory, "  Deploys happen on Fridays \n"), Err(NoteError::Duplicate(_))));
-        notes.replace(Target::Memory, "Fridays", "Deploys happen on Thursdays").unwrap();
-        let error = notes.replace(Target::Memory, "Deploys happen on Fri", "x").unwrap_err();
-        assert_eq!(error.to_string(), "no entry in MEMORY.md contains \"Deploys happen on Fri\"");
-        notes.add(Target::Memory, "The project deploys with Helm").unwrap();
+        assert!(matches!(
+            notes.add(Target::Memory, "  Deploys happen on Fridays \n"),
+            Err(NoteError::Duplicate(_))
+        ));
+        notes
+            .replace(Target::Memory, "Fridays", "Deploys happen on Thursdays")
+            .unwrap();
+        let error = notes
+            .replace(Target::Memory, "Deploys happen on Fri", "x")
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "no entry in MEMORY.md contains \"Deploys happen on Fri\""
+        );
+        notes
+            .add(Target::Memory, "The project deploys with Helm")
+            .unwrap();
         let error = notes.remove(Target::Memory, "project").unwrap_err();
         assert_eq!(
             error.to_string(),
@@ -377,13 +412,22 @@ mod tests {
         assert_eq!(
             notes.snapshot().unwrap(),
             Snapshot {
-                memory: vec!["The project uses Rust 1.95".into(), "Deploys happen on Thursdays".into()],
+                memory: vec![
+                    "The project uses Rust 1.95".into(),
+                    "Deploys happen on Thursdays".into()
+                ],
                 user: vec!["Prefers short answers".into()],
             }
         );
         let text = std::fs::read_to_string(dir.path().join("MEMORY.md")).unwrap();
-        assert_eq!(text, "The project uses Rust 1.95\n§\nDeploys happen on Thursdays\n");
-        assert!(matches!(notes.add(Target::User, &"x".repeat(101)), Err(NoteError::TooLong { .. })));
+        assert_eq!(
+            text,
+            "The project uses Rust 1.95\n§\nDeploys happen on Thursdays\n"
+        );
+        assert!(matches!(
+            notes.add(Target::User, &"x".repeat(101)),
+            Err(NoteError::TooLong { .. })
+        ));
     }
 
     #[test]
@@ -394,9 +438,13 @@ mod tests {
         notes.add(Target::Memory, "second entry").unwrap();
         let change = notes.add(Target::Memory, "third entry, newest").unwrap();
         assert_eq!(change.archived, 1);
-        assert_eq!(notes.entries(Target::Memory).unwrap(), ["second entry", "third entry, newest"]);
+        assert_eq!(
+            notes.entries(Target::Memory).unwrap(),
+            ["second entry", "third entry, newest"]
+        );
         let archive = std::fs::read_to_string(dir.path().join("ARCHIVE.jsonl")).unwrap();
-        let line: serde_json::Value = serde_json::from_str(archive.lines().next().unwrap()).unwrap();
+        let line: serde_json::Value =
+            serde_json::from_str(archive.lines().next().unwrap()).unwrap();
         assert_eq!(line["target"], "memory");
         assert_eq!(line["content"], "first entry, oldest");
     }
@@ -409,7 +457,9 @@ mod tests {
                 let notes = notes(dir.path(), 100_000);
                 std::thread::spawn(move || {
                     for n in 0..25 {
-                        notes.add(Target::Memory, &format!("writer {writer} note {n}")).unwrap();
+                        notes
+                            .add(Target::Memory, &format!("writer {writer} note {n}"))
+                            .unwrap();
                     }
                 })
             })
