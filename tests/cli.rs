@@ -46,7 +46,7 @@ fn skills_list_shows_each_skill_with_its_state() {
             .split_whitespace()
             .collect::<Vec<_>>()
     };
-    assert_eq!(row("hostile")[..4], ["hostile", "0.1.0", "26", "granted"]);
+    assert_eq!(row("hostile")[..4], ["hostile", "0.1.0", "27", "granted"]);
     assert_eq!(
         row("word-stats")[..4],
         ["word-stats", "0.1.0", "1", "granted"]

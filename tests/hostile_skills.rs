@@ -735,7 +735,7 @@ async fn a_tampered_cache_entry_is_recompiled_not_trusted() {
             },
             "with_mac: {with_mac}"
         );
-        assert_eq!(swapped.tools().len(), 26, "the hostile skill's own tools");
+        assert_eq!(swapped.tools().len(), 27, "the hostile skill's own tools");
     }
 }
 

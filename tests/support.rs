@@ -184,3 +184,117 @@ pub fn assert_exit(output: &Output, code: i32) {
         stderr(output)
     );
 }
+
+/// A scripted OpenAI-compatible endpoint on real HTTP on loopback: each
+/// request to `POST /v1/chat/completions` gets the next reply; every request
+/// body is kept for inspection.
+pub struct FakeModel {
+    pub base_url: String,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+}
+
+pub enum Reply {
+    /// Status and JSON body.
+    Json(u16, String),
+    /// A text/event-stream body, one `data:` line per chunk.
+    Stream(Vec<String>),
+    /// Wait, then answer.
+    After(std::time::Duration, Box<Reply>),
+}
+
+impl Reply {
+    pub fn answer(text: &str) -> Self {
+        Self::Json(
+            200,
+            serde_json::json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]}).to_string(),
+        )
+    }
+
+    /// One assistant message calling each `(name, arguments)` tool.
+    pub fn calls(calls: &[(&str, serde_json::Value)]) -> Self {
+        let calls: Vec<serde_json::Value> = calls
+            .iter()
+            .enumerate()
+            .map(|(i, (name, arguments))| {
+                serde_json::json!({"id": format!("call_{i}"), "type": "function", "function": {"name": name, "arguments": arguments.to_string()}})
+            })
+            .collect();
+        Self::Json(
+            200,
+            serde_json::json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": calls}, "finish_reason": "tool_calls"}]}).to_string(),
+        )
+    }
+}
+
+impl FakeModel {
+    pub fn start(replies: Vec<Reply>) -> Self {
+        use std::io::{BufRead, BufReader, Read};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base_url = format!("http://{}/v1", listener.local_addr().unwrap());
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = std::sync::Arc::clone(&requests);
+        std::thread::spawn(move || {
+            let mut replies = replies.into_iter();
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut body = vec![0; length];
+                if reader.read_exact(&mut body).is_err() {
+                    continue;
+                }
+                seen.lock()
+                    .unwrap()
+                    .push(serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null));
+                let reply = replies.next().unwrap_or_else(|| {
+                    Reply::Json(500, "{\"error\":\"no more scripted replies\"}".into())
+                });
+                respond(&mut stream, reply);
+            }
+        });
+        Self { base_url, requests }
+    }
+
+    pub fn requests(&self) -> Vec<serde_json::Value> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+fn respond(stream: &mut std::net::TcpStream, reply: Reply) {
+    match reply {
+        Reply::After(delay, reply) => {
+            std::thread::sleep(delay);
+            respond(stream, *reply);
+        }
+        Reply::Json(status, body) => {
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+        Reply::Stream(chunks) => {
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
+            );
+            for chunk in chunks {
+                let _ = write!(stream, "data: {chunk}\n\n");
+                let _ = stream.flush();
+            }
+            let _ = write!(stream, "data: [DONE]\n\n");
+        }
+    }
+}

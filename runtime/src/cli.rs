@@ -1,5 +1,6 @@
 //! The `talaria` command line: argument parsing and printing only.
 
+mod chat;
 mod context;
 mod output;
 mod sessions;
@@ -70,6 +71,20 @@ enum Command {
     /// List and call the tools of granted skills.
     #[command(subcommand)]
     Tool(ToolCommand),
+    /// Talk with the agent: one question with -q, or a conversation at a terminal.
+    ///
+    /// The model endpoint is any OpenAI-compatible server (config `model.base_url`,
+    /// `model.name`; the API key is read from the variable named by
+    /// `model.api_key_env`, in the environment or .env). With -q the answer goes
+    /// to stdout and progress to stderr.
+    Chat {
+        /// Ask one question, print the answer and exit.
+        #[arg(short = 'q', long = "query", value_name = "TEXT")]
+        query: Option<String>,
+        /// Continue an earlier session (see `talaria sessions list`).
+        #[arg(long, value_name = "ID")]
+        resume: Option<String>,
+    },
     /// List, read, search, export and delete past sessions (state.db).
     #[command(subcommand)]
     Sessions(SessionsCommand),
@@ -337,6 +352,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Config(ConfigCommand::Show { json }) => output::print_config(&context, json)?,
         Command::Sessions(command) => sessions::run(&context, command)?,
+        Command::Chat { query, resume } => chat::run(&context, query, resume).await?,
         // Answered above, before the context is built.
         Command::Config(ConfigCommand::Path) | Command::Doctor { .. } => {}
     }

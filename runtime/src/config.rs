@@ -22,6 +22,37 @@ pub struct ConfigFile {
     log: LogSection,
     #[serde(default)]
     sandbox: SandboxSection,
+    #[serde(default)]
+    model: ModelSection,
+    #[serde(default)]
+    agent: AgentSection,
+    #[serde(default)]
+    memory: MemorySection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelSection {
+    base_url: Option<String>,
+    name: Option<String>,
+    api_key_env: Option<String>,
+    timeout_secs: Option<u64>,
+    max_retries: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentSection {
+    max_turns: Option<u32>,
+    tool_output_chars: Option<usize>,
+    tool_schema_budget_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemorySection {
+    memory_chars: Option<usize>,
+    user_chars: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -168,6 +199,31 @@ pub struct Config {
     pub log_level: Setting<String>,
     pub log_format: Setting<LogFormat>,
     pub max_instances: Setting<u32>,
+    pub model: ModelConfig,
+    pub agent: AgentConfig,
+    pub memory_chars: usize,
+    pub user_chars: usize,
+}
+
+/// Where the model is. The API key itself is read from the environment
+/// variable named by `api_key_env` (or `.env`) when needed, never stored.
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    pub base_url: Setting<String>,
+    pub name: Setting<String>,
+    pub api_key_env: String,
+    pub timeout_secs: u64,
+    pub max_retries: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub max_turns: u32,
+    /// Tool output beyond this many characters is cut, with a marker.
+    pub tool_output_chars: usize,
+    /// Above this size of all skill tool schemas, a skill's schemas are
+    /// offered only once the model has looked at the skill.
+    pub tool_schema_budget_bytes: usize,
 }
 
 /// One line of `talaria config show`.
@@ -234,11 +290,60 @@ impl Config {
             max_instances.source,
             max_instances.value
         );
+        let base_url = pick(
+            None,
+            env.get("TALARIA_MODEL_BASE_URL")
+                .map(|v| (v.to_owned(), "TALARIA_MODEL_BASE_URL")),
+            file.model.base_url,
+            "http://127.0.0.1:8080/v1".to_owned(),
+        );
+        let name = pick(
+            None,
+            env.get("TALARIA_MODEL")
+                .map(|v| (v.to_owned(), "TALARIA_MODEL")),
+            file.model.name,
+            "default".to_owned(),
+        );
+        let api_key_env = file
+            .model
+            .api_key_env
+            .unwrap_or_else(|| "OPENAI_API_KEY".to_owned());
+        anyhow::ensure!(
+            !api_key_env.is_empty()
+                && api_key_env
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "model.api_key_env: expected the NAME of an environment variable (the key itself belongs in .env), found {api_key_env:?}"
+        );
         Ok(Self {
             workspace,
             log_level,
             log_format,
             max_instances,
+            model: ModelConfig {
+                base_url,
+                name,
+                api_key_env,
+                timeout_secs: file.model.timeout_secs.unwrap_or(120).clamp(1, 3600),
+                max_retries: file.model.max_retries.unwrap_or(3).min(10),
+            },
+            agent: AgentConfig {
+                max_turns: file.agent.max_turns.unwrap_or(50).clamp(1, 1000),
+                tool_output_chars: file
+                    .agent
+                    .tool_output_chars
+                    .unwrap_or(16_000)
+                    .clamp(256, 1_000_000),
+                tool_schema_budget_bytes: file.agent.tool_schema_budget_bytes.unwrap_or(24_000),
+            },
+            memory_chars: file
+                .memory
+                .memory_chars
+                .unwrap_or(crate::memory::notes::DEFAULT_MEMORY_CHARS),
+            user_chars: file
+                .memory
+                .user_chars
+                .unwrap_or(crate::memory::notes::DEFAULT_USER_CHARS),
         })
     }
 
@@ -271,6 +376,21 @@ impl Config {
                 self.max_instances.value.to_string(),
                 &self.max_instances.source,
             ),
+            line(
+                "model.base_url",
+                self.model.base_url.value.clone(),
+                &self.model.base_url.source,
+            ),
+            line(
+                "model.name",
+                self.model.name.value.clone(),
+                &self.model.name.source,
+            ),
+            ShownSetting {
+                key: "model.api_key_env",
+                value: self.model.api_key_env.clone(),
+                source: "the key itself is never shown".into(),
+            },
         ]
     }
 }

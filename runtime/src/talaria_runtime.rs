@@ -6,10 +6,12 @@
 //!   were granted.
 //! - [`home`] is the data home: layout, bootstrap, the single-writer lock.
 //! - [`config`] resolves `config.toml`, `TALARIA_*` variables and flags.
+//! - [`agent`] is the loop: model client, tools, prompt.
 //! - [`memory`] keeps the agent's bounded notes.
 //! - [`doctor`] checks a data home and explains how to fix it.
 //! - [`cli`] is the `talaria` command line.
 
+pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod doctor;

@@ -224,6 +224,29 @@ fn stderr(args: TextArgs) -> Result<(), ToolError> {
     Err(ToolError::failed("see stderr"))
 }
 
+#[derive(Deserialize, JsonSchema)]
+struct RendezvousArgs {
+    me: String,
+    other: String,
+    millis: u64,
+}
+
+/// Mark `/data/<me>`, then wait up to `millis` for `/data/<other>`: two
+/// calls meet only if they run at the same time.
+fn rendezvous(args: RendezvousArgs) -> Result<&'static str, ToolError> {
+    std::fs::write(format!("/data/{}", args.me), b"here")?;
+    let step = std::time::Duration::from_millis(10);
+    let mut waited = 0;
+    while waited < args.millis {
+        if std::fs::metadata(format!("/data/{}", args.other)).is_ok() {
+            return Ok("met");
+        }
+        std::thread::sleep(step);
+        waited += 10;
+    }
+    Ok("alone")
+}
+
 fn echo(args: TextArgs) -> Result<String, ToolError> {
     Ok(args.text)
 }
@@ -269,6 +292,11 @@ fn tools() -> Toolset {
         .tool("fail", "Fail with a message.", fail)
         .tool("stderr", "Write to stderr, then fail.", stderr)
         .tool("echo", "Return the text.", echo)
+        .tool(
+            "rendezvous",
+            "Wait for another call to show up.",
+            rendezvous,
+        )
         .tool("exec", "Run a native command through the host.", exec)
 }
 

@@ -1,0 +1,326 @@
+//! The agent: prompt assembly, the model client, the tool registry and the
+//! loop that calls the model, runs its tool calls and feeds the results back
+//! until it answers.
+
+pub mod prompt;
+pub mod provider;
+pub mod tools;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use provider::{ChatMessage, Provider, ProviderError, Reply};
+use tools::ToolRegistry;
+
+use crate::memory::{NewMessage, SessionStore};
+
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    pub max_turns: u32,
+    pub tool_output_chars: usize,
+    /// Stream the model's text as it is produced.
+    pub stream: bool,
+}
+
+/// What the loop reports while it works.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A piece of the model's answer (streaming only).
+    Text(String),
+    /// Size of a model request in bytes, and the number of tools offered.
+    Request {
+        turn: u32,
+        bytes: usize,
+        tools: usize,
+    },
+    ToolStarted {
+        name: String,
+        arguments: String,
+    },
+    ToolFinished {
+        name: String,
+        ok: bool,
+        chars: usize,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    #[error(
+        "stopped after {0} turns without a final answer (agent.max_turns); the model kept calling tools"
+    )]
+    MaxTurns(u32),
+    #[error("{0:#}")]
+    Other(#[from] anyhow::Error),
+}
+
+pub struct Agent {
+    provider: Arc<Provider>,
+    tools: Arc<ToolRegistry>,
+    store: Arc<Mutex<SessionStore>>,
+    options: AgentOptions,
+}
+
+/// A conversation: its id in the store and the messages sent to the model.
+pub struct Conversation {
+    pub session_id: String,
+    messages: Vec<ChatMessage>,
+    /// Skills whose tool schemas have been disclosed in this conversation.
+    disclosed: HashSet<String>,
+}
+
+impl Conversation {
+    pub fn messages(&self) -> &[ChatMessage] {
+        &self.messages
+    }
+}
+
+impl Agent {
+    pub fn new(
+        provider: Provider,
+        tools: ToolRegistry,
+        store: Arc<Mutex<SessionStore>>,
+        options: AgentOptions,
+    ) -> Self {
+        Self {
+            provider: Arc::new(provider),
+            tools: Arc::new(tools),
+            store,
+            options,
+        }
+    }
+
+    pub fn tools(&self) -> &ToolRegistry {
+        &self.tools
+    }
+
+    /// Start a conversation with `system_prompt`, stored as a new session.
+    pub fn start(&self, system_prompt: &str, parent: Option<&str>) -> anyhow::Result<Conversation> {
+        let store = self.lock_store()?;
+        let session_id = store.create_session(parent, None)?;
+        store.append(
+            &session_id,
+            &NewMessage {
+                role: "system",
+                content: system_prompt,
+                ..Default::default()
+            },
+        )?;
+        Ok(Conversation {
+            session_id,
+            messages: vec![ChatMessage::new("system", system_prompt)],
+            disclosed: HashSet::new(),
+        })
+    }
+
+    /// Continue session `id` from the store (a fresh system prompt replaces
+    /// the stored one), as a new session whose parent is `id`.
+    pub fn resume(&self, id: &str, system_prompt: &str) -> anyhow::Result<Conversation> {
+        let history = {
+            let store = self.lock_store()?;
+            anyhow::ensure!(
+                store.exists(id)?,
+                "no session {id:?}; see `talaria sessions list`"
+            );
+            store.messages(id)?
+        };
+        let mut conversation = self.start(system_prompt, Some(id))?;
+        let store = self.lock_store()?;
+        for message in history.into_iter().filter(|m| m.role != "system") {
+            let tool_calls: Vec<provider::ToolCall> = message
+                .tool_calls
+                .clone()
+                .and_then(|calls| serde_json::from_value(calls).ok())
+                .unwrap_or_default();
+            store.append(
+                &conversation.session_id,
+                &NewMessage {
+                    role: &message.role,
+                    content: &message.content,
+                    tool_calls: message.tool_calls.as_ref(),
+                    tool_call_id: message.tool_call_id.as_deref(),
+                    name: message.name.as_deref(),
+                },
+            )?;
+            conversation.messages.push(ChatMessage {
+                role: message.role,
+                content: Some(message.content),
+                tool_calls,
+                tool_call_id: message.tool_call_id,
+                name: message.name,
+            });
+        }
+        Ok(conversation)
+    }
+
+    /// One user turn: call the model, run its tool calls (concurrently when
+    /// there are several; results in call order), feed the results back,
+    /// until a final answer or `max_turns`. Every message is committed to
+    /// the store before the next model call.
+    pub async fn ask(
+        &self,
+        conversation: &mut Conversation,
+        input: &str,
+        events: &mut (dyn FnMut(Event) + Send),
+    ) -> Result<String, AgentError> {
+        self.record(conversation, ChatMessage::new("user", input))?;
+        for turn in 1..=self.options.max_turns {
+            let tools = self.tools.definitions(&conversation.disclosed);
+            let body_size = self
+                .provider
+                .request_body(&conversation.messages, &tools, self.options.stream)
+                .to_string()
+                .len();
+            tracing::info!(
+                turn,
+                bytes = body_size,
+                tools = tools.len(),
+                "model request"
+            );
+            events(Event::Request {
+                turn,
+                bytes: body_size,
+                tools: tools.len(),
+            });
+            let reply = self
+                .request(conversation.messages.clone(), tools, events)
+                .await?;
+            let calls = reply.tool_calls.clone();
+            self.record(
+                conversation,
+                ChatMessage {
+                    role: "assistant".into(),
+                    content: Some(reply.content.clone()),
+                    tool_calls: reply.tool_calls,
+                    tool_call_id: None,
+                    name: None,
+                },
+            )?;
+            if calls.is_empty() {
+                return Ok(reply.content);
+            }
+            let results = self.run_calls(&calls, events).await;
+            for (call, result) in calls.iter().zip(results) {
+                if let Some(skill) = ToolRegistry::skill_of(&call.function.name) {
+                    conversation.disclosed.insert(skill.to_owned());
+                }
+                if call.function.name == "skill_view"
+                    && let Ok(args) =
+                        serde_json::from_str::<serde_json::Value>(&call.function.arguments)
+                    && let Some(name) = args.get("name").and_then(|n| n.as_str())
+                {
+                    conversation.disclosed.insert(name.to_owned());
+                }
+                let mut message = ChatMessage::new("tool", result);
+                message.tool_call_id = Some(call.id.clone());
+                message.name = Some(call.function.name.clone());
+                self.record(conversation, message)?;
+            }
+        }
+        Err(AgentError::MaxTurns(self.options.max_turns))
+    }
+
+    async fn request(
+        &self,
+        messages: Vec<ChatMessage>,
+        tools: Vec<serde_json::Value>,
+        events: &mut (dyn FnMut(Event) + Send),
+    ) -> Result<Reply, AgentError> {
+        let provider = Arc::clone(&self.provider);
+        let stream = self.options.stream;
+        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let task = tokio::task::spawn_blocking(move || {
+            let mut forward = |text: &str| {
+                let _ = sender.send(text.to_owned());
+            };
+            let on_text: Option<&mut dyn FnMut(&str)> =
+                if stream { Some(&mut forward) } else { None };
+            provider.complete(&messages, &tools, on_text)
+        });
+        while let Some(text) = receiver.recv().await {
+            events(Event::Text(text));
+        }
+        let reply = task
+            .await
+            .map_err(|e| anyhow::anyhow!("the model request task failed: {e}"))??;
+        Ok(reply)
+    }
+
+    /// Run every call of one turn at once; results come back in call order.
+    async fn run_calls(
+        &self,
+        calls: &[provider::ToolCall],
+        events: &mut (dyn FnMut(Event) + Send),
+    ) -> Vec<String> {
+        let mut handles = Vec::with_capacity(calls.len());
+        for call in calls {
+            events(Event::ToolStarted {
+                name: call.function.name.clone(),
+                arguments: call.function.arguments.clone(),
+            });
+            let tools = Arc::clone(&self.tools);
+            let (name, arguments) = (call.function.name.clone(), call.function.arguments.clone());
+            handles.push(tokio::spawn(
+                async move { tools.call(&name, &arguments).await },
+            ));
+        }
+        let mut results = Vec::with_capacity(calls.len());
+        for (call, handle) in calls.iter().zip(handles) {
+            let outcome = handle
+                .await
+                .unwrap_or_else(|e| Err(format!("the tool crashed the host task: {e}")));
+            let ok = outcome.is_ok();
+            let text = match outcome {
+                Ok(text) => text,
+                Err(error) => format!("error: {error}"),
+            };
+            let text = truncate(&text, self.options.tool_output_chars);
+            events(Event::ToolFinished {
+                name: call.function.name.clone(),
+                ok,
+                chars: text.chars().count(),
+            });
+            results.push(text);
+        }
+        results
+    }
+
+    fn record(&self, conversation: &mut Conversation, message: ChatMessage) -> anyhow::Result<()> {
+        let tool_calls = (!message.tool_calls.is_empty())
+            .then(|| serde_json::to_value(&message.tool_calls))
+            .transpose()?;
+        self.lock_store()?.append(
+            &conversation.session_id,
+            &NewMessage {
+                role: &message.role,
+                content: message.content.as_deref().unwrap_or(""),
+                tool_calls: tool_calls.as_ref(),
+                tool_call_id: message.tool_call_id.as_deref(),
+                name: message.name.as_deref(),
+            },
+        )?;
+        conversation.messages.push(message);
+        Ok(())
+    }
+
+    fn lock_store(&self) -> anyhow::Result<std::sync::MutexGuard<'_, SessionStore>> {
+        self.store.lock().map_err(|_| {
+            anyhow::anyhow!("the session store is unavailable after a crash in another task")
+        })
+    }
+}
+
+/// Cut `text` to `max_chars` characters with a marker saying how much was cut.
+fn truncate(text: &str, max_chars: usize) -> String {
+    let total = text.chars().count();
+    if total <= max_chars {
+        return text.to_owned();
+    }
+    let kept: String = text.chars().take(max_chars).collect();
+    format!(
+        "{kept}\n[… {} more characters cut (agent.tool_output_chars)]",
+        total - max_chars
+    )
+}

@@ -1,0 +1,125 @@
+//! The system prompt, in a fixed order: SOUL.md, tool guidance, the MEMORY
+//! and USER snapshots (taken at session start), the skills index, the
+//! workspace's AGENTS.md, the current time.
+
+use std::path::Path;
+
+use crate::memory::Snapshot;
+
+/// Largest piece of a file (SOUL.md, AGENTS.md) put into the prompt.
+const MAX_FILE_CHARS: usize = 20_000;
+
+pub struct SkillLine<'a> {
+    pub name: &'a str,
+    pub description: &'a str,
+}
+
+pub fn build(
+    soul: &str,
+    snapshot: &Snapshot,
+    skills: &[SkillLine<'_>],
+    agents_md: Option<&str>,
+    now: &str,
+) -> String {
+    let mut prompt = String::new();
+    prompt.push_str(bounded(soul.trim()));
+    prompt.push_str(
+        "\n\n# Tools\n\
+         Use tools when they help. Skill tools are named SKILL__TOOL; read a skill's \
+         instructions with skill_view before relying on it. Save lasting facts with the \
+         memory tool (target memory for your notes, user for facts about the user); find \
+         earlier conversations with session_search. A tool error is text you can act on.\n",
+    );
+    section(&mut prompt, "Memory", &snapshot.memory);
+    section(&mut prompt, "About the user", &snapshot.user);
+    if !skills.is_empty() {
+        prompt.push_str("\n# Skills\n");
+        for skill in skills {
+            prompt.push_str(&format!("- {}: {}\n", skill.name, skill.description));
+        }
+    }
+    if let Some(agents_md) = agents_md {
+        prompt.push_str("\n# Workspace (AGENTS.md)\n");
+        prompt.push_str(bounded(agents_md.trim()));
+        prompt.push('\n');
+    }
+    prompt.push_str(&format!("\nCurrent time: {now}\n"));
+    prompt
+}
+
+fn section(prompt: &mut String, title: &str, entries: &[String]) {
+    if entries.is_empty() {
+        return;
+    }
+    prompt.push_str(&format!("\n# {title}\n"));
+    for entry in entries {
+        prompt.push_str(&format!("- {}\n", entry.replace('\n', "\n  ")));
+    }
+}
+
+fn bounded(text: &str) -> &str {
+    match text.char_indices().nth(MAX_FILE_CHARS) {
+        Some((index, _)) => &text[..index],
+        None => text,
+    }
+}
+
+/// Read a file for the prompt, if present.
+pub fn read_optional(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path).ok()
+}
+
+/// A SKILL.md body without its YAML frontmatter, and the frontmatter's
+/// `description`, so instruction-only skills written for other agents
+/// (agentskills format) work unchanged.
+pub fn skill_md_description(text: &str) -> Option<String> {
+    let rest = text.strip_prefix("---\n")?;
+    let end = rest.find("\n---")?;
+    rest[..end]
+        .lines()
+        .find_map(|line| line.strip_prefix("description:"))
+        .map(|d| d.trim().trim_matches('"').to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sections_come_in_the_documented_order() {
+        let snapshot = Snapshot {
+            memory: vec!["uses Rust".into()],
+            user: vec!["likes brevity".into()],
+        };
+        let prompt = build(
+            "I am the soul.",
+            &snapshot,
+            &[SkillLine {
+                name: "text",
+                description: "Text utilities",
+            }],
+            Some("Run cargo test."),
+            "2026-11-22T00:00:00Z",
+        );
+        let order = [
+            "I am the soul.",
+            "# Tools",
+            "# Memory",
+            "# About the user",
+            "# Skills",
+            "# Workspace",
+            "Current time",
+        ];
+        let positions: Vec<usize> = order.iter().map(|s| prompt.find(s).unwrap()).collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{prompt}");
+    }
+
+    #[test]
+    fn frontmatter_descriptions_are_read() {
+        assert_eq!(
+            skill_md_description("---\nname: x\ndescription: Does X well\n---\nbody"),
+            Some("Does X well".into())
+        );
+        assert_eq!(skill_md_description("no frontmatter"), None);
+    }
+}

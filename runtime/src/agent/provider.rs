@@ -1,0 +1,394 @@
+//! The model client: OpenAI-compatible `POST {base_url}/chat/completions`
+//! with tools, plain or streamed (server-sent events), with bounded retries
+//! on rate limits, server errors and connection failures.
+//!
+//! Works with any server speaking that API: vLLM, Ollama, llama.cpp's
+//! server, OpenRouter. The API key is sent as a bearer token and never
+//! logged or shown in errors.
+
+use std::io::{BufRead, BufReader};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// Largest response body read from the endpoint.
+const MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    /// e.g. `http://127.0.0.1:8080/v1`
+    pub base_url: String,
+    pub model: String,
+    pub api_key: Option<String>,
+    pub timeout: Duration,
+    pub max_retries: u32,
+    /// First retry delay; doubled each time, with jitter.
+    pub backoff: Duration,
+}
+
+/// One message of the conversation, in the API's shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: String,
+    #[serde(default)]
+    pub content: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl ChatMessage {
+    pub fn new(role: &str, content: impl Into<String>) -> Self {
+        Self {
+            role: role.to_owned(),
+            content: Some(content.into()),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+            name: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCall {
+    pub id: String,
+    #[serde(rename = "type", default = "function_type")]
+    pub kind: String,
+    pub function: FunctionCall,
+}
+
+fn function_type() -> String {
+    "function".to_owned()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionCall {
+    pub name: String,
+    /// JSON text, as the model wrote it.
+    #[serde(default)]
+    pub arguments: String,
+}
+
+/// What the model answered in one request.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Reply {
+    pub content: String,
+    pub tool_calls: Vec<ToolCall>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error(
+        "the model endpoint refused the API key (HTTP 401); set the key in .env under the name given by model.api_key_env"
+    )]
+    Unauthorized,
+    #[error(
+        "the model endpoint answered 404 for {url}: check model.base_url (it usually ends in /v1) and model.name ({model:?})"
+    )]
+    NotFound { url: String, model: String },
+    #[error("the model endpoint answered HTTP {status}: {body}")]
+    Status { status: u16, body: String },
+    #[error("the model endpoint sent invalid JSON: {0}")]
+    InvalidJson(String),
+    #[error("cannot reach the model endpoint at {url}: {detail}")]
+    Unreachable { url: String, detail: String },
+    #[error("the model endpoint did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+impl ProviderError {
+    fn retryable(&self) -> bool {
+        match self {
+            Self::Status { status, .. } => *status == 429 || *status >= 500,
+            Self::Unreachable { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+pub struct Provider {
+    config: ProviderConfig,
+    agent: ureq::Agent,
+}
+
+impl Provider {
+    pub fn new(config: ProviderConfig) -> Self {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(config.timeout))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Self { config, agent }
+    }
+
+    pub fn config(&self) -> &ProviderConfig {
+        &self.config
+    }
+
+    fn url(&self) -> String {
+        format!(
+            "{}/chat/completions",
+            self.config.base_url.trim_end_matches('/')
+        )
+    }
+
+    /// The request body: lean on purpose, every byte is paid per turn.
+    pub fn request_body(&self, messages: &[ChatMessage], tools: &[Value], stream: bool) -> Value {
+        let mut body = json!({
+            "model": self.config.model,
+            "messages": messages,
+            "stream": stream,
+        });
+        if !tools.is_empty() {
+            body["tools"] = Value::Array(tools.to_vec());
+        }
+        body
+    }
+
+    /// Ask the model; with `on_text`, stream and hand it each text delta.
+    /// Blocking: call it from a blocking thread.
+    pub fn complete(
+        &self,
+        messages: &[ChatMessage],
+        tools: &[Value],
+        mut on_text: Option<&mut dyn FnMut(&str)>,
+    ) -> Result<Reply, ProviderError> {
+        let body = self.request_body(messages, tools, on_text.is_some());
+        let mut attempt = 0;
+        loop {
+            let outcome = match on_text {
+                Some(ref mut forward) => self.send_once(&body, Some(&mut **forward)),
+                None => self.send_once(&body, None),
+            };
+            match outcome {
+                Err(error) if error.retryable() && attempt < self.config.max_retries => {
+                    let delay = self.backoff(attempt);
+                    tracing::warn!(
+                        attempt = attempt + 1,
+                        ?delay,
+                        "model request failed, retrying: {error}"
+                    );
+                    std::thread::sleep(delay);
+                    attempt += 1;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let base = self.config.backoff.saturating_mul(1 << attempt.min(10));
+        // Full jitter between half and all of the delay spreads retries of
+        // many clients hitting one rate limit.
+        let jitter = rand::random::<f64>() * 0.5 + 0.5;
+        base.mul_f64(jitter).min(Duration::from_secs(60))
+    }
+
+    fn send_once(
+        &self,
+        body: &Value,
+        on_text: Option<&mut dyn FnMut(&str)>,
+    ) -> Result<Reply, ProviderError> {
+        let url = self.url();
+        let mut request = self
+            .agent
+            .post(&url)
+            .header("Content-Type", "application/json");
+        if let Some(key) = &self.config.api_key {
+            request = request.header("Authorization", format!("Bearer {key}"));
+        }
+        let response = request
+            .send(body.to_string())
+            .map_err(|error| self.transport_error(&url, error))?;
+        let status = response.status().as_u16();
+        let mut body = response.into_body();
+        match status {
+            200..=299 => {}
+            401 | 403 => return Err(ProviderError::Unauthorized),
+            404 => {
+                return Err(ProviderError::NotFound {
+                    url,
+                    model: self.config.model.clone(),
+                });
+            }
+            status => {
+                let text = body
+                    .with_config()
+                    .limit(4096)
+                    .lossy_utf8(true)
+                    .read_to_string()
+                    .unwrap_or_default();
+                return Err(ProviderError::Status {
+                    status,
+                    body: crate::sandbox::guest_text::sanitize(&text, 512, false),
+                });
+            }
+        }
+        match on_text {
+            None => {
+                let text = body
+                    .with_config()
+                    .limit(MAX_RESPONSE_BYTES)
+                    .read_to_string()
+                    .map_err(|error| self.transport_error(&url, error))?;
+                parse_completion(&text)
+            }
+            Some(on_text) => {
+                let reader = BufReader::new(body.with_config().limit(MAX_RESPONSE_BYTES).reader());
+                parse_stream(reader, on_text).map_err(|error| match error {
+                    StreamError::Io(detail) => ProviderError::Unreachable { url, detail },
+                    StreamError::Json(detail) => ProviderError::InvalidJson(detail),
+                })
+            }
+        }
+    }
+
+    fn transport_error(&self, url: &str, error: ureq::Error) -> ProviderError {
+        match error {
+            ureq::Error::Timeout(_) => ProviderError::Timeout(self.config.timeout),
+            ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+                ProviderError::Timeout(self.config.timeout)
+            }
+            other => ProviderError::Unreachable {
+                url: url.to_owned(),
+                detail: other.to_string(),
+            },
+        }
+    }
+}
+
+/// A non-streamed completion: `choices[0].message`.
+fn parse_completion(text: &str) -> Result<Reply, ProviderError> {
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| ProviderError::InvalidJson(e.to_string()))?;
+    let message = value.pointer("/choices/0/message").ok_or_else(|| {
+        ProviderError::InvalidJson("no choices[0].message in the response".into())
+    })?;
+    let message: ChatMessage = serde_json::from_value(message.clone())
+        .map_err(|e| ProviderError::InvalidJson(e.to_string()))?;
+    Ok(Reply {
+        content: message.content.unwrap_or_default(),
+        tool_calls: message.tool_calls,
+    })
+}
+
+enum StreamError {
+    Io(String),
+    Json(String),
+}
+
+/// Server-sent events: `data: {chunk}` lines until `data: [DONE]`. Tool
+/// calls arrive in pieces keyed by `index`: the id and name once, the
+/// arguments as fragments to concatenate.
+fn parse_stream(reader: impl BufRead, on_text: &mut dyn FnMut(&str)) -> Result<Reply, StreamError> {
+    let mut reply = Reply::default();
+    let mut calls: Vec<ToolCall> = Vec::new();
+    for line in reader.lines() {
+        let line = line.map_err(|e| StreamError::Io(e.to_string()))?;
+        let Some(data) = line.strip_prefix("data:") else {
+            continue;
+        };
+        let data = data.trim();
+        if data == "[DONE]" {
+            break;
+        }
+        if data.is_empty() {
+            continue;
+        }
+        let chunk: Value =
+            serde_json::from_str(data).map_err(|e| StreamError::Json(e.to_string()))?;
+        let Some(delta) = chunk.pointer("/choices/0/delta") else {
+            continue;
+        };
+        if let Some(text) = delta.get("content").and_then(Value::as_str) {
+            reply.content.push_str(text);
+            on_text(text);
+        }
+        for piece in delta
+            .get("tool_calls")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let index = piece
+                .get("index")
+                .and_then(Value::as_u64)
+                .unwrap_or(calls.len() as u64) as usize;
+            while calls.len() <= index {
+                calls.push(ToolCall {
+                    id: String::new(),
+                    kind: function_type(),
+                    function: FunctionCall {
+                        name: String::new(),
+                        arguments: String::new(),
+                    },
+                });
+            }
+            let call = &mut calls[index];
+            if let Some(id) = piece.get("id").and_then(Value::as_str) {
+                call.id = id.to_owned();
+            }
+            if let Some(name) = piece.pointer("/function/name").and_then(Value::as_str) {
+                call.function.name.push_str(name);
+            }
+            if let Some(arguments) = piece.pointer("/function/arguments").and_then(Value::as_str) {
+                call.function.arguments.push_str(arguments);
+            }
+        }
+    }
+    reply.tool_calls = calls;
+    Ok(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streamed_tool_call_deltas_are_assembled() {
+        let stream = concat!(
+            "data: {\"choices\":[{\"delta\":{\"content\":\"Let me \"}}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"content\":\"check.\"}}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_1\",\"function\":{\"name\":\"text__count\",\"arguments\":\"\"}}]}}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"text\\\":\"}}]}}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":1,\"id\":\"call_2\",\"function\":{\"name\":\"memory\",\"arguments\":\"{}\"}}]}}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\" \\\"a b\\\"}\"}}]}}]}\n\n",
+            ": keep-alive comment\n\n",
+            "data: [DONE]\n\n",
+        );
+        let mut seen = String::new();
+        let Ok(reply) = parse_stream(stream.as_bytes(), &mut |text| seen.push_str(text)) else {
+            panic!("stream must parse");
+        };
+        assert_eq!(seen, "Let me check.");
+        assert_eq!(reply.content, "Let me check.");
+        assert_eq!(reply.tool_calls.len(), 2);
+        assert_eq!(reply.tool_calls[0].id, "call_1");
+        assert_eq!(reply.tool_calls[0].function.name, "text__count");
+        assert_eq!(
+            reply.tool_calls[0].function.arguments,
+            "{\"text\": \"a b\"}"
+        );
+        assert_eq!(reply.tool_calls[1].function.name, "memory");
+    }
+
+    #[test]
+    fn completions_without_choices_are_invalid() {
+        assert!(matches!(
+            parse_completion("{}"),
+            Err(ProviderError::InvalidJson(_))
+        ));
+        assert!(matches!(
+            parse_completion("<html>"),
+            Err(ProviderError::InvalidJson(_))
+        ));
+        let reply =
+            parse_completion(r#"{"choices":[{"message":{"role":"assistant","content":"hi"}}]}"#)
+                .unwrap();
+        assert_eq!(reply.content, "hi");
+    }
+}

@@ -1,0 +1,282 @@
+//! The tools offered to the model: the granted skills' tools, named
+//! `SKILL__TOOL` (two underscores; OpenAI function names allow letters,
+//! digits, `_` and `-`, and skill names never contain `__`), and the
+//! built-ins `memory`, `session_search`, `skills_list` and `skill_view`.
+//!
+//! Only the operator grants: no tool here can grant, revoke or widen a
+//! capability.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::memory::{Notes, SessionStore, Target};
+use crate::sandbox::LoadedSkill;
+
+/// A skill the agent may use or read about.
+pub struct SkillEntry {
+    pub name: String,
+    pub description: String,
+    pub instructions: Option<PathBuf>,
+    /// The loaded component of a granted skill with tools.
+    pub loaded: Option<Arc<LoadedSkill>>,
+}
+
+pub struct ToolRegistry {
+    skills: Vec<SkillEntry>,
+    notes: Notes,
+    store: Arc<Mutex<SessionStore>>,
+    schema_budget_bytes: usize,
+}
+
+const SEPARATOR: &str = "__";
+
+impl ToolRegistry {
+    pub fn new(
+        skills: Vec<SkillEntry>,
+        notes: Notes,
+        store: Arc<Mutex<SessionStore>>,
+        schema_budget_bytes: usize,
+    ) -> Self {
+        Self {
+            skills,
+            notes,
+            store,
+            schema_budget_bytes,
+        }
+    }
+
+    pub fn skills(&self) -> &[SkillEntry] {
+        &self.skills
+    }
+
+    /// Tool definitions for one request. When all skill schemas together
+    /// exceed the budget, a skill's tools are offered only once it is in
+    /// `disclosed` (viewed with `skill_view` or used in this session).
+    pub fn definitions(&self, disclosed: &HashSet<String>) -> Vec<Value> {
+        let mut definitions = builtin_definitions();
+        let skill_tools: Vec<(&SkillEntry, Value)> = self
+            .skills
+            .iter()
+            .filter_map(|skill| skill.loaded.as_ref().map(|loaded| (skill, loaded)))
+            .flat_map(|(skill, loaded)| {
+                loaded.tools().iter().map(move |tool| {
+                    (
+                        skill,
+                        json!({
+                            "type": "function",
+                            "function": {
+                                "name": format!("{}{SEPARATOR}{}", skill.name, tool.name),
+                                "description": tool.description,
+                                "parameters": tool.parameters,
+                            }
+                        }),
+                    )
+                })
+            })
+            .collect();
+        let total: usize = skill_tools.iter().map(|(_, d)| d.to_string().len()).sum();
+        let everything = total <= self.schema_budget_bytes;
+        definitions.extend(
+            skill_tools
+                .into_iter()
+                .filter(|(skill, _)| everything || disclosed.contains(&skill.name))
+                .map(|(_, definition)| definition),
+        );
+        definitions
+    }
+
+    /// The skill a tool name belongs to, for disclosure bookkeeping.
+    pub fn skill_of(name: &str) -> Option<&str> {
+        name.split_once(SEPARATOR).map(|(skill, _)| skill)
+    }
+
+    /// Run one call; an `Err` is text for the model to act on.
+    pub async fn call(&self, name: &str, arguments: &str) -> Result<String, String> {
+        match name {
+            "memory" => self.memory(arguments),
+            "session_search" => self.session_search(arguments),
+            "skills_list" => Ok(self.skills_list()),
+            "skill_view" => self.skill_view(arguments),
+            _ => self.skill_call(name, arguments).await,
+        }
+    }
+
+    async fn skill_call(&self, name: &str, arguments: &str) -> Result<String, String> {
+        let (skill_name, tool) = name
+            .split_once(SEPARATOR)
+            .ok_or_else(|| format!("there is no tool named {name:?}"))?;
+        let skill = self
+            .skills
+            .iter()
+            .find(|s| s.name == skill_name)
+            .ok_or_else(|| format!("there is no skill named {skill_name:?}; see skills_list"))?;
+        let loaded = skill.loaded.as_ref().ok_or_else(|| {
+            format!("skill {skill_name} has no tools (instructions only: use skill_view)")
+        })?;
+        loaded
+            .call(tool, arguments)
+            .await
+            .map(|output| output.result)
+            .map_err(|error| error.to_string())
+    }
+
+    fn memory(&self, arguments: &str) -> Result<String, String> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Args {
+            action: String,
+            target: Target,
+            #[serde(default)]
+            content: Option<String>,
+            #[serde(default)]
+            old_text: Option<String>,
+        }
+        let args: Args = parse(arguments)?;
+        let need = |value: Option<String>, field: &str| {
+            value.ok_or_else(|| format!("`{field}` is required for action {:?}", args.action))
+        };
+        let change = match args.action.as_str() {
+            "add" => self
+                .notes
+                .add(args.target, &need(args.content.clone(), "content")?),
+            "replace" => self.notes.replace(
+                args.target,
+                &need(args.old_text.clone(), "old_text")?,
+                &need(args.content.clone(), "content")?,
+            ),
+            "remove" => self
+                .notes
+                .remove(args.target, &need(args.old_text.clone(), "old_text")?),
+            other => {
+                return Err(format!(
+                    "unknown action {other:?}; expected add, replace or remove"
+                ));
+            }
+        };
+        change
+            .map(|c| format!("saved. {c}"))
+            .map_err(|e| e.to_string())
+    }
+
+    fn session_search(&self, arguments: &str) -> Result<String, String> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Args {
+            query: String,
+            #[serde(default)]
+            limit: Option<usize>,
+        }
+        let args: Args = parse(arguments)?;
+        let store = self
+            .store
+            .lock()
+            .map_err(|_| "the session store is unavailable".to_owned())?;
+        let hits = store
+            .search(&args.query, args.limit.unwrap_or(10).clamp(1, 50))
+            .map_err(|e| format!("{e:#}"))?;
+        if hits.is_empty() {
+            return Ok(format!("no past message contains {:?}", args.query));
+        }
+        Ok(hits
+            .iter()
+            .map(|h| {
+                format!(
+                    "[{} {} {}] {}",
+                    h.session_id, h.created_at, h.role, h.snippet
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n"))
+    }
+
+    fn skills_list(&self) -> String {
+        self.skills
+            .iter()
+            .map(|skill| {
+                let tools = skill
+                    .loaded
+                    .as_ref()
+                    .map(|l| {
+                        l.tools()
+                            .iter()
+                            .map(|t| format!("{}{SEPARATOR}{}", skill.name, t.name))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .unwrap_or_else(|| "instructions only".into());
+                format!("- {}: {} (tools: {tools})", skill.name, skill.description)
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn skill_view(&self, arguments: &str) -> Result<String, String> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Args {
+            name: String,
+        }
+        let args: Args = parse(arguments)?;
+        let skill = self
+            .skills
+            .iter()
+            .find(|s| s.name == args.name)
+            .ok_or_else(|| format!("there is no skill named {:?}; see skills_list", args.name))?;
+        match &skill.instructions {
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display())),
+            None => Ok(format!(
+                "{} has no SKILL.md. {}",
+                skill.name, skill.description
+            )),
+        }
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(arguments: &str) -> Result<T, String> {
+    let arguments = if arguments.trim().is_empty() {
+        "{}"
+    } else {
+        arguments
+    };
+    serde_json::from_str(arguments).map_err(|e| format!("invalid arguments: {e}"))
+}
+
+fn builtin_definitions() -> Vec<Value> {
+    let function = |name: &str, description: &str, parameters: Value| json!({"type": "function", "function": {"name": name, "description": description, "parameters": parameters}});
+    vec![
+        function(
+            "memory",
+            "Save durable notes across sessions. target `memory` holds your own notes, `user` what you learn about the user. \
+             action add (content), replace (old_text = a unique part of the entry, content), remove (old_text).",
+            json!({"type": "object", "properties": {
+                "action": {"type": "string", "enum": ["add", "replace", "remove"]},
+                "target": {"type": "string", "enum": ["memory", "user"]},
+                "content": {"type": "string"},
+                "old_text": {"type": "string"}
+            }, "required": ["action", "target"]}),
+        ),
+        function(
+            "session_search",
+            "Search the messages of past sessions for words; returns matching snippets with their session ids.",
+            json!({"type": "object", "properties": {
+                "query": {"type": "string"},
+                "limit": {"type": "integer", "minimum": 1, "maximum": 50}
+            }, "required": ["query"]}),
+        ),
+        function(
+            "skills_list",
+            "List the available skills with their tools.",
+            json!({"type": "object", "properties": {}}),
+        ),
+        function(
+            "skill_view",
+            "Read a skill's instructions (SKILL.md) before using it.",
+            json!({"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}),
+        ),
+    ]
+}

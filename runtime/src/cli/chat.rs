@@ -1,0 +1,217 @@
+//! `talaria chat`: one question with `-q`, or a conversation at a terminal.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::Failure;
+use super::context::{Context, SkillEntry};
+use crate::agent::provider::{Provider, ProviderConfig};
+use crate::agent::tools::{self, ToolRegistry};
+use crate::agent::{Agent, AgentOptions, Conversation, Event, prompt};
+use crate::memory::{NoteLimits, Notes, SessionStore};
+use crate::skill::grants::SkillState;
+
+pub(crate) async fn run(
+    context: &Context,
+    query: Option<String>,
+    resume: Option<String>,
+) -> Result<(), Failure> {
+    let interactive = query.is_none();
+    if interactive && !std::io::stdin().is_terminal() {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "`talaria chat` without -q needs a terminal, and stdin is not one (a container started \
+             without -it?); ask one question with `talaria chat -q \"...\"`"
+        )));
+    }
+    let (agent, system_prompt) = build(context, interactive).await?;
+    let mut conversation = match &resume {
+        Some(id) => agent.resume(id, &system_prompt)?,
+        None => agent.start(&system_prompt, None)?,
+    };
+    match query {
+        Some(question) => {
+            let answer = agent
+                .ask(&mut conversation, &question, &mut progress)
+                .await
+                .map_err(anyhow::Error::from)?;
+            println!("{}", answer.trim_end());
+            eprintln!("(session {})", conversation.session_id);
+            Ok(())
+        }
+        None => repl(&agent, &system_prompt, conversation).await,
+    }
+}
+
+async fn build(context: &Context, stream: bool) -> anyhow::Result<(Agent, String)> {
+    let config = &context.config;
+    let notes = Notes::new(
+        context.home.memories_dir(),
+        NoteLimits {
+            memory_chars: config.memory_chars,
+            user_chars: config.user_chars,
+        },
+    );
+    let snapshot = notes.snapshot()?;
+    let store = Arc::new(Mutex::new(SessionStore::open(&context.home.state_db())?));
+    let mut skills = Vec::new();
+    for entry in context.entries(true).await? {
+        let SkillEntry::Known {
+            skill,
+            assessment,
+            loaded,
+        } = entry
+        else {
+            continue;
+        };
+        if assessment.state != SkillState::Granted {
+            continue;
+        }
+        let loaded = match loaded {
+            Some(Ok(loaded)) => Some(Arc::new(*loaded)),
+            Some(Err(error)) => {
+                tracing::warn!(skill = skill.name(), "not offered: {error}");
+                continue;
+            }
+            None => None,
+        };
+        let instructions = skill.instructions_path();
+        let description = instructions
+            .as_deref()
+            .and_then(prompt::read_optional)
+            .and_then(|text| prompt::skill_md_description(&text))
+            .unwrap_or_else(|| skill.manifest.description.clone());
+        skills.push(tools::SkillEntry {
+            name: skill.name().to_owned(),
+            description,
+            instructions,
+            loaded,
+        });
+    }
+    let lines: Vec<prompt::SkillLine<'_>> = skills
+        .iter()
+        .map(|s| prompt::SkillLine {
+            name: &s.name,
+            description: &s.description,
+        })
+        .collect();
+    let soul = prompt::read_optional(&context.home.soul_file()).unwrap_or_default();
+    let agents_md = prompt::read_optional(&context.roots.workspace.join("AGENTS.md"));
+    let system_prompt = prompt::build(
+        &soul,
+        &snapshot,
+        &lines,
+        agents_md.as_deref(),
+        &crate::skill::grants::now_rfc3339(),
+    );
+    let provider = Provider::new(ProviderConfig {
+        base_url: config.model.base_url.value.clone(),
+        model: config.model.name.value.clone(),
+        api_key: context
+            .env
+            .get(&config.model.api_key_env)
+            .map(str::to_owned),
+        timeout: Duration::from_secs(config.model.timeout_secs),
+        max_retries: config.model.max_retries,
+        backoff: Duration::from_millis(500),
+    });
+    let registry = ToolRegistry::new(
+        skills,
+        notes,
+        Arc::clone(&store),
+        config.agent.tool_schema_budget_bytes,
+    );
+    let agent = Agent::new(
+        provider,
+        registry,
+        store,
+        AgentOptions {
+            max_turns: config.agent.max_turns,
+            tool_output_chars: config.agent.tool_output_chars,
+            stream,
+        },
+    );
+    Ok((agent, system_prompt))
+}
+
+/// Progress on stderr: tool calls and their outcome.
+fn progress(event: Event) {
+    match event {
+        Event::ToolStarted { name, arguments } => {
+            let arguments = crate::sandbox::guest_text::sanitize(&arguments, 200, false);
+            eprintln!("→ {name} {arguments}");
+        }
+        Event::ToolFinished { name, ok, chars } => {
+            eprintln!(
+                "← {name}: {} ({chars} characters)",
+                if ok { "ok" } else { "error" }
+            );
+        }
+        Event::Request { .. } | Event::Text(_) => {}
+    }
+}
+
+async fn repl(
+    agent: &Agent,
+    system_prompt: &str,
+    mut conversation: Conversation,
+) -> Result<(), Failure> {
+    eprintln!(
+        "talaria chat — session {}. /help for commands, /exit or Ctrl-D to leave.",
+        conversation.session_id
+    );
+    let stdin = std::io::stdin();
+    loop {
+        eprint!("you> ");
+        std::io::stderr().flush()?;
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            eprintln!();
+            return Ok(());
+        }
+        let line = line.trim();
+        match line
+            .split_once(' ')
+            .map_or((line, ""), |(c, rest)| (c, rest.trim()))
+        {
+            ("", _) => continue,
+            ("/exit" | "/quit", _) => return Ok(()),
+            ("/help", _) => eprintln!(
+                "/new            start a new session\n/resume ID      continue an earlier session\n\
+                 /skills         list the skills offered\n/exit           leave"
+            ),
+            ("/new", _) => {
+                conversation = agent.start(system_prompt, None)?;
+                eprintln!("new session {}", conversation.session_id);
+            }
+            ("/resume", id) if !id.is_empty() => match agent.resume(id, system_prompt) {
+                Ok(resumed) => {
+                    conversation = resumed;
+                    eprintln!("resumed {id} as session {}", conversation.session_id);
+                }
+                Err(error) => eprintln!("error: {error:#}"),
+            },
+            ("/skills", _) => {
+                for skill in agent.tools().skills() {
+                    eprintln!("- {}: {}", skill.name, skill.description);
+                }
+            }
+            (command, _) if command.starts_with('/') => {
+                eprintln!("unknown command {command}; /help lists them")
+            }
+            _ => {
+                let mut events = |event: Event| match event {
+                    Event::Text(text) => {
+                        print!("{text}");
+                        let _ = std::io::stdout().flush();
+                    }
+                    other => progress(other),
+                };
+                match agent.ask(&mut conversation, line, &mut events).await {
+                    Ok(_) => println!(),
+                    Err(error) => eprintln!("\nerror: {error}"),
+                }
+            }
+        }
+    }
+}

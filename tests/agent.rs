@@ -1,0 +1,362 @@
+//! The agent end to end against a scripted OpenAI-compatible server on
+//! loopback (the one part mocked: no model runs here), with real skills,
+//! a real SQLite store and real processes.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::{
+    FakeModel, Fixture, Reply, assert_exit, repo_root, skill_source, stderr, stdout, talaria_with,
+};
+use talaria_runtime::agent::provider::{ChatMessage, Provider, ProviderConfig, ProviderError};
+use talaria_runtime::agent::tools::{SkillEntry, ToolRegistry};
+use talaria_runtime::agent::{Agent, AgentOptions, Event};
+use talaria_runtime::memory::{NoteLimits, Notes, SessionStore};
+
+fn chat(fixture: &Fixture, model: &FakeModel, question: &str) -> std::process::Output {
+    let skills = repo_root().join("skills");
+    let env = [
+        ("TALARIA_BUNDLED_SKILLS", skills.as_path()),
+        ("TALARIA_MODEL_BASE_URL", Path::new(&model.base_url)),
+    ];
+    talaria_with(fixture, &env, &["chat", "-q", question], None)
+}
+
+/// The messages the model was sent in request `index`.
+fn sent(model: &FakeModel, index: usize) -> Vec<Value> {
+    model.requests()[index]["messages"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn the_agent_calls_a_real_skill_and_answers_with_its_output() {
+    let fixture = Fixture::new();
+    let model = FakeModel::start(vec![
+        Reply::calls(&[("text__count", json!({"text": "one two three"}))]),
+        Reply::answer("The text has 3 words."),
+    ]);
+    let output = chat(&fixture, &model, "How many words in 'one two three'?");
+    assert_exit(&output, 0);
+    assert_eq!(stdout(&output), "The text has 3 words.\n");
+    assert!(
+        stderr(&output).contains("→ text__count"),
+        "{}",
+        stderr(&output)
+    );
+
+    let first = &model.requests()[0];
+    let tools: Vec<&str> = first["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap())
+        .collect();
+    for name in [
+        "memory",
+        "session_search",
+        "skills_list",
+        "skill_view",
+        "text__count",
+        "files__read",
+    ] {
+        assert!(tools.contains(&name), "{name} offered: {tools:?}");
+    }
+    let messages = sent(&model, 1);
+    let tool = messages.iter().find(|m| m["role"] == "tool").unwrap();
+    assert_eq!(tool["tool_call_id"], "call_0");
+    assert_eq!(
+        tool["content"],
+        "{\"bytes\":13,\"characters\":13,\"lines\":1,\"words\":3}"
+    );
+    // The system prompt comes first, with the skills index.
+    assert!(
+        messages[0]["content"]
+            .as_str()
+            .unwrap()
+            .contains("- text: ")
+    );
+
+    // The conversation is in the store and searchable.
+    let env = [("TALARIA_BUNDLED_SKILLS", PathBuf::from("/nonexistent"))];
+    let env: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
+    let output = talaria_with(&fixture, &env, &["sessions", "search", "words"], None);
+    assert!(stdout(&output).contains("[words]"), "{}", stdout(&output));
+}
+
+#[test]
+fn memory_written_in_one_process_is_in_the_next_ones_prompt() {
+    let fixture = Fixture::new();
+    let model = FakeModel::start(vec![
+        Reply::calls(&[(
+            "memory",
+            json!({"action": "add", "target": "user", "content": "The user drinks green tea"}),
+        )]),
+        Reply::answer("Noted."),
+        Reply::answer("Green tea."),
+    ]);
+    assert_exit(&chat(&fixture, &model, "I drink green tea."), 0);
+    assert_exit(&chat(&fixture, &model, "What do I drink?"), 0);
+    let system = sent(&model, 2)[0]["content"].as_str().unwrap().to_owned();
+    assert!(
+        system.contains("# About the user\n- The user drinks green tea"),
+        "{system}"
+    );
+}
+
+#[test]
+fn max_turns_stops_a_model_that_never_stops_calling_tools() {
+    let fixture = Fixture::new();
+    std::fs::write(
+        fixture.root.path().join("config.toml"),
+        "[agent]\nmax_turns = 3\n",
+    )
+    .unwrap();
+    let model = FakeModel::start(
+        (0..10)
+            .map(|_| Reply::calls(&[("skills_list", json!({}))]))
+            .collect(),
+    );
+    let output = chat(&fixture, &model, "loop forever");
+    assert_exit(&output, 1);
+    assert!(
+        stderr(&output).contains("stopped after 3 turns without a final answer (agent.max_turns)"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(model.requests().len(), 3);
+}
+
+#[test]
+fn chat_without_a_terminal_or_a_question_exits_at_once() {
+    let fixture = Fixture::new();
+    let model = FakeModel::start(vec![]);
+    let env = [("TALARIA_MODEL_BASE_URL", Path::new(&model.base_url))];
+    let output = talaria_with(&fixture, &env, &["chat"], None);
+    assert_exit(&output, 2);
+    assert!(
+        stderr(&output).contains("needs a terminal"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(model.requests().is_empty());
+}
+
+#[test]
+fn sigkill_mid_conversation_loses_no_committed_message() {
+    let fixture = Fixture::new();
+    let model = FakeModel::start(vec![
+        Reply::calls(&[("text__count", json!({"text": "before the crash"}))]),
+        Reply::After(
+            Duration::from_secs(60),
+            Box::new(Reply::answer("never sent")),
+        ),
+    ]);
+    let skills = repo_root().join("skills");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_talaria"))
+        .env_clear()
+        .env("TALARIA_HOME", fixture.root.path())
+        .env("TALARIA_BUNDLED_SKILLS", &skills)
+        .env("TALARIA_MODEL_BASE_URL", &model.base_url)
+        .args(["chat", "-q", "count before the crash"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The second model request means the tool result was committed.
+    let started = std::time::Instant::now();
+    while model.requests().len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the agent never asked again"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let store = SessionStore::open(&fixture.root.path().join("state.db")).unwrap();
+    store.check_integrity().unwrap();
+    let session = store.list(1).unwrap().remove(0);
+    let roles: Vec<String> = store
+        .messages(&session.id)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.role)
+        .collect();
+    assert_eq!(roles, ["system", "user", "assistant", "tool"]);
+    assert_eq!(store.search("crash", 10).unwrap().len(), 1);
+}
+
+fn provider(model: &FakeModel, timeout: Duration) -> Provider {
+    Provider::new(ProviderConfig {
+        base_url: model.base_url.clone(),
+        model: "test".into(),
+        api_key: Some("sk-test-key-never-logged".into()),
+        timeout,
+        max_retries: 2,
+        backoff: Duration::from_millis(10),
+    })
+}
+
+fn ask(
+    provider: &Provider,
+    stream: bool,
+) -> (
+    Result<talaria_runtime::agent::provider::Reply, ProviderError>,
+    String,
+) {
+    let mut seen = String::new();
+    let mut forward = |text: &str| seen.push_str(text);
+    let on_text: Option<&mut dyn FnMut(&str)> = if stream { Some(&mut forward) } else { None };
+    let reply = provider.complete(&[ChatMessage::new("user", "hi")], &[], on_text);
+    (reply, seen)
+}
+
+#[test]
+fn streamed_deltas_are_assembled() {
+    let chunk = |delta: Value| json!({"choices": [{"index": 0, "delta": delta}]}).to_string();
+    let model = FakeModel::start(vec![Reply::Stream(vec![
+        chunk(json!({"role": "assistant", "content": "Hel"})),
+        chunk(json!({"content": "lo"})),
+        chunk(
+            json!({"tool_calls": [{"index": 0, "id": "c1", "function": {"name": "skills_list", "arguments": "{"}}]}),
+        ),
+        chunk(json!({"tool_calls": [{"index": 0, "function": {"arguments": "}"}}]})),
+    ])]);
+    let (reply, seen) = ask(&provider(&model, Duration::from_secs(10)), true);
+    let reply = reply.unwrap();
+    assert_eq!(seen, "Hello");
+    assert_eq!(reply.content, "Hello");
+    assert_eq!(reply.tool_calls[0].function.name, "skills_list");
+    assert_eq!(reply.tool_calls[0].function.arguments, "{}");
+    assert_eq!(model.requests()[0]["stream"], true);
+}
+
+#[test]
+fn rate_limits_and_server_errors_are_retried() {
+    let model = FakeModel::start(vec![
+        Reply::Json(429, "{\"error\":\"slow down\"}".into()),
+        Reply::Json(503, "{\"error\":\"overloaded\"}".into()),
+        Reply::answer("finally"),
+    ]);
+    let (reply, _) = ask(&provider(&model, Duration::from_secs(10)), false);
+    assert_eq!(reply.unwrap().content, "finally");
+    assert_eq!(model.requests().len(), 3);
+}
+
+#[test]
+fn endpoint_errors_are_explained_without_the_key() {
+    let cases = [
+        (
+            Reply::Json(401, "{}".into()),
+            "refused the API key (HTTP 401)",
+        ),
+        (Reply::Json(404, "{}".into()), "answered 404"),
+        (
+            Reply::Json(200, "<html>not json</html>".into()),
+            "invalid JSON",
+        ),
+    ];
+    for (reply, expected) in cases {
+        let model = FakeModel::start(vec![reply]);
+        let (reply, _) = ask(&provider(&model, Duration::from_secs(10)), false);
+        let message = reply.unwrap_err().to_string();
+        assert!(message.contains(expected), "{message}");
+        assert!(!message.contains("sk-test-key"), "{message}");
+    }
+}
+
+#[test]
+fn a_slow_endpoint_times_out() {
+    let model = FakeModel::start(
+        (0..3)
+            .map(|_| Reply::After(Duration::from_secs(5), Box::new(Reply::answer("late"))))
+            .collect(),
+    );
+    let (reply, _) = ask(&provider(&model, Duration::from_millis(300)), false);
+    assert!(matches!(reply, Err(ProviderError::Timeout(_))), "{reply:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_calls_of_one_turn_run_concurrently_and_keep_their_order() {
+    let fixture = Fixture::new();
+    fixture.install(&skill_source("tests/skills/hostile"), "hostile", None);
+    let sandbox = fixture.sandbox();
+    let hostile = fixture.load(&sandbox, "hostile").await;
+    let store = Arc::new(Mutex::new(
+        SessionStore::open(&fixture.root.path().join("state.db")).unwrap(),
+    ));
+    let registry = ToolRegistry::new(
+        vec![SkillEntry {
+            name: "hostile".into(),
+            description: "test".into(),
+            instructions: None,
+            loaded: Some(Arc::new(hostile)),
+        }],
+        Notes::new(fixture.root.path().join("memories"), NoteLimits::default()),
+        Arc::clone(&store),
+        100_000,
+    );
+    let model = FakeModel::start(vec![
+        Reply::calls(&[
+            (
+                "hostile__rendezvous",
+                json!({"me": "a", "other": "b", "millis": 900}),
+            ),
+            (
+                "hostile__rendezvous",
+                json!({"me": "b", "other": "a", "millis": 900}),
+            ),
+            ("hostile__echo", json!({"text": "third"})),
+        ]),
+        Reply::answer("done"),
+    ]);
+    let agent = Agent::new(
+        provider(&model, Duration::from_secs(10)),
+        registry,
+        store,
+        AgentOptions {
+            max_turns: 5,
+            tool_output_chars: 1000,
+            stream: false,
+        },
+    );
+    let mut conversation = agent.start("system", None).unwrap();
+    let mut events = Vec::new();
+    let answer = agent
+        .ask(&mut conversation, "go", &mut |event: Event| {
+            events.push(format!("{event:?}"))
+        })
+        .await
+        .unwrap();
+    assert_eq!(answer, "done");
+    let results: Vec<(String, String)> = sent(&model, 1)
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .map(|m| {
+            (
+                m["tool_call_id"].as_str().unwrap().to_owned(),
+                m["content"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    // Each rendezvous saw the other: both were running at the same time.
+    assert_eq!(
+        results,
+        [
+            ("call_0".to_owned(), "met".to_owned()),
+            ("call_1".to_owned(), "met".to_owned()),
+            ("call_2".to_owned(), "third".to_owned())
+        ]
+    );
+    assert!(
+        events.iter().any(|e| e.starts_with("Request")),
+        "{events:?}"
+    );
+}
