@@ -238,8 +238,10 @@ impl SessionStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Messages whose content matches every word of `query`, best first.
-    /// The query is taken as plain words, never as FTS syntax.
+    /// Messages whose content matches every word of `query`, newest first.
+    /// The query is taken as plain words, never as FTS syntax. Newest first
+    /// (rather than by relevance) lets FTS5 stop after `limit` matches
+    /// instead of scoring every message that holds a common word.
     pub fn search(&self, query: &str, limit: usize) -> anyhow::Result<Vec<SearchHit>> {
         let terms: Vec<String> = query
             .split_whitespace()
@@ -253,7 +255,7 @@ impl SessionStore {
                     snippet(messages_fts, 0, '[', ']', '…', 12), m.created_at
              FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid
              WHERE messages_fts MATCH ?1
-             ORDER BY rank LIMIT ?2",
+             ORDER BY messages_fts.rowid DESC LIMIT ?2",
         )?;
         let rows = statement.query_map(params![terms.join(" "), limit as i64], |row| {
             Ok(SearchHit {

@@ -1,0 +1,198 @@
+//! Agent benchmark: `cargo bench -p talaria-runtime --bench agent`.
+//!
+//! - Agent-loop overhead per turn against a model on loopback that answers
+//!   instantly: HTTP round trip, JSON, prompt and tool definitions, two
+//!   SQLite commits. The model's own time is zero, so this is the overhead.
+//! - `session search` latency over 100k and 1M generated messages.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use talaria_runtime::agent::provider::{Provider, ProviderConfig};
+use talaria_runtime::agent::tools::ToolRegistry;
+use talaria_runtime::agent::{Agent, AgentOptions};
+use talaria_runtime::memory::{NoteLimits, Notes, SessionStore};
+
+const TURNS: usize = 2_000;
+const SEARCHES: usize = 50;
+
+fn main() -> anyhow::Result<()> {
+    let scratch = tempfile::tempdir()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+
+    println!("== agent loop, zero-latency model on loopback, {TURNS} turns");
+    let base_url = instant_model()?;
+    let store = Arc::new(Mutex::new(SessionStore::open(
+        &scratch.path().join("agent.db"),
+    )?));
+    let registry = ToolRegistry::new(
+        Vec::new(),
+        Notes::new(scratch.path().join("memories"), NoteLimits::default()),
+        Arc::clone(&store),
+        24_000,
+    );
+    let agent = Agent::new(
+        Provider::new(ProviderConfig {
+            base_url,
+            model: "bench".into(),
+            api_key: None,
+            timeout: Duration::from_secs(10),
+            max_retries: 3,
+            backoff: Duration::from_millis(10),
+        }),
+        registry,
+        store,
+        AgentOptions {
+            max_turns: 5,
+            tool_output_chars: 16_000,
+            stream: false,
+        },
+    );
+    let mut turns = Vec::with_capacity(TURNS);
+    for _ in 0..TURNS {
+        // A fresh conversation each time keeps the request size constant.
+        let mut conversation = agent.start("You are a benchmark.", None)?;
+        let started = Instant::now();
+        let answer = runtime.block_on(agent.ask(&mut conversation, "hello", &mut |_| {}))?;
+        turns.push(started.elapsed());
+        anyhow::ensure!(answer == "ok");
+    }
+    turns.sort();
+    report("per turn (request, reply, 2 commits)", &turns);
+
+    for messages in [100_000usize, 1_000_000] {
+        let path = scratch.path().join(format!("search-{messages}.db"));
+        let started = Instant::now();
+        generate(&path, messages)?;
+        println!();
+        println!(
+            "== session search over {messages} messages (generated in {:.1} s)",
+            started.elapsed().as_secs_f64()
+        );
+        let store = SessionStore::open(&path)?;
+        for (what, query) in [
+            ("common word, top 20", "w17"),
+            ("rare word", "zebracorn"),
+            ("two words", "w17 w42"),
+        ] {
+            let mut samples = Vec::with_capacity(SEARCHES);
+            let mut found = 0;
+            for _ in 0..SEARCHES {
+                let started = Instant::now();
+                found = store.search(query, 20)?.len();
+                samples.push(started.elapsed());
+            }
+            samples.sort();
+            report(&format!("{what} ({found} hits shown)"), &samples);
+        }
+    }
+    Ok(())
+}
+
+/// A model endpoint that answers every request at once with "ok".
+fn instant_model() -> anyhow::Result<String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let url = format!("http://{}/v1", listener.local_addr()?);
+    std::thread::spawn(move || {
+        let body = r#"{"choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]}"#;
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let Ok(clone) = stream.try_clone() else {
+                continue;
+            };
+            let mut reader = BufReader::new(clone);
+            // Keep-alive: serve requests on this connection until it closes.
+            loop {
+                let mut length = 0;
+                let mut line = String::new();
+                let mut ended = false;
+                loop {
+                    line.clear();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        ended = true;
+                        break;
+                    }
+                    if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                if ended {
+                    break;
+                }
+                let mut request = vec![0; length];
+                if reader.read_exact(&mut request).is_err() {
+                    break;
+                }
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                if stream.write_all(reply.as_bytes()).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    Ok(url)
+}
+
+/// `messages` messages of 12–30 words over 1,000 sessions, in one
+/// transaction; a few hold the rare word.
+fn generate(path: &std::path::Path, messages: usize) -> anyhow::Result<()> {
+    drop(SessionStore::open(path)?);
+    let mut conn = rusqlite::Connection::open(path)?;
+    let tx = conn.transaction()?;
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for session in 0..1_000 {
+        tx.execute(
+            "INSERT INTO sessions (id, created_at, updated_at) VALUES (?1, '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')",
+            [format!("s{session}")],
+        )?;
+    }
+    {
+        let mut insert = tx.prepare(
+            "INSERT INTO messages (session_id, role, content, created_at) VALUES (?1, ?2, ?3, '2026-01-01T00:00:00Z')",
+        )?;
+        for index in 0..messages {
+            let words = 12 + (next() % 19) as usize;
+            let mut content = String::with_capacity(words * 6);
+            for _ in 0..words {
+                // Zipf-like: low word numbers are common.
+                let rank = (next() % 5_000) * (next() % 5_000) / 5_000;
+                content.push_str(&format!("w{rank} "));
+            }
+            if index % 50_000 == 7 {
+                content.push_str("zebracorn");
+            }
+            let role = if index % 2 == 0 { "user" } else { "assistant" };
+            insert.execute(rusqlite::params![
+                format!("s{}", index % 1_000),
+                role,
+                content
+            ])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn report(what: &str, sorted: &[Duration]) {
+    let pick = |p: usize| sorted[(sorted.len() - 1) * p / 100];
+    println!(
+        "  {what:<44} p50 {:>9.3} ms   p99 {:>9.3} ms",
+        pick(50).as_secs_f64() * 1e3,
+        pick(99).as_secs_f64() * 1e3
+    );
+}
