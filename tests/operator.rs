@@ -551,3 +551,16 @@ fn doctor_explains_a_broken_home() {
         stdout(&output)
     );
 }
+
+#[test]
+fn a_workspace_that_contains_the_home_is_refused() {
+    let fixture = Fixture::new();
+    let workspace = fixture.root.path().to_str().unwrap();
+    let output = talaria(&fixture, &["--workspace", workspace, "skills", "list"]);
+    assert_exit(&output, 1);
+    assert!(
+        stderr(&output).contains("contains the data home"),
+        "{}",
+        stderr(&output)
+    );
+}

@@ -78,6 +78,41 @@ impl Conversation {
 }
 
 impl Agent {
+    /// After a turn was stopped part-way (Ctrl-C), answer the tool calls
+    /// left without a result, so the conversation stays valid for the API
+    /// (every tool call needs its result) and the store says what happened.
+    pub fn close_interrupted_turn(&self, conversation: &mut Conversation) -> anyhow::Result<()> {
+        let Some(index) = conversation
+            .messages
+            .iter()
+            .rposition(|m| m.role == "assistant")
+        else {
+            return Ok(());
+        };
+        let answered: Vec<String> = conversation.messages[index + 1..]
+            .iter()
+            .filter_map(|m| m.tool_call_id.clone())
+            .collect();
+        let missing: Vec<provider::ToolCall> = conversation.messages[index]
+            .tool_calls
+            .iter()
+            .filter(|call| !answered.contains(&call.id))
+            .cloned()
+            .collect();
+        for call in missing {
+            let mut message = ChatMessage::new(
+                "tool",
+                "error: the user stopped this turn before the tool finished",
+            );
+            message.tool_call_id = Some(call.id);
+            message.name = Some(call.function.name);
+            self.record(conversation, message)?;
+        }
+        Ok(())
+    }
+}
+
+impl Agent {
     pub fn new(
         provider: Provider,
         tools: ToolRegistry,
@@ -254,7 +289,8 @@ impl Agent {
         calls: &[provider::ToolCall],
         events: &mut (dyn FnMut(Event) + Send),
     ) -> Vec<String> {
-        let mut handles = Vec::with_capacity(calls.len());
+        // Dropping this future (Ctrl-C) aborts the calls still running.
+        let mut handles = AbortOnDrop(Vec::with_capacity(calls.len()));
         for call in calls {
             events(Event::ToolStarted {
                 name: call.function.name.clone(),
@@ -262,13 +298,13 @@ impl Agent {
             });
             let tools = Arc::clone(&self.tools);
             let (name, arguments) = (call.function.name.clone(), call.function.arguments.clone());
-            handles.push(tokio::spawn(
+            handles.0.push(tokio::spawn(
                 async move { tools.call(&name, &arguments).await },
             ));
         }
         let mut results = Vec::with_capacity(calls.len());
-        for (call, handle) in calls.iter().zip(handles) {
-            let outcome = handle
+        for (index, call) in calls.iter().enumerate() {
+            let outcome = (&mut handles.0[index])
                 .await
                 .unwrap_or_else(|e| Err(format!("the tool crashed the host task: {e}")));
             let ok = outcome.is_ok();
@@ -309,6 +345,17 @@ impl Agent {
         self.store.lock().map_err(|_| {
             anyhow::anyhow!("the session store is unavailable after a crash in another task")
         })
+    }
+}
+
+/// Tool tasks of a turn, aborted if the turn is abandoned.
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<Result<String, String>>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for handle in &self.0 {
+            handle.abort();
+        }
     }
 }
 

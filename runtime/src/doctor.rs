@@ -383,7 +383,9 @@ async fn check_skills(
             )),
         }
         if skill.manifest.component.is_some()
-            && let Err(error) = sandbox.load(&skill, Capabilities::none()).await
+            && let Err(error) = sandbox
+                .load(&skill, Capabilities::for_validation(&skill))
+                .await
         {
             findings.push(Finding::problem(
                 "components",

@@ -175,7 +175,9 @@ fn copy_atomically(from: &Path, to: &Path) -> anyhow::Result<()> {
 fn demo(root: &Path) -> anyhow::Result<()> {
     build_skills(root)?;
     // A data home of its own, so the demo leaves the user's ~/.talaria alone.
-    let home = root.join("target").join("demo-home");
+    // Outside the repository, which is the demo's workspace: Talaria refuses
+    // a workspace that contains its data home.
+    let home = std::env::temp_dir().join("talaria-demo-home");
     let home = home.to_string_lossy().into_owned();
     let talaria = |args: &[&str]| -> anyhow::Result<()> {
         println!("\n$ talaria {}", args.join(" "));

@@ -64,9 +64,24 @@ fn bounded(text: &str) -> &str {
     }
 }
 
-/// Read a file for the prompt, if present.
+/// Read a file for the prompt, if present: a regular file only, opened
+/// without following a symlink. A skill with a writable mount could
+/// otherwise plant `AGENTS.md -> ../.env` and have the host read secrets
+/// into the prompt.
 pub fn read_optional(path: &Path) -> Option<String> {
-    std::fs::read_to_string(path).ok()
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+        .ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text).ok()?;
+    Some(text)
 }
 
 /// A SKILL.md body without its YAML frontmatter, and the frontmatter's
@@ -112,6 +127,24 @@ mod tests {
         ];
         let positions: Vec<usize> = order.iter().map(|s| prompt.find(s).unwrap()).collect();
         assert!(positions.windows(2).all(|w| w[0] < w[1]), "{prompt}");
+    }
+
+    #[test]
+    fn prompt_files_are_never_read_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".env"), "OPENAI_API_KEY=sk-secret").unwrap();
+        std::fs::create_dir(dir.path().join("workspace")).unwrap();
+        let agents = dir.path().join("workspace/AGENTS.md");
+        std::os::unix::fs::symlink("../.env", &agents).unwrap();
+        assert_eq!(read_optional(&agents), None);
+        std::fs::remove_file(&agents).unwrap();
+        std::fs::write(&agents, "Run the tests.").unwrap();
+        assert_eq!(read_optional(&agents).as_deref(), Some("Run the tests."));
+        assert_eq!(
+            read_optional(dir.path()),
+            None,
+            "a directory is not a prompt file"
+        );
     }
 
     #[test]

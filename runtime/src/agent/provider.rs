@@ -12,6 +12,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+/// Most tool calls accepted in one reply.
+const MAX_TOOL_CALLS: usize = 128;
 /// Largest response body read from the endpoint.
 const MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -160,12 +162,23 @@ impl Provider {
         let body = self.request_body(messages, tools, on_text.is_some());
         let mut attempt = 0;
         loop {
+            let mut delivered = false;
             let outcome = match on_text {
-                Some(ref mut forward) => self.send_once(&body, Some(&mut **forward)),
+                Some(ref mut forward) => {
+                    let mut counting = |text: &str| {
+                        delivered = true;
+                        forward(text);
+                    };
+                    self.send_once(&body, Some(&mut counting))
+                }
                 None => self.send_once(&body, None),
             };
             match outcome {
-                Err(error) if error.retryable() && attempt < self.config.max_retries => {
+                // Text already shown cannot be taken back: a stream that
+                // breaks after its first words is not retried.
+                Err(error)
+                    if error.retryable() && !delivered && attempt < self.config.max_retries =>
+                {
                     let delay = self.backoff(attempt);
                     tracing::warn!(
                         attempt = attempt + 1,
@@ -318,6 +331,11 @@ fn parse_stream(reader: impl BufRead, on_text: &mut dyn FnMut(&str)) -> Result<R
                 .get("index")
                 .and_then(Value::as_u64)
                 .unwrap_or(calls.len() as u64) as usize;
+            if index >= MAX_TOOL_CALLS {
+                return Err(StreamError::Json(format!(
+                    "tool call index {index} is beyond the {MAX_TOOL_CALLS} calls accepted in one reply"
+                )));
+            }
             while calls.len() <= index {
                 calls.push(ToolCall {
                     id: String::new(),

@@ -63,7 +63,11 @@ impl ToolRegistry {
             .iter()
             .filter_map(|skill| skill.loaded.as_ref().map(|loaded| (skill, loaded)))
             .flat_map(|(skill, loaded)| {
-                loaded.tools().iter().map(move |tool| {
+                // OpenAI-compatible APIs reject function names over 64 characters.
+                let fits = move |tool: &&crate::sandbox::ToolSpec| {
+                    skill.name.len() + SEPARATOR.len() + tool.name.len() <= 64
+                };
+                loaded.tools().iter().filter(fits).map(move |tool| {
                     (
                         skill,
                         json!({
@@ -227,8 +231,9 @@ impl ToolRegistry {
             .find(|s| s.name == args.name)
             .ok_or_else(|| format!("there is no skill named {:?}; see skills_list", args.name))?;
         match &skill.instructions {
-            Some(path) => std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display())),
+            Some(path) => super::prompt::read_optional(path).ok_or_else(|| {
+                format!("cannot read {} (it must be a regular file)", path.display())
+            }),
             None => Ok(format!(
                 "{} has no SKILL.md. {}",
                 skill.name, skill.description

@@ -1,6 +1,6 @@
 //! `talaria chat`: one question with `-q`, or a conversation at a terminal.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,11 +35,20 @@ pub(crate) async fn run(
                 .ask(&mut conversation, &question, &mut progress)
                 .await
                 .map_err(anyhow::Error::from)?;
-            println!("{}", answer.trim_end());
+            let answer = crate::sandbox::guest_text::sanitize(answer.trim_end(), usize::MAX, true);
+            println!("{answer}");
             eprintln!("(session {})", conversation.session_id);
             Ok(())
         }
-        None => repl(&agent, &system_prompt, conversation).await,
+        None => {
+            repl(
+                &agent,
+                &system_prompt,
+                conversation,
+                &context.home.root().join("chat_history"),
+            )
+            .await
+        }
     }
 }
 
@@ -155,30 +164,37 @@ async fn repl(
     agent: &Agent,
     system_prompt: &str,
     mut conversation: Conversation,
+    history: &std::path::Path,
 ) -> Result<(), Failure> {
+    use rustyline::error::ReadlineError;
     eprintln!(
-        "talaria chat — session {}. /help for commands, /exit or Ctrl-D to leave.",
+        "talaria chat — session {}. /help for commands; Ctrl-C stops a turn, Ctrl-D or /exit leaves.",
         conversation.session_id
     );
-    let stdin = std::io::stdin();
+    let mut editor = rustyline::DefaultEditor::new().map_err(anyhow::Error::from)?;
+    // A missing history file is the first conversation, not an error.
+    let _ = editor.load_history(history);
     loop {
-        eprint!("you> ");
-        std::io::stderr().flush()?;
-        let mut line = String::new();
-        if stdin.lock().read_line(&mut line)? == 0 {
-            eprintln!();
-            return Ok(());
-        }
+        let line = match editor.readline("you> ") {
+            Ok(line) => line,
+            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Eof) => break,
+            Err(error) => return Err(anyhow::Error::from(error).into()),
+        };
         let line = line.trim();
+        if !line.is_empty() {
+            let _ = editor.add_history_entry(line);
+        }
         match line
             .split_once(' ')
             .map_or((line, ""), |(c, rest)| (c, rest.trim()))
         {
             ("", _) => continue,
-            ("/exit" | "/quit", _) => return Ok(()),
+            ("/exit" | "/quit", _) => break,
             ("/help", _) => eprintln!(
                 "/new            start a new session\n/resume ID      continue an earlier session\n\
-                 /skills         list the skills offered\n/exit           leave"
+                 /skills         list the skills offered\n/exit           leave (or Ctrl-D)\n\
+                 Ctrl-C          stop the current turn; the session goes on"
             ),
             ("/new", _) => {
                 conversation = agent.start(system_prompt, None)?;
@@ -202,16 +218,39 @@ async fn repl(
             _ => {
                 let mut events = |event: Event| match event {
                     Event::Text(text) => {
+                        // Model output may quote anything, escape sequences included.
+                        let text = crate::sandbox::guest_text::sanitize(&text, usize::MAX, true);
                         print!("{text}");
                         let _ = std::io::stdout().flush();
                     }
                     other => progress(other),
                 };
-                match agent.ask(&mut conversation, line, &mut events).await {
-                    Ok(_) => println!(),
-                    Err(error) => eprintln!("\nerror: {error}"),
+                let outcome = tokio::select! {
+                    outcome = agent.ask(&mut conversation, line, &mut events) => Some(outcome),
+                    _ = tokio::signal::ctrl_c() => None,
+                };
+                match outcome {
+                    Some(Ok(_)) => println!(),
+                    Some(Err(error)) => eprintln!("\nerror: {error}"),
+                    None => {
+                        agent.close_interrupted_turn(&mut conversation)?;
+                        eprintln!("\n(turn stopped; the session goes on)");
+                    }
                 }
             }
         }
     }
+    // What was typed may be private: the history is for this user only.
+    let saved = editor
+        .save_history(history)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(history, std::fs::Permissions::from_mode(0o600))
+                .map_err(anyhow::Error::from)
+        });
+    if let Err(error) = saved {
+        tracing::warn!("cannot save the chat history: {error:#}");
+    }
+    Ok(())
 }

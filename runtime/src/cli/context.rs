@@ -66,6 +66,14 @@ impl Context {
             &format!("workspace ({})", config.workspace.source),
         )?;
         let skill_data = canonical(&home.skill_data_dir(), "skill-data directory")?;
+        let home_root = canonical(home.root(), "data home")?;
+        anyhow::ensure!(
+            !home_root.starts_with(&workspace),
+            "the workspace {} contains the data home {}: a skill mounting ${{workspace}} could read .env \
+             and rewrite grants.toml; choose a workspace outside the home (--workspace, TALARIA_WORKSPACE)",
+            workspace.display(),
+            home_root.display()
+        );
         let bundled_dir = env
             .get("TALARIA_BUNDLED_SKILLS")
             .map(PathBuf::from)
@@ -106,10 +114,16 @@ impl Context {
             Err(error) => return Err(error.into()),
         };
         let skills_dir = self.home.skills_dir();
-        let mut all = self.grants()?;
+        let before = (self.grants()?, bundled::Record::load(&skills_dir)?);
+        let mut all = before.0.clone();
         let (outcomes, record) = bundled::sync(shipped, &skills_dir, &mut all, &self.roots)?;
-        all.save(&self.home.grants_file())?;
-        record.save(&skills_dir)?;
+        // Write only what changed: a start that syncs nothing writes nothing.
+        if all != before.0 {
+            all.save(&self.home.grants_file())?;
+        }
+        if record != before.1 {
+            record.save(&skills_dir)?;
+        }
         for (name, outcome) in outcomes {
             match outcome {
                 Outcome::Unchanged | Outcome::KeptDeleted => {
@@ -182,7 +196,18 @@ impl Context {
                     continue;
                 }
             };
-            let assessment = self.assess(&skill, &grants)?;
+            let assessment = match self.assess(&skill, &grants) {
+                Ok(assessment) => assessment,
+                Err(error) => {
+                    // e.g. a component that was never built: report this
+                    // skill, list the others.
+                    entries.push(SkillEntry::Invalid(ManifestError {
+                        file: skill.dir.join(skill::MANIFEST_FILE),
+                        message: format!("{error:#}"),
+                    }));
+                    continue;
+                }
+            };
             let loaded = match (&sandbox, &assessment.effective) {
                 (Some(sandbox), Some(effective)) if skill.manifest.component.is_some() => Some(
                     self.load(sandbox, &skill, effective.clone())

@@ -23,7 +23,7 @@ pub(crate) async fn grant(context: &Context, name: &str, yes: bool) -> Result<()
         // A component that does not load is not worth granting.
         let sandbox = context.sandbox()?;
         sandbox
-            .load(&skill, Capabilities::none())
+            .load(&skill, Capabilities::for_validation(&skill))
             .await
             .context("refusing to grant a skill whose component does not load")?;
     }
@@ -129,7 +129,7 @@ async fn stage_and_replace(
     if skill.manifest.component.is_some() {
         context
             .sandbox()?
-            .load(&skill, Capabilities::none())
+            .load(&skill, Capabilities::for_validation(&skill))
             .await
             .context("the skill was not installed")?;
     }

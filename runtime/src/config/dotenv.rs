@@ -26,8 +26,9 @@ pub fn parse(text: &str) -> Result<BTreeMap<String, String>, String> {
             .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid_key {
+            // The text before `=` may be a pasted secret: never echo it.
             return Err(format!(
-                "line {}: {key:?} is not a variable name",
+                "line {}: expected a variable name (letters, digits, `_`) before `=` (the line is not shown)",
                 index + 1
             ));
         }
@@ -68,8 +69,8 @@ mod tests {
         assert_eq!(error, "line 2: expected KEY=VALUE (the value is not shown)");
         assert!(!error.contains("sk-secret"));
         assert_eq!(
-            parse("1A=x").unwrap_err(),
-            "line 1: \"1A\" is not a variable name"
+            parse("ab+cd/ef==").unwrap_err(),
+            "line 1: expected a variable name (letters, digits, `_`) before `=` (the line is not shown)"
         );
     }
 }

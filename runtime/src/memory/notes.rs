@@ -326,7 +326,11 @@ fn clean(content: &str) -> Result<String, NoteError> {
         return Err(NoteError::Empty);
     }
     // A `§` line inside an entry would split it in two on the next read.
-    Ok(content.replace("\n§\n", "\n").replace("\r\n", "\n"))
+    let mut content = content.replace("\r\n", "\n");
+    while content.contains("\n§\n") {
+        content = content.replace("\n§\n", "\n");
+    }
+    Ok(content)
 }
 
 fn find_unique(entries: &[String], target: Target, old_text: &str) -> Result<usize, NoteError> {
@@ -428,6 +432,9 @@ mod tests {
             notes.add(Target::User, &"x".repeat(101)),
             Err(NoteError::TooLong { .. })
         ));
+        // Delimiter lines inside an entry never split it.
+        notes.add(Target::User, "a\n§\n§\nb").unwrap();
+        assert_eq!(notes.entries(Target::User).unwrap().len(), 2);
     }
 
     #[test]

@@ -86,7 +86,7 @@ impl fmt::Display for Outcome {
                 f.write_str("updated; grant moved to the new version")
             }
             Self::Updated { regranted: false } => f.write_str(
-                "updated; it asks for more than was granted and waits for `talaria skills grant`",
+                "updated; it was not granted or asks for more than was granted, and waits for `talaria skills grant`",
             ),
             Self::KeptModified => f.write_str(
                 "modified locally; kept (`talaria skills reset` restores the shipped copy)",

@@ -60,8 +60,17 @@ impl Capabilities {
         }
     }
 
+    /// Nothing but the skill's own limits: for checking that a component
+    /// loads (install, grant, doctor) without giving it anything.
+    pub fn for_validation(skill: &Skill) -> Self {
+        Self {
+            limits: skill.manifest.limits,
+            ..Self::none()
+        }
+    }
+
     /// What `skill`'s manifest requests, with mount variables resolved under
-    /// `roots`. Pure: touches no file.
+    /// `roots`. Touches no file except to canonicalise `${skill_dir}`.
     pub fn requested(skill: &Skill, roots: &MountRoots) -> Self {
         let requested = &skill.manifest.capabilities;
         let mounts = requested
@@ -72,7 +81,11 @@ impl Capabilities {
                 host: match mount.source {
                     MountSource::Workspace => roots.workspace.clone(),
                     MountSource::SkillData => roots.skill_data.join(skill.name()),
-                    MountSource::SkillDir => skill.dir.clone(),
+                    // Canonical like the other roots, so `prepare` accepts it.
+                    MountSource::SkillDir => skill
+                        .dir
+                        .canonicalize()
+                        .unwrap_or_else(|_| skill.dir.clone()),
                 },
                 guest: mount.guest.clone(),
                 access: mount.access,

@@ -56,7 +56,7 @@ pub fn skill_hash(skill: &Skill) -> anyhow::Result<String> {
 }
 
 /// `grants.toml`.
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Grants {
     #[serde(default)]
@@ -279,7 +279,8 @@ pub fn assess(hash: String, requested: Capabilities, grant: Option<&Grant>) -> A
 /// `blake3:0123456789ab`, enough to tell hashes apart in a table.
 pub fn short_hash(hash: &str) -> &str {
     let end = hash.len().min("blake3:".len() + 12);
-    &hash[..end]
+    // A hand-edited grants.toml may hold anything: never slice mid-character.
+    hash.get(..end).unwrap_or(hash)
 }
 
 pub fn describe_exec(rule: &ExecRule) -> String {

@@ -249,9 +249,13 @@ fn validate(raw: RawManifest) -> Result<Manifest, String> {
         )
     })?;
     let description = skill.description.trim().to_owned();
-    if description.is_empty() || description.chars().count() > 1024 || description.contains('\n') {
+    if description.is_empty()
+        || description.chars().count() > 1024
+        || description.chars().any(char::is_control)
+    {
         return Err(
-            "key `skill.description`: expected one line of 1 to 1024 characters".to_owned(),
+            "key `skill.description`: expected one line of 1 to 1024 characters without control characters"
+                .to_owned(),
         );
     }
     let component = skill
@@ -286,7 +290,7 @@ fn validate(raw: RawManifest) -> Result<Manifest, String> {
             validate_guest_path(&mount.guest).map_err(|why| format!("key `{key}.guest`: {why}"))?;
         if source == MountSource::SkillDir && mount.access == Access::ReadWrite {
             return Err(format!(
-                "key `{key}.access`: \"${{skill_dir}}\" can only be mounted \"read-only\" (a skill that changes itself would change its hash)"
+                "key `{key}.access`: \"${{skill_dir}}\" can only be mounted \"read-only\" (a skill must not change its own files)"
             ));
         }
         if let Some(previous) = mounts.iter().position(|m| m.guest == guest) {
@@ -317,6 +321,15 @@ fn validate(raw: RawManifest) -> Result<Manifest, String> {
     }
 
     for (index, rule) in capabilities.exec.iter().enumerate() {
+        if let Some(position) = rule
+            .args
+            .iter()
+            .position(|arg| arg.chars().any(char::is_control))
+        {
+            return Err(format!(
+                "key `capabilities.exec[{index}].args[{position}]`: expected an argument pattern without control characters"
+            ));
+        }
         if rule.program.is_empty()
             || rule
                 .program
@@ -415,6 +428,9 @@ fn validate_component_path(component: &str) -> Result<PathBuf, String> {
 /// `/` would hide every other mount.
 fn validate_guest_path(guest: &str) -> Result<String, String> {
     let path = Path::new(guest);
+    if guest.chars().any(char::is_control) {
+        return Err("expected a path without control characters".to_owned());
+    }
     if !path.is_absolute() {
         return Err(format!(
             "expected an absolute path like \"/workspace\", found {guest:?}"
@@ -604,6 +620,16 @@ max_output_bytes = 1048576
             ("timeout_zero", "timeout_ms = 5000", "timeout_ms = 0"),
             ("memory_wrong_type", "memory_mb = 64", "memory_mb = \"64\""),
             ("toml_syntax", "[limits]", "[limits"),
+            (
+                "description_with_escape",
+                "description = \"Search",
+                "description = \"\\u001b[2KSearch",
+            ),
+            (
+                "exec_arg_with_escape",
+                "args = [\"status\", \"**\"]",
+                "args = [\"status\", \"\\u001b[1A\"]",
+            ),
         ];
         for (name, from, to) in cases {
             assert!(VALID.contains(from), "{name}: the edit must apply");
