@@ -360,3 +360,56 @@ async fn tool_calls_of_one_turn_run_concurrently_and_keep_their_order() {
         "{events:?}"
     );
 }
+
+#[test]
+fn two_processes_writing_memory_at_once_lose_nothing() {
+    let fixture = Fixture::new();
+    // Bootstrap the home (and the bundled sync) once, so the two writers race
+    // only on memory.
+    let warm = FakeModel::start(vec![Reply::answer("ready")]);
+    assert_exit(&chat(&fixture, &warm, "hello"), 0);
+    let writers: Vec<(FakeModel, String)> = (0..2)
+        .map(|writer| {
+            let calls: Vec<(&str, Value)> = (0..5)
+                .map(|n| {
+                    (
+                        "memory",
+                        json!({"action": "add", "target": "memory", "content": format!("writer {writer} fact {n}")}),
+                    )
+                })
+                .collect();
+            (
+                FakeModel::start(vec![Reply::calls(&calls), Reply::answer("saved")]),
+                format!("writer {writer}"),
+            )
+        })
+        .collect();
+    let skills = repo_root().join("skills");
+    let children: Vec<std::process::Child> = writers
+        .iter()
+        .map(|(model, question)| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_talaria"))
+                .env_clear()
+                .env("TALARIA_HOME", fixture.root.path())
+                .env("TALARIA_BUNDLED_SKILLS", &skills)
+                .env("TALARIA_MODEL_BASE_URL", &model.base_url)
+                .args(["chat", "-q", question])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut child in children {
+        assert!(child.wait().unwrap().success());
+    }
+    let notes = std::fs::read_to_string(fixture.root.path().join("memories/MEMORY.md")).unwrap();
+    for writer in 0..2 {
+        for n in 0..5 {
+            assert!(
+                notes.contains(&format!("writer {writer} fact {n}")),
+                "missing writer {writer} fact {n}:\n{notes}"
+            );
+        }
+    }
+}
