@@ -30,8 +30,12 @@ const HASH_DOMAIN: &[u8] = b"talaria-skill-hash-v1\0";
 /// u8 1 and u64 little-endian length and bytes of the component, or u8 0 when the skill has none
 /// ```
 ///
-/// `SKILL.md` is not part of it: instructions can be edited without a new
-/// grant, capabilities cannot.
+/// and, when the skill mounts `${skill_dir}` (so its guest can read any
+/// file of its folder), `u8 2` followed by the folder's tree hash
+/// ([`install::tree_hash`](super::install::tree_hash)).
+///
+/// Otherwise `SKILL.md` is not part of it: instructions can be edited
+/// without a new grant, capabilities cannot.
 pub fn skill_hash(skill: &Skill) -> anyhow::Result<String> {
     let manifest_path = skill.dir.join(super::MANIFEST_FILE);
     let manifest = std::fs::read(&manifest_path)
@@ -51,6 +55,16 @@ pub fn skill_hash(skill: &Skill) -> anyhow::Result<String> {
         None => {
             hasher.update(&[0]);
         }
+    }
+    let mounts_own_folder = skill
+        .manifest
+        .capabilities
+        .mounts
+        .iter()
+        .any(|mount| mount.source == MountSource::SkillDir);
+    if mounts_own_folder {
+        hasher.update(&[2]);
+        hasher.update(super::install::tree_hash(&skill.dir)?.as_bytes());
     }
     Ok(format!("blake3:{}", hasher.finalize().to_hex()))
 }
@@ -487,6 +501,24 @@ mod tests {
         );
         assert_ne!(skill_hash(&edited).unwrap(), first);
         assert!(first.starts_with("blake3:") && first.len() == 7 + 64);
+    }
+
+    #[test]
+    fn a_skill_mounting_its_own_folder_hashes_every_file_in_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = MANIFEST.replace(
+            "mounts = [{ source = \"${workspace}\", guest = \"/workspace\", access = \"read-only\" }]",
+            "mounts = [{ source = \"${skill_dir}\", guest = \"/skill\", access = \"read-only\" }]",
+        );
+        let skill = skill_in(dir.path(), &manifest, Some(b"bytes"));
+        std::fs::write(skill.dir.join("data.json"), "{}").unwrap();
+        let first = skill_hash(&skill).unwrap();
+        std::fs::write(skill.dir.join("data.json"), "{\"evil\": true}").unwrap();
+        assert_ne!(
+            skill_hash(&skill).unwrap(),
+            first,
+            "data the guest reads is covered"
+        );
     }
 
     #[test]
