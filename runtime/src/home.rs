@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 pub use files::{create_private_dir, write_atomically, write_new};
+pub(crate) use lock::open_lock_file;
 pub use lock::{LockError, LockHolder, WriterLock};
 
 /// Directories of the layout, created (mode 0700) when missing.

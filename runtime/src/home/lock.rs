@@ -48,14 +48,7 @@ impl WriterLock {
             path: path.to_owned(),
             source,
         };
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)
-            .map_err(io)?;
+        let mut file = open_lock_file(path).map_err(io)?;
         if let Err(error) = flock(&file, FlockOperation::NonBlockingLockExclusive) {
             if error == rustix::io::Errno::WOULDBLOCK {
                 return Err(match read_holder(&mut file) {
@@ -99,6 +92,17 @@ impl LockHolder {
     pub fn is_alive(&self) -> bool {
         Path::new(&format!("/proc/{}", self.pid)).exists()
     }
+}
+
+/// Open (creating, mode 0600, never truncating) a file used for `flock`.
+pub(crate) fn open_lock_file(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
 }
 
 fn read_holder(file: &mut File) -> Option<LockHolder> {

@@ -298,13 +298,7 @@ impl Notes {
 }
 
 fn lock(path: &Path) -> anyhow::Result<File> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
+    let file = crate::home::open_lock_file(path)
         .with_context(|| format!("cannot open {}", path.display()))?;
     // Blocking: a change holds the lock for a read and a write only.
     flock(&file, FlockOperation::LockExclusive)
