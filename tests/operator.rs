@@ -21,6 +21,16 @@ fn grant(fixture: &Fixture, name: &str) {
     assert_exit(&talaria(fixture, &["skills", "grant", name, "--yes"]), 0);
 }
 
+/// Replace `from` by `to` in an installed skill's manifest; returns the
+/// original text.
+fn edit_manifest(fixture: &Fixture, skill: &str, from: &str, to: &str) -> String {
+    let manifest = fixture.skills_dir.join(skill).join("skill.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    assert!(text.contains(from), "{skill}/skill.toml has no {from:?}");
+    std::fs::write(&manifest, text.replacen(from, to, 1)).unwrap();
+    text
+}
+
 fn echo(fixture: &Fixture) -> std::process::Output {
     talaria(
         fixture,
@@ -94,13 +104,12 @@ fn a_pending_skill_runs_only_after_the_operator_grants_it() {
 fn one_changed_byte_puts_a_skill_back_in_front_of_the_operator() {
     let fixture = fixture_with_hostile();
     grant(&fixture, "hostile");
-    let manifest = fixture.skills_dir.join("hostile/skill.toml");
-    let text = std::fs::read_to_string(&manifest).unwrap();
-    std::fs::write(
-        &manifest,
-        text.replacen("every attempt fails", "every attempt fail!", 1),
-    )
-    .unwrap();
+    edit_manifest(
+        &fixture,
+        "hostile",
+        "every attempt fails",
+        "every attempt fail!",
+    );
 
     let output = echo(&fixture);
     assert_exit(&output, 1);
@@ -132,16 +141,12 @@ fn one_changed_byte_puts_a_skill_back_in_front_of_the_operator() {
 fn asking_for_more_drifts_and_names_the_new_capability() {
     let fixture = fixture_with_hostile();
     grant(&fixture, "hostile");
-    let manifest = fixture.skills_dir.join("hostile/skill.toml");
-    let text = std::fs::read_to_string(&manifest).unwrap();
-    std::fs::write(
-        &manifest,
-        text.replace(
-            "env = [\"TALARIA_TEST_ALLOWED\"]",
-            "env = [\"TALARIA_TEST_ALLOWED\", \"AWS_SECRET_ACCESS_KEY\"]",
-        ),
-    )
-    .unwrap();
+    edit_manifest(
+        &fixture,
+        "hostile",
+        "env = [\"TALARIA_TEST_ALLOWED\"]",
+        "env = [\"TALARIA_TEST_ALLOWED\", \"AWS_SECRET_ACCESS_KEY\"]",
+    );
     let (_, report) = audit_json(&fixture);
     let drift: Vec<&str> = report["skills"][0]["drift"]
         .as_array()
@@ -424,13 +429,8 @@ fn bundled_skills_work_in_a_fresh_home_and_reset_restores_them() {
     assert_eq!(granted_by, ["bundled", "bundled", "bundled"]);
 
     // A local edit is kept (and drifts), reset restores the shipped copy.
+    let text = edit_manifest(&fixture, "text", "timeout_ms = 5000", "timeout_ms = 4000");
     let manifest = fixture.skills_dir.join("text/skill.toml");
-    let text = std::fs::read_to_string(&manifest).unwrap();
-    std::fs::write(
-        &manifest,
-        text.replace("timeout_ms = 5000", "timeout_ms = 4000"),
-    )
-    .unwrap();
     assert_exit(&run(&["skills", "audit"]), 1);
     assert_exit(&run(&["skills", "reset", "text"]), 0);
     assert_eq!(std::fs::read_to_string(&manifest).unwrap(), text);
