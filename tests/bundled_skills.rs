@@ -56,8 +56,7 @@ async fn every_bundled_skill_is_complete_and_loads() {
     );
     for name in BUNDLED {
         let source = Skill::load(&skill_source(&format!("skills/{name}"))).unwrap();
-        let instructions =
-            std::fs::read_to_string(source.instructions_path().expect("SKILL.md")).unwrap();
+        let instructions = source.instructions().expect("SKILL.md").to_owned();
         assert!(
             instructions.starts_with(&format!("---\nname: {name}\ndescription: ")),
             "{name}/SKILL.md starts with agentskills frontmatter"

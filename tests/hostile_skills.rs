@@ -5,12 +5,15 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use support::{Fixture, skill_source};
-use talaria_runtime::sandbox::{CacheOutcome, LoadedSkill, ToolCallError, ToolCallErrorKind};
+use talaria_runtime::sandbox::{
+    CacheOutcome, LoadedSkill, PoolSize, Sandbox, SandboxConfig, ToolCallError, ToolCallErrorKind,
+};
 use talaria_runtime::skill::manifest::DEFAULT_TIMEOUT_MS;
+use talaria_runtime::skill::{Capabilities, Skill};
 
 struct Hostile {
     fixture: Fixture,
@@ -292,6 +295,21 @@ async fn tcp_connections_are_refused() {
         .await;
 }
 
+/// The error of a call stopped at its wall-time limit, with the time it
+/// actually used.
+fn assert_timed_out(error: &ToolCallError, limit_ms: u64) -> u64 {
+    let ToolCallErrorKind::Timeout {
+        limit_ms: reported,
+        used_ms,
+    } = error.kind
+    else {
+        panic!("expected a timeout, got {error}");
+    };
+    assert_eq!(reported, limit_ms);
+    assert!(used_ms >= limit_ms, "stopped before its limit: {error}");
+    used_ms
+}
+
 #[tokio::test]
 async fn an_infinite_loop_is_stopped_at_its_timeout() {
     let hostile = Hostile::new().await;
@@ -303,11 +321,7 @@ async fn an_infinite_loop_is_stopped_at_its_timeout() {
     let started = Instant::now();
     let error = hostile.call("spin", json!({})).await.unwrap_err();
     let elapsed = started.elapsed();
-    assert_eq!(
-        error.kind,
-        ToolCallErrorKind::Timeout(timeout_ms),
-        "{error}"
-    );
+    let used_ms = assert_timed_out(&error, timeout_ms);
     assert!(
         elapsed.as_millis() >= u128::from(timeout_ms),
         "stopped before its timeout: {elapsed:?}"
@@ -315,8 +329,44 @@ async fn an_infinite_loop_is_stopped_at_its_timeout() {
     assert_eq!(
         error.to_string(),
         format!(
-            "skill hostile v0.1.0: tool `spin`: timed out after {timeout_ms} ms and was stopped"
+            "skill hostile v0.1.0: tool `spin`: timed out after {used_ms} ms (its limit is {timeout_ms} ms, limits.timeout_ms) and was stopped"
         )
+    );
+    hostile.assert_still_working().await;
+}
+
+#[tokio::test]
+async fn wall_time_is_kept_on_the_clock_while_the_machine_is_loaded() {
+    // Threads spinning on every core stretch the epoch ticker's sleeps; the
+    // limit must still be enforced against the clock, not against ticks.
+    let hostile = Hostile::new().await;
+    let timeout_ms = hostile.skill.capabilities().limits.timeout_ms;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let spinners: Vec<_> = (0..cores * 4)
+        .map(|_| {
+            let stop = std::sync::Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut x = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    std::hint::black_box(x);
+                }
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    let error = hostile.call("spin", json!({})).await.unwrap_err();
+    let elapsed = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for spinner in spinners {
+        spinner.join().unwrap();
+    }
+    let used_ms = assert_timed_out(&error, timeout_ms);
+    // What the error reports is what was measured, whatever the load.
+    assert!(
+        u128::from(used_ms) <= elapsed.as_millis(),
+        "{used_ms} ms reported, {elapsed:?} measured"
     );
     hostile.assert_still_working().await;
 }
@@ -329,11 +379,7 @@ async fn a_guest_blocked_in_a_host_call_is_stopped_at_its_timeout() {
         .call("sleep", json!({"millis": 600_000}))
         .await
         .unwrap_err();
-    assert_eq!(
-        error.kind,
-        ToolCallErrorKind::Timeout(timeout_ms),
-        "{error}"
-    );
+    assert_timed_out(&error, timeout_ms);
     hostile.assert_still_working().await;
 }
 
@@ -376,22 +422,20 @@ async fn deep_recursion_traps_cleanly() {
         .unwrap_err();
     assert_eq!(
         error.kind,
-        ToolCallErrorKind::Crashed("stack overflow (recursion too deep)".into()),
+        ToolCallErrorKind::Crashed("stack overflow: recursion too deep".into()),
         "{error}"
     );
     hostile.assert_still_working().await;
     // ...large ones exhaust the guest's own stack in linear memory first,
-    // which the engine catches as an out-of-bounds access.
+    // which the engine sees as an out-of-bounds access: still reported as
+    // what it is.
     let error = hostile
         .call("recurse", json!({"depth": 100_000_000u64}))
         .await
         .unwrap_err();
-    assert!(
-        matches!(error.kind, ToolCallErrorKind::Crashed(_)),
-        "{error}"
-    );
-    assert!(
-        error.to_string().contains("out of bounds memory access"),
+    assert_eq!(
+        error.kind,
+        ToolCallErrorKind::Crashed("stack overflow: recursion too deep".into()),
         "{error}"
     );
     hostile.assert_still_working().await;
@@ -735,7 +779,11 @@ async fn a_tampered_cache_entry_is_recompiled_not_trusted() {
             },
             "with_mac: {with_mac}"
         );
-        assert_eq!(swapped.tools().len(), 27, "the hostile skill's own tools");
+        assert_eq!(
+            swapped.tools(),
+            first.tools(),
+            "the hostile skill's own tools"
+        );
     }
 }
 
@@ -786,5 +834,312 @@ async fn unknown_tools_and_bad_arguments_are_explained() {
         ToolCallErrorKind::InvalidArguments(
             "invalid type: integer `42`, expected a string at line 1 column 10".into()
         )
+    );
+}
+
+// What runs is what was granted; limits that hold under load.
+
+/// Tracks the largest heap allocation made on the current thread while
+/// armed, so a test can tell whether the host copied something big.
+struct TrackingAllocator;
+
+thread_local! {
+    static LARGEST_ALLOCATION: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+fn note_allocation(size: usize) {
+    let _ = LARGEST_ALLOCATION.try_with(|largest| {
+        if let Some(max) = largest.get()
+            && size > max
+        {
+            largest.set(Some(size));
+        }
+    });
+}
+
+// SAFETY: defers every operation to the system allocator unchanged.
+unsafe impl std::alloc::GlobalAlloc for TrackingAllocator {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        note_allocation(layout.size());
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        note_allocation(layout.size());
+        unsafe { std::alloc::System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        note_allocation(new_size);
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: TrackingAllocator = TrackingAllocator;
+
+fn hostile_manifest(edit: impl Fn(String) -> String) -> String {
+    edit(std::fs::read_to_string(skill_source("tests/skills/hostile").join("skill.toml")).unwrap())
+}
+
+#[tokio::test]
+async fn the_component_compiled_is_the_one_whose_hash_was_checked() {
+    let fixture = Fixture::new();
+    let dir = fixture.install(&skill_source("tests/skills/hostile"), "hostile", None);
+    // The grant is checked against this read of the skill...
+    let skill = Skill::load(&dir).unwrap();
+    // ...and someone who can write the folder swaps the component right after.
+    std::fs::copy(
+        skill_source("tests/skills/echo").join("echo.wasm"),
+        dir.join("hostile.wasm"),
+    )
+    .unwrap();
+    let sandbox = fixture.sandbox();
+    let capabilities = Capabilities::as_requested(&skill, &fixture.roots()).unwrap();
+    let loaded = sandbox.load(&skill, capabilities).await.unwrap();
+    assert!(
+        loaded.tools().iter().any(|tool| tool.name == "spin"),
+        "the checked (hostile) component runs, not the one swapped in: {:?}",
+        loaded.tools().iter().map(|t| &t.name).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn a_call_sees_the_mount_held_since_load_not_a_folder_swapped_in() {
+    let hostile = Hostile::new().await;
+    let workspace = hostile.workspace().to_owned();
+    // A reinstall or a rename during a long chat puts another folder there.
+    std::fs::rename(&workspace, workspace.with_extension("old")).unwrap();
+    std::fs::create_dir(&workspace).unwrap();
+    std::fs::write(workspace.join("notes.txt"), "swapped in\n").unwrap();
+    assert_eq!(
+        hostile
+            .call("read", json!({"path": "/workspace/notes.txt"}))
+            .await
+            .unwrap(),
+        "workspace notes\n"
+    );
+}
+
+#[tokio::test]
+async fn a_skill_mounting_its_folder_sees_exactly_the_files_its_hash_covers() {
+    let manifest = hostile_manifest(|m| {
+        m.replace(
+            "  { source = \"${skill_data}\", guest = \"/data\", access = \"read-write\" },",
+            "  { source = \"${skill_data}\", guest = \"/data\", access = \"read-write\" },\n  { source = \"${skill_dir}\", guest = \"/skill\", access = \"read-only\" },",
+        )
+    });
+    assert!(manifest.contains("${skill_dir}"));
+    let fixture = Fixture::new();
+    let dir = fixture.install(
+        &skill_source("tests/skills/hostile"),
+        "hostile",
+        Some(&manifest),
+    );
+    std::fs::write(dir.join("data.txt"), "granted data").unwrap();
+    std::fs::write(dir.join(".hidden"), "not part of the skill").unwrap();
+    std::fs::create_dir(dir.join("target")).unwrap();
+    std::fs::write(dir.join("target/build.log"), "build output").unwrap();
+    let sandbox = fixture.sandbox();
+    let hostile = fixture.load(&sandbox, "hostile").await;
+    // Files changed or added after the grant are not what the guest sees.
+    std::fs::write(dir.join("data.txt"), "changed after the grant").unwrap();
+    std::fs::write(dir.join("late.txt"), "added after the grant").unwrap();
+    let listed = hostile
+        .call("list_dir", r#"{"path": "/skill"}"#)
+        .await
+        .unwrap()
+        .result;
+    assert_eq!(
+        listed, r#"["data.txt","hostile.wasm","skill.toml"]"#,
+        "no hidden files, no build output, nothing added later"
+    );
+    assert_eq!(
+        hostile
+            .call("read", r#"{"path": "/skill/data.txt"}"#)
+            .await
+            .unwrap()
+            .result,
+        "granted data"
+    );
+}
+
+#[tokio::test]
+async fn too_many_open_files_stop_the_call_not_the_host() {
+    let fixture = Fixture::new();
+    fixture.install(&skill_source("tests/skills/hostile"), "hostile", None);
+    let sandbox = Sandbox::new(SandboxConfig {
+        cache_dir: Some(fixture.cache_dir.clone()),
+        max_open_handles: 64,
+        ..SandboxConfig::default()
+    })
+    .unwrap();
+    let hostile = fixture.load(&sandbox, "hostile").await;
+    let error = hostile
+        .call(
+            "open_many",
+            r#"{"path": "/workspace/notes.txt", "count": 100000}"#,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.kind,
+        ToolCallErrorKind::TooManyOpenFiles { limit: 64 },
+        "{error}"
+    );
+    assert!(error.to_string().contains("too many open files"), "{error}");
+    // Within the bound, the same tool works, and so does everything else.
+    assert_eq!(
+        hostile
+            .call(
+                "open_many",
+                r#"{"path": "/workspace/notes.txt", "count": 20}"#
+            )
+            .await
+            .unwrap()
+            .result,
+        "20"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_beyond_the_instance_pool_wait_for_a_slot() {
+    let fixture = Fixture::new();
+    fixture.install(&skill_source("tests/skills/hostile"), "hostile", None);
+    let quick = hostile_manifest(|m| m.replace("timeout_ms = 1000", "timeout_ms = 400"));
+    fixture.install(&skill_source("tests/skills/hostile"), "quick", Some(&quick));
+    let slow = hostile_manifest(|m| m.replace("timeout_ms = 1000", "timeout_ms = 10000"));
+    fixture.install(&skill_source("tests/skills/hostile"), "slow", Some(&slow));
+    let sandbox = Sandbox::new(SandboxConfig {
+        cache_dir: Some(fixture.cache_dir.clone()),
+        pool: PoolSize {
+            concurrent_instances: 2,
+        },
+        ..SandboxConfig::default()
+    })
+    .unwrap();
+    let hostile = std::sync::Arc::new(fixture.load(&sandbox, "hostile").await);
+
+    // Six calls of 100 ms on two slots: they queue, and all succeed.
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let hostile = std::sync::Arc::clone(&hostile);
+        calls.spawn(async move { hostile.call("sleep", r#"{"millis": 100}"#).await });
+    }
+    while let Some(outcome) = calls.join_next().await {
+        let output = outcome.unwrap().unwrap();
+        assert_eq!(output.result, "slept");
+    }
+
+    // Both slots held for seconds: a call with a 400 ms budget gives up and
+    // says the host was busy, not that the skill crashed.
+    let slow = std::sync::Arc::new(fixture.load(&sandbox, "slow").await);
+    let quick = fixture.load(&sandbox, "quick").await;
+    let mut holders = tokio::task::JoinSet::new();
+    for _ in 0..2 {
+        let slow = std::sync::Arc::clone(&slow);
+        holders.spawn(async move { slow.call("sleep", r#"{"millis": 3000}"#).await });
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let error = quick.call("echo", r#"{"text": "hi"}"#).await.unwrap_err();
+    let ToolCallErrorKind::Busy { slots, waited_ms } = error.kind else {
+        panic!("expected the host to be busy, got {error}");
+    };
+    assert_eq!(slots, 2);
+    assert!(waited_ms >= 400, "{waited_ms}");
+    assert!(error.to_string().contains("the host is busy"), "{error}");
+    holders.abort_all();
+}
+
+#[tokio::test]
+async fn an_oversized_result_is_refused_before_the_host_copies_it() {
+    let manifest = hostile_manifest(|m| {
+        m.replace("memory_mb = 32", "memory_mb = 256")
+            .replace("timeout_ms = 1000", "timeout_ms = 60000")
+    });
+    let hostile = Hostile::with_manifest(&manifest).await;
+    let limit = hostile.skill.capabilities().limits.max_output_bytes;
+    let bytes: usize = 100 << 20;
+    LARGEST_ALLOCATION.with(|largest| largest.set(Some(0)));
+    let error = hostile
+        .call("big_result", json!({ "bytes": bytes }))
+        .await
+        .unwrap_err();
+    let largest = LARGEST_ALLOCATION.with(|largest| largest.replace(None).unwrap());
+    assert_eq!(
+        error.kind,
+        ToolCallErrorKind::OutputLimit {
+            actual: bytes,
+            limit
+        }
+    );
+    // The 100 MiB stayed in the guest's memory; the host allocated nothing
+    // of that order.
+    assert!(
+        largest < 8 << 20,
+        "the host allocated {largest} bytes at once for a refused result"
+    );
+    hostile.assert_still_working().await;
+}
+
+#[tokio::test]
+async fn the_data_directory_quota_stops_a_skill_filling_it() {
+    let manifest =
+        hostile_manifest(|m| m.replace("timeout_ms = 1000", "timeout_ms = 60000\ndata_mb = 1"));
+    assert!(manifest.contains("data_mb = 1"));
+    let hostile = Hostile::with_manifest(&manifest).await;
+    let error = hostile
+        .call("fill", json!({"path": "/data/big", "megabytes": 256}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error.kind, ToolCallErrorKind::DataQuota { limit_mb: 1, .. }),
+        "{error}"
+    );
+    let data = hostile.fixture.skill_data.join("hostile");
+    let used = talaria_runtime::sandbox::data_usage(&data);
+    assert!(
+        used < 128 << 20,
+        "stopped long before writing 256 MiB: {used} bytes"
+    );
+    // While over its quota, the skill does not run at all...
+    let refused = hostile
+        .call("echo", json!({"text": "hi"}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused.kind, ToolCallErrorKind::DataQuota { .. }),
+        "{refused}"
+    );
+    // ...until the space is freed.
+    std::fs::remove_file(data.join("big")).unwrap();
+    hostile.assert_still_working().await;
+}
+
+#[tokio::test]
+async fn a_function_missing_from_a_known_interface_is_named() {
+    let fixture = Fixture::new();
+    fixture.install(
+        &skill_source("tests/skills/missing-function"),
+        "missing-function",
+        None,
+    );
+    let sandbox = fixture.sandbox();
+    let message = fixture
+        .try_load(&sandbox, "missing-function")
+        .await
+        .err()
+        .expect("must not load")
+        .to_string();
+    assert!(message.contains("talaria:skill/host@0.1.0"), "{message}");
+    assert!(
+        message.contains(
+            "it imports the function `vault-secret` of `talaria:skill/host@0.1.0`, which this host does not provide"
+        ),
+        "the function is named: {message}"
     );
 }

@@ -61,6 +61,11 @@ pub(crate) struct GlobalArgs {
     /// `log.level`) [default: warn].
     #[arg(long, global = true, value_name = "FILTER")]
     log: Option<String>,
+    /// Folder of shipped skills to sync into the home and grant read-only access without
+    /// review (also TALARIA_BUNDLED_SKILLS in the environment, config `skills.bundled`; never
+    /// .env) [default: share/talaria/skills beside the binary].
+    #[arg(long, global = true, value_name = "DIR")]
+    bundled_skills: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -286,11 +291,34 @@ pub fn main() -> ExitCode {
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    match runtime.block_on(run(cli)) {
+    raise_open_files_limit();
+    let outcome = runtime.block_on(run(cli));
+    // A guest can leave a host thread blocked for good (say, opening a FIFO
+    // nobody writes to); its call has already failed at its timeout. Do not
+    // wait for such threads on the way out.
+    runtime.shutdown_timeout(SHUTDOWN_GRACE);
+    match outcome {
         Ok(code) => ExitCode::from(code),
         Err(failure) => {
             eprintln!("error: {:#}", failure.error);
             ExitCode::from(failure.code)
+        }
+    }
+}
+
+/// How long exit waits for background threads still running.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Skill calls hold files open (each within `sandbox.max_open_handles`);
+/// many at once need more descriptors than the common soft limit of 1024.
+/// Raise it to the hard limit, as servers usually do.
+fn raise_open_files_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(error) = setrlimit(Resource::Nofile, limit) {
+            tracing::debug!("cannot raise the open-files limit: {error}");
         }
     }
 }
@@ -315,6 +343,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         let flags = crate::config::Flags {
             workspace: cli.global.workspace.clone(),
             log: cli.global.log.clone(),
+            bundled_skills: cli.global.bundled_skills.clone(),
         };
         let home = crate::home::Home::at(root);
         let findings = crate::doctor::run(&home, &flags, cli.global.skills_dir.clone()).await;

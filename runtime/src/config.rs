@@ -28,6 +28,14 @@ pub struct ConfigFile {
     agent: AgentSection,
     #[serde(default)]
     memory: MemorySection,
+    #[serde(default)]
+    skills: SkillsSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SkillsSection {
+    bundled: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -66,6 +74,7 @@ struct LogSection {
 #[serde(deny_unknown_fields)]
 struct SandboxSection {
     max_instances: Option<u32>,
+    max_open_handles: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -140,6 +149,13 @@ impl Environment {
         Self { process, dotenv }
     }
 
+    /// `name` from the process environment only, never from `.env`: for
+    /// settings that are trust decisions, which a file the service can
+    /// write must not make.
+    pub fn get_from_process(&self, name: &str) -> Option<&str> {
+        self.process.get(name).map(String::as_str)
+    }
+
     pub fn get(&self, name: &str) -> Option<&str> {
         self.process
             .get(name)
@@ -190,6 +206,7 @@ pub struct Setting<T> {
 pub struct Flags {
     pub workspace: Option<PathBuf>,
     pub log: Option<String>,
+    pub bundled_skills: Option<PathBuf>,
 }
 
 /// The effective configuration.
@@ -199,6 +216,11 @@ pub struct Config {
     pub log_level: Setting<String>,
     pub log_format: Setting<LogFormat>,
     pub max_instances: Setting<u32>,
+    pub max_open_handles: Setting<usize>,
+    /// The folder of shipped skills the operator named (flag, process
+    /// environment or config.toml; never `.env`); `None` for the one beside
+    /// the binary.
+    pub bundled_skills: Setting<Option<PathBuf>>,
     pub model: ModelConfig,
     pub agent: AgentConfig,
     pub memory_chars: usize,
@@ -290,6 +312,40 @@ impl Config {
             max_instances.source,
             max_instances.value
         );
+        let handles_env = env
+            .get("TALARIA_SANDBOX_MAX_OPEN_HANDLES")
+            .map(|v| {
+                v.parse::<usize>().map_err(|_| {
+                    anyhow::anyhow!(
+                        "TALARIA_SANDBOX_MAX_OPEN_HANDLES: expected a whole number, found {v:?}"
+                    )
+                })
+            })
+            .transpose()?;
+        let max_open_handles = pick(
+            None,
+            handles_env.map(|v| (v, "TALARIA_SANDBOX_MAX_OPEN_HANDLES")),
+            file.sandbox.max_open_handles,
+            crate::sandbox::DEFAULT_MAX_OPEN_HANDLES,
+        );
+        anyhow::ensure!(
+            (16..=65_536).contains(&max_open_handles.value),
+            "sandbox.max_open_handles ({}): expected a number from 16 to 65536, found {}",
+            max_open_handles.source,
+            max_open_handles.value
+        );
+        // Skills in this folder are granted without review: only the
+        // operator's own settings may name it, never `.env`.
+        let bundled_skills = pick(
+            flags
+                .bundled_skills
+                .clone()
+                .map(|v| (Some(v), "--bundled-skills")),
+            env.get_from_process("TALARIA_BUNDLED_SKILLS")
+                .map(|v| (Some(PathBuf::from(v)), "TALARIA_BUNDLED_SKILLS")),
+            file.skills.bundled.map(Some),
+            None,
+        );
         let base_url = pick(
             None,
             env.get("TALARIA_MODEL_BASE_URL")
@@ -320,6 +376,8 @@ impl Config {
             log_level,
             log_format,
             max_instances,
+            max_open_handles,
+            bundled_skills,
             model: ModelConfig {
                 base_url,
                 name,
@@ -375,6 +433,19 @@ impl Config {
                 "sandbox.max_instances",
                 self.max_instances.value.to_string(),
                 &self.max_instances.source,
+            ),
+            line(
+                "sandbox.max_open_handles",
+                self.max_open_handles.value.to_string(),
+                &self.max_open_handles.source,
+            ),
+            line(
+                "skills.bundled",
+                self.bundled_skills.value.as_ref().map_or_else(
+                    || "share/talaria/skills beside the binary".to_owned(),
+                    |p| p.display().to_string(),
+                ),
+                &self.bundled_skills.source,
             ),
             line(
                 "model.base_url",
@@ -451,7 +522,7 @@ mod tests {
         );
         let flags = Flags {
             workspace: Some("/flag".into()),
-            log: None,
+            ..Flags::default()
         };
         let config = Config::resolve(&home, file, &environment, &flags).unwrap();
         assert_eq!(config.workspace.value, PathBuf::from("/flag"));

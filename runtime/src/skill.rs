@@ -3,23 +3,28 @@
 
 pub mod bundled;
 mod capabilities;
+pub mod contents;
 pub mod grants;
 pub mod install;
 pub mod manifest;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use capabilities::{Capabilities, GrantedMount, MountRoots};
+pub use contents::{HashParts, SkillContents, SkillHash};
 pub use manifest::{Access, ExecRule, Limits, Manifest, ManifestError, MountRequest, MountSource};
 
 pub const MANIFEST_FILE: &str = "skill.toml";
 pub const INSTRUCTIONS_FILE: &str = "SKILL.md";
 
-/// A skill folder with a valid manifest.
+/// A skill folder with a valid manifest, and the bytes of every file of it
+/// that the host or the guest uses, read once (see [`contents`]).
 #[derive(Debug, Clone)]
 pub struct Skill {
     pub dir: PathBuf,
     pub manifest: Manifest,
+    contents: Arc<SkillContents>,
 }
 
 impl Skill {
@@ -27,7 +32,7 @@ impl Skill {
     /// name, so the name an operator sees on disk is the one that runs.
     pub fn load(dir: &Path) -> Result<Self, ManifestError> {
         let file = dir.join(MANIFEST_FILE);
-        let manifest = Manifest::load(&file)?;
+        let (manifest, bytes) = Manifest::load_bytes(&file)?;
         let folder = dir
             .file_name()
             .map(|name| name.to_string_lossy().into_owned());
@@ -41,9 +46,11 @@ impl Skill {
                 ),
             });
         }
+        let contents = SkillContents::read(dir, &manifest, bytes)?;
         Ok(Self {
             dir: dir.to_owned(),
             manifest,
+            contents: Arc::new(contents),
         })
     }
 
@@ -56,6 +63,17 @@ impl Skill {
         &self.manifest.name
     }
 
+    /// The hash a grant is pinned to.
+    pub fn hash(&self) -> &SkillHash {
+        self.contents.hash()
+    }
+
+    /// The bytes this skill was read from.
+    pub fn contents(&self) -> &SkillContents {
+        &self.contents
+    }
+
+    /// Where the component was read from (for messages).
     pub fn component_path(&self) -> Option<PathBuf> {
         self.manifest
             .component
@@ -63,9 +81,9 @@ impl Skill {
             .map(|component| self.dir.join(component))
     }
 
-    pub fn instructions_path(&self) -> Option<PathBuf> {
-        let path = self.dir.join(INSTRUCTIONS_FILE);
-        path.is_file().then_some(path)
+    /// `SKILL.md` as read with the rest of the skill.
+    pub fn instructions(&self) -> Option<&str> {
+        self.contents.instructions()
     }
 }
 
@@ -102,7 +120,7 @@ pub fn find(skills_dir: &Path, name: &str) -> anyhow::Result<Option<Skill>> {
         return Ok(None);
     }
     let dir = skills_dir.join(name);
-    if !dir.join(MANIFEST_FILE).is_file() {
+    if std::fs::symlink_metadata(dir.join(MANIFEST_FILE)).is_err() {
         return Ok(None);
     }
     Ok(Some(Skill::load(&dir)?))

@@ -20,3 +20,4 @@ pub mod memory;
 pub mod sandbox;
 pub mod skill;
 mod toml_file;
+pub mod untrusted_file;

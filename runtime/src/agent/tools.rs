@@ -7,7 +7,6 @@
 //! capability.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
@@ -20,7 +19,8 @@ use crate::sandbox::LoadedSkill;
 pub struct SkillEntry {
     pub name: String,
     pub description: String,
-    pub instructions: Option<PathBuf>,
+    /// `SKILL.md`, as read (and hashed) with the skill.
+    pub instructions: Option<String>,
     /// The loaded component of a granted skill with tools.
     pub loaded: Option<Arc<LoadedSkill>>,
 }
@@ -231,9 +231,7 @@ impl ToolRegistry {
             .find(|s| s.name == args.name)
             .ok_or_else(|| format!("there is no skill named {:?}; see skills_list", args.name))?;
         match &skill.instructions {
-            Some(path) => super::prompt::read_optional(path).ok_or_else(|| {
-                format!("cannot read {} (it must be a regular file)", path.display())
-            }),
+            Some(text) => Ok(text.clone()),
             None => Ok(format!(
                 "{} has no SKILL.md. {}",
                 skill.name, skill.description

@@ -84,11 +84,10 @@ async fn build(context: &Context, stream: bool) -> anyhow::Result<(Agent, String
             }
             None => None,
         };
-        let instructions = skill.instructions_path();
+        let instructions = skill.instructions().map(str::to_owned);
         let description = instructions
             .as_deref()
-            .and_then(prompt::read_optional)
-            .and_then(|text| prompt::skill_md_description(&text))
+            .and_then(prompt::skill_md_description)
             .unwrap_or_else(|| skill.manifest.description.clone());
         skills.push(tools::SkillEntry {
             name: skill.name().to_owned(),

@@ -2,7 +2,7 @@
 //! environment with `.env`, the effective configuration, and where skills
 //! and mounts live.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
@@ -52,6 +52,7 @@ impl Context {
         let flags = Flags {
             workspace: global.workspace.clone(),
             log: global.log.clone(),
+            bundled_skills: global.bundled_skills.clone(),
         };
         let config = Config::resolve(&home, file, &env, &flags)?;
         init_logging(&config.log_level.value, config.log_format.value);
@@ -66,18 +67,21 @@ impl Context {
             &format!("workspace ({})", config.workspace.source),
         )?;
         let skill_data = canonical(&home.skill_data_dir(), "skill-data directory")?;
-        let home_root = canonical(home.root(), "data home")?;
-        anyhow::ensure!(
-            !home_root.starts_with(&workspace),
-            "the workspace {} contains the data home {}: a skill mounting ${{workspace}} could read .env \
-             and rewrite grants.toml; choose a workspace outside the home (--workspace, TALARIA_WORKSPACE)",
-            workspace.display(),
-            home_root.display()
-        );
-        let bundled_dir = env
-            .get("TALARIA_BUNDLED_SKILLS")
-            .map(PathBuf::from)
+        if env.get_from_process("TALARIA_BUNDLED_SKILLS").is_none()
+            && env.get("TALARIA_BUNDLED_SKILLS").is_some()
+        {
+            tracing::warn!(
+                "TALARIA_BUNDLED_SKILLS in .env is ignored: skills in that folder would be granted \
+                 without review, so only --bundled-skills, the process environment or \
+                 skills.bundled in config.toml may name it"
+            );
+        }
+        let bundled_dir = config
+            .bundled_skills
+            .value
+            .clone()
             .or_else(default_bundled_dir);
+        check_workspace(&workspace, &home, &skills_dir, bundled_dir.as_deref())?;
         let context = Self {
             home,
             env,
@@ -129,9 +133,7 @@ impl Context {
                 Outcome::Unchanged | Outcome::KeptDeleted => {
                     tracing::debug!(skill = name, "bundled: {outcome}")
                 }
-                Outcome::Installed | Outcome::Updated { regranted: true } => {
-                    tracing::info!(skill = name, "bundled: {outcome}")
-                }
+                Outcome::Installed => tracing::info!(skill = name, "bundled: {outcome}"),
                 _ => tracing::warn!(skill = name, "bundled: {outcome}"),
             }
         }
@@ -141,9 +143,11 @@ impl Context {
     pub fn sandbox(&self) -> anyhow::Result<Sandbox> {
         Sandbox::new(SandboxConfig {
             cache_dir: Some(self.home.components_cache_dir()),
+            folder_copies_dir: Some(self.home.root().join("cache").join("skill-folders")),
             pool: PoolSize {
                 concurrent_instances: self.config.max_instances.value,
             },
+            max_open_handles: self.config.max_open_handles.value,
         })
     }
 
@@ -158,10 +162,9 @@ impl Context {
 
     /// Judge `skill` against the grants.
     pub fn assess(&self, skill: &Skill, grants: &Grants) -> anyhow::Result<Assessment> {
-        let hash = grants::skill_hash(skill)?;
         let requested = Capabilities::requested(skill, &self.roots);
         Ok(grants::assess(
-            hash,
+            skill.hash().clone(),
             requested,
             grants.skills.get(skill.name()),
         ))
@@ -258,6 +261,53 @@ fn default_bundled_dir() -> Option<PathBuf> {
         .join("talaria")
         .join("skills");
     dir.is_dir().then_some(dir)
+}
+
+/// The workspace is what skills (and later native commands) may write: it
+/// must not overlap anything Talaria trusts. A skill with a read-write
+/// workspace mount could otherwise rewrite another skill's files (the skills
+/// directory), plant a skill that is granted without review (the bundled
+/// folder), fill another skill's data, poison the compiled-component cache,
+/// or read `.env` and rewrite `grants.toml` (the home).
+fn check_workspace(
+    workspace: &Path,
+    home: &Home,
+    skills_dir: &Path,
+    bundled_dir: Option<&Path>,
+) -> anyhow::Result<()> {
+    let trusted = [
+        ("the data home", Some(home.root().to_owned())),
+        ("the skills directory", Some(skills_dir.to_owned())),
+        ("the bundled skills folder", bundled_dir.map(Path::to_owned)),
+        ("the skill data directory", Some(home.skill_data_dir())),
+        ("the cache", Some(home.root().join("cache"))),
+    ];
+    for (what, path) in trusted {
+        // Paths that do not exist yet cannot overlap anything.
+        let Some(path) = path.and_then(|p| p.canonicalize().ok()) else {
+            continue;
+        };
+        // The default workspace lives inside the home, where it is fenced
+        // off from the rest by this same check.
+        if what == "the data home" && workspace.starts_with(home_workspace(home)) {
+            continue;
+        }
+        if workspace.starts_with(&path) || path.starts_with(workspace) {
+            anyhow::bail!(
+                "the workspace {} overlaps {what} {}: a skill with access to the workspace could \
+                 change what Talaria trusts; choose a workspace that neither contains nor lies inside \
+                 it (--workspace, TALARIA_WORKSPACE, config `workspace`)",
+                workspace.display(),
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn home_workspace(home: &Home) -> PathBuf {
+    let dir = home.workspace_dir();
+    dir.canonicalize().unwrap_or(dir)
 }
 
 fn canonical(path: &std::path::Path, what: &str) -> anyhow::Result<PathBuf> {

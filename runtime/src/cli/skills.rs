@@ -297,7 +297,7 @@ pub(crate) async fn audit(context: &Context, as_json: bool) -> Result<bool, Fail
                     "{}  v{}  {}  {}{by}",
                     skill.name(),
                     skill.manifest.version,
-                    short_hash(&assessment.hash),
+                    short_hash(&assessment.hash.full),
                     assessment.state.name()
                 )?;
                 if let SkillState::Drifted(reasons) = &assessment.state {
@@ -350,7 +350,7 @@ fn audit_json(entry: &SkillEntry, grants: &grants::Grants, env: &Environment) ->
             json!({
                 "name": skill.name(),
                 "version": skill.manifest.version.to_string(),
-                "hash": assessment.hash,
+                "hash": assessment.hash.full,
                 "state": assessment.state.name(),
                 "drift": drift,
                 "granted_by": grant.map(|g| g.granted_by.to_string()),

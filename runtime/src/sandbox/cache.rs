@@ -21,6 +21,12 @@
 //! Files are written to a temporary file, synced and renamed, so a crash
 //! leaves either no entry, a complete one, or one whose MAC fails. Deleting
 //! the directory is always safe.
+//!
+//! Several processes starting on one home at once (a gateway and a few
+//! `talaria chat` runs) compile each missing entry once: the first takes
+//! `X.cwasm.lock` and compiles, the others wait on the lock and then load
+//! what it wrote. An entry that fails verification is judged again under the
+//! lock, so one still being written is never taken for a tampered one.
 
 use std::fs;
 use std::hash::{Hash, Hasher};
@@ -83,38 +89,22 @@ impl ComponentCache {
         component_hash: &blake3::Hash,
     ) -> anyhow::Result<(Component, CacheOutcome)> {
         let path = self.entry_path(component_hash);
-        let mac_path = mac_path(&path);
-        let rejected_entry = match (fs::read(&mac_path), fs::read(&path)) {
-            (Ok(mac), Ok(artifact)) if self.verifies(&path, &mac, &artifact) => {
-                // SAFETY: `deserialize_file` maps and runs native code from
-                // `path`. The MAC proves this cache wrote these exact bytes
-                // with `Component::serialize` for this component and this
-                // engine configuration (the file name); the directory is
-                // private to this user (checked in `open`), so nobody else
-                // can replace the file between the check and the mapping.
-                match unsafe { Component::deserialize_file(engine, &path) } {
-                    Ok(component) => return Ok((component, CacheOutcome::Hit)),
-                    Err(error) => {
-                        tracing::warn!(entry = %path.display(), %error, "cached component rejected by wasmtime; recompiling");
-                        true
-                    }
-                }
-            }
-            (Err(mac_error), Err(artifact_error))
-                if mac_error.kind() == std::io::ErrorKind::NotFound
-                    && artifact_error.kind() == std::io::ErrorKind::NotFound =>
-            {
-                false
-            }
-            _ => {
-                tracing::warn!(entry = %path.display(), "cached component missing, unreadable or failing verification; recompiling");
+        if let Lookup::Verified(component) = self.lookup(engine, &path) {
+            return Ok((component, CacheOutcome::Hit));
+        }
+        // Missing or not verified: decide under the entry's lock, which a
+        // process writing it holds until both files are in place.
+        let _lock = lock_entry(&path)?;
+        let rejected_entry = match self.lookup(engine, &path) {
+            Lookup::Verified(component) => return Ok((component, CacheOutcome::Hit)),
+            Lookup::Missing => false,
+            Lookup::Rejected(why) => {
+                tracing::warn!(entry = %path.display(), "{why}; recompiling");
+                let _ = fs::remove_file(mac_path(&path));
+                let _ = fs::remove_file(&path);
                 true
             }
         };
-        if rejected_entry {
-            let _ = fs::remove_file(&mac_path);
-            let _ = fs::remove_file(&path);
-        }
         let component = Component::new(engine, wasm)?;
         if let Err(error) = self.store(&path, &component) {
             // The cache is an optimisation: a read-only or full disk must not
@@ -122,6 +112,34 @@ impl ComponentCache {
             tracing::warn!(entry = %path.display(), error = %format!("{error:#}"), "cannot write the component cache");
         }
         Ok((component, CacheOutcome::Compiled { rejected_entry }))
+    }
+
+    fn lookup(&self, engine: &Engine, path: &Path) -> Lookup {
+        match (fs::read(mac_path(path)), fs::read(path)) {
+            (Ok(mac), Ok(artifact)) if self.verifies(path, &mac, &artifact) => {
+                // SAFETY: `deserialize_file` maps and runs native code from
+                // `path`. The MAC proves this cache wrote these exact bytes
+                // with `Component::serialize` for this component and this
+                // engine configuration (the file name); the directory is
+                // private to this user (checked in `open`), so nobody else
+                // can replace the file between the check and the mapping.
+                match unsafe { Component::deserialize_file(engine, path) } {
+                    Ok(component) => Lookup::Verified(component),
+                    Err(error) => {
+                        Lookup::Rejected(format!("cached component rejected by wasmtime: {error}"))
+                    }
+                }
+            }
+            (Err(mac_error), Err(artifact_error))
+                if mac_error.kind() == std::io::ErrorKind::NotFound
+                    && artifact_error.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Lookup::Missing
+            }
+            _ => Lookup::Rejected(
+                "cached component missing, unreadable or failing verification".into(),
+            ),
+        }
     }
 
     fn verifies(&self, path: &Path, mac: &[u8], artifact: &[u8]) -> bool {
@@ -154,6 +172,29 @@ impl ComponentCache {
         write_atomically(path, &artifact, 0o600)?;
         write_atomically(&mac_path(path), mac.as_bytes(), 0o600)
     }
+}
+
+enum Lookup {
+    Verified(Component),
+    Missing,
+    Rejected(String),
+}
+
+/// Hold `X.cwasm.lock` exclusively until the guard drops.
+fn lock_entry(entry: &Path) -> anyhow::Result<EntryLock> {
+    let mut name = entry.as_os_str().to_owned();
+    name.push(".lock");
+    let path = PathBuf::from(name);
+    let file = crate::home::open_lock_file(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+        .with_context(|| format!("cannot lock {}", path.display()))?;
+    Ok(EntryLock { _file: file })
+}
+
+/// The lock is released when the file is closed.
+struct EntryLock {
+    _file: fs::File,
 }
 
 fn mac_path(entry: &Path) -> PathBuf {

@@ -1,5 +1,5 @@
-//! The one wasmtime `Engine` of a process and the epoch ticker that enforces
-//! wall-time limits.
+//! The one wasmtime `Engine` of a process and the epoch ticker that drives
+//! the wall-time check of running guests.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -113,13 +113,6 @@ impl EpochTicker {
         }
         CallGuard { ticker: self }
     }
-
-    /// Epoch ticks that cover `timeout`, rounded up, plus one for the tick in
-    /// progress when the call starts.
-    pub fn ticks_for(timeout: Duration) -> u64 {
-        let tick = EPOCH_TICK.as_nanos();
-        (timeout.as_nanos().div_ceil(tick) as u64).saturating_add(1)
-    }
 }
 
 impl Drop for EpochTicker {
@@ -148,13 +141,6 @@ impl Drop for CallGuard<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ticks_round_up_and_cover_the_tick_in_progress() {
-        assert_eq!(EpochTicker::ticks_for(Duration::from_millis(1)), 2);
-        assert_eq!(EpochTicker::ticks_for(EPOCH_TICK), 2);
-        assert_eq!(EpochTicker::ticks_for(EPOCH_TICK * 100), 101);
-    }
 
     #[test]
     fn engine_builds_with_the_pooling_allocator() {

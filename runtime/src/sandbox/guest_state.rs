@@ -2,17 +2,19 @@
 //! skill's capabilities, the resource limiter, the captured output, and the
 //! implementation of the `talaria:skill/host` imports.
 
-use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::capture::BoundedCapture;
+use super::data_quota::DataQuota;
 use super::guest_text;
 use super::host_api::talaria::skill::{host, types};
-use crate::skill::{Access, Capabilities};
+use super::mounts::HeldMount;
+use crate::skill::Capabilities;
 
 /// Most log lines a guest may write in one call; the rest are counted.
 const MAX_LOG_LINES_PER_CALL: u32 = 1000;
@@ -27,17 +29,32 @@ pub struct GuestState {
     log_lines: u32,
     pub(super) stdout: BoundedCapture,
     pub(super) stderr: BoundedCapture,
+    /// When the call must stop, on the monotonic clock.
+    pub(super) deadline: Instant,
+    /// The skill's `${skill_data}` quota, checked while the guest runs.
+    pub(super) data_quota: Option<DataQuota>,
+}
+
+/// What one call's state is built from.
+pub struct CallSetup<'a> {
+    pub skill: Arc<str>,
+    pub capabilities: &'a Capabilities,
+    /// The mounts held since load, in the order of `capabilities.mounts`.
+    pub mounts: &'a [HeldMount],
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+    pub deadline: Instant,
+    pub data_quota: Option<DataQuota>,
+    /// Most resources (files, directories, streams) open at once.
+    pub max_open_handles: usize,
 }
 
 impl GuestState {
     /// Build the state for one call. The WASI context starts from nothing
     /// (`WasiCtxBuilder::new()`: no preopens, no env, no args, stdin closed)
-    /// and gets exactly what `capabilities` holds.
-    pub fn new(
-        skill: Arc<str>,
-        capabilities: &Capabilities,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> anyhow::Result<Self> {
+    /// and gets exactly what the capabilities hold, through the mounts held
+    /// since load.
+    pub fn new(setup: CallSetup<'_>) -> anyhow::Result<Self> {
+        let capabilities = setup.capabilities;
         let stdout = BoundedCapture::new(capabilities.limits.max_output_bytes as usize);
         let stderr = BoundedCapture::new(STDERR_CAPTURE_BYTES);
         let mut builder = WasiCtxBuilder::new();
@@ -48,41 +65,31 @@ impl GuestState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .socket_addr_check(|_, _| Box::pin(async { false }));
-        for mount in &capabilities.mounts {
-            let perms = match mount.access {
-                Access::ReadOnly => FsPerms::ReadOnly,
-                Access::ReadWrite => FsPerms::ReadWrite,
-            };
-            preopen(&mut builder, &mount.host, &mount.guest, perms)?;
+        for mount in setup.mounts {
+            mount.preopen(&mut builder)?;
         }
         for name in &capabilities.env {
-            if let Some(value) = env(name) {
+            if let Some(value) = (setup.env)(name) {
                 builder.env(name, value);
             }
         }
+        // Every open file, directory and stream is an entry of this table
+        // (and most hold a host file descriptor): a bound per call keeps one
+        // skill from exhausting the process's descriptors for all others.
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(setup.max_open_handles);
         Ok(Self {
             wasi: builder.build(),
-            table: ResourceTable::new(),
+            table,
             limiter: MemoryBudget::new(capabilities.limits.memory_mb as usize * 1024 * 1024),
-            skill,
+            skill: setup.skill,
             log_lines: 0,
             stdout,
             stderr,
+            deadline: setup.deadline,
+            data_quota: setup.data_quota,
         })
     }
-}
-
-fn preopen(
-    builder: &mut WasiCtxBuilder,
-    host: &Path,
-    guest: &str,
-    perms: FsPerms,
-) -> anyhow::Result<()> {
-    builder
-        .preopened_dir(host, guest, perms)
-        .map_err(anyhow::Error::from)
-        .map(|_| ())
-        .map_err(|error| error.context(format!("cannot open mount {} for {guest}", host.display())))
 }
 
 impl WasiView for GuestState {

@@ -6,14 +6,20 @@
 //!
 //! | on disk / record | action |
 //! |---|---|
-//! | not recorded, absent | copy it; grant what it requests, as `bundled` |
+//! | not recorded, absent | copy it; grant what it requests, as `bundled`, except env, read-write mounts and exec |
 //! | not recorded, present | a user skill with that name: never overwrite, never record |
 //! | recorded, absent | the user deleted it: never re-add |
-//! | recorded, unchanged since sync, shipped copy changed | replace it; move the grant to the new hash if it asks no more, otherwise leave it drifted |
+//! | recorded, unchanged since sync, shipped copy changed | replace it; move the grant to the new hash if it asks no more and nothing an automatic grant may not give, otherwise leave it drifted |
 //! | recorded, changed on disk | the user modified it: keep it, report it |
 //!
 //! Replacement goes through [`install`](super::install): a crash leaves the
 //! old or the new copy, never a mix.
+//!
+//! Shipping a skill is a trust decision, so the folder of shipped skills is
+//! only ever the one beside the binary or one the operator named on the
+//! command line or in `config.toml` (never `.env`, see `cli::context`). Even
+//! then an automatic grant holds no environment variables, no read-write
+//! mount and no exec rule: those wait for `talaria skills grant`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -22,7 +28,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::grants::{self, Grant, GrantedBy, Grants, SkillState};
-use super::{Capabilities, MountRoots, Skill, install};
+use super::{Access, Capabilities, MountRoots, Skill, install};
 use crate::home::write_atomically;
 
 pub const RECORD_FILE: &str = ".bundled.toml";
@@ -83,10 +89,11 @@ impl fmt::Display for Outcome {
             Self::Unchanged => f.write_str("unchanged"),
             Self::Installed => f.write_str("installed and granted as bundled"),
             Self::Updated { regranted: true } => {
-                f.write_str("updated; grant moved to the new version")
+                f.write_str("updated; its grant was moved to the new version without review")
             }
             Self::Updated { regranted: false } => f.write_str(
-                "updated; it was not granted or asks for more than was granted, and waits for `talaria skills grant`",
+                "updated; it was not granted, asks for more than was granted, or asks for env, \
+                 read-write mounts or exec, and waits for `talaria skills grant`",
             ),
             Self::KeptModified => f.write_str(
                 "modified locally; kept (`talaria skills reset` restores the shipped copy)",
@@ -164,6 +171,17 @@ fn sync_one(
             let regranted = move_grant(&skill, grants, roots)?;
             return Ok(Outcome::Updated { regranted });
         }
+        // The shipped copy as it was synced, but its bundled grant is pinned
+        // to another hash: granted by a Talaria whose hash covered less of
+        // the skill. The bytes are the shipped ones, so the grant follows.
+        let skill = Skill::load(&live)?;
+        if let Some(grant) = grants.skills.get(name)
+            && grant.granted_by == GrantedBy::Bundled
+            && grant.hash != skill.hash().full
+        {
+            let regranted = move_grant(&skill, grants, roots)?;
+            return Ok(Outcome::Updated { regranted });
+        }
         return Ok(Outcome::Unchanged);
     }
     if on_disk != recorded {
@@ -213,32 +231,59 @@ fn put_in_place(upstream: &Skill, skills_dir: &Path) -> anyhow::Result<Skill> {
 
 fn grant_as_bundled(skill: &Skill, grants: &mut Grants, roots: &MountRoots) -> anyhow::Result<()> {
     let requested = Capabilities::requested(skill, roots);
-    let hash = grants::skill_hash(skill)?;
     grants.skills.insert(
         skill.name().to_owned(),
-        Grant::of(skill, &hash, &requested, GrantedBy::Bundled),
+        Grant::of(
+            skill,
+            skill.hash(),
+            &automatic_part(&requested),
+            GrantedBy::Bundled,
+        ),
     );
     Ok(())
 }
 
+/// What an automatic grant may hold of `requested`: read-only mounts and
+/// limits. Environment variables (secrets), read-write mounts and native
+/// commands always wait for the operator.
+fn automatic_part(requested: &Capabilities) -> Capabilities {
+    let mut automatic = requested.clone();
+    automatic.env.clear();
+    automatic.exec.clear();
+    automatic
+        .mounts
+        .retain(|mount| mount.access == Access::ReadOnly);
+    automatic
+}
+
 /// Move an existing grant to the skill's new hash if the new version asks
-/// for no more than it grants; otherwise leave it (the skill drifts).
+/// for no more than it grants and for nothing an automatic grant may not
+/// give; otherwise leave it (the skill drifts until the operator grants).
 fn move_grant(skill: &Skill, grants: &mut Grants, roots: &MountRoots) -> anyhow::Result<bool> {
     let Some(previous) = grants.skills.get(skill.name()) else {
         return Ok(false);
     };
     let requested = Capabilities::requested(skill, roots);
     // Judge the request against the old grant as if the hash had not changed.
-    let within = grants::assess(previous.hash.clone(), requested.clone(), Some(previous)).state
-        == SkillState::Granted;
-    if within {
-        let hash = grants::skill_hash(skill)?;
-        grants.skills.insert(
-            skill.name().to_owned(),
-            Grant::of(skill, &hash, &requested, GrantedBy::Bundled),
-        );
+    let same_hash = super::SkillHash {
+        full: previous.hash.clone(),
+        parts: skill.hash().parts.clone(),
+    };
+    let within =
+        grants::assess(same_hash, requested.clone(), Some(previous)).state == SkillState::Granted;
+    if !within || automatic_part(&requested) != requested {
+        return Ok(false);
     }
-    Ok(within)
+    let mut moved = Grant::of(skill, skill.hash(), &requested, GrantedBy::Bundled);
+    moved.moved_from = Some(format!(
+        "v{} {} (granted by {} at {})",
+        previous.version,
+        grants::short_hash(&previous.hash),
+        previous.granted_by,
+        previous.granted_at
+    ));
+    grants.skills.insert(skill.name().to_owned(), moved);
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -316,7 +361,7 @@ mod tests {
             let skill = Skill::load(&self.skills.join(name)).unwrap();
             let requested = Capabilities::requested(&skill, &self.roots);
             assess(
-                grants::skill_hash(&skill).unwrap(),
+                skill.hash().clone(),
                 requested,
                 self.grants.skills.get(name),
             )
@@ -331,8 +376,12 @@ mod tests {
         assert_eq!(world.outcome("notes"), Outcome::Installed);
         assert_eq!(world.live_version("notes"), "1.0.0");
         assert_eq!(world.grants.skills["notes"].granted_by, GrantedBy::Bundled);
-        assert_eq!(world.grants.skills["notes"].env, ["NOTES_TOKEN"]);
-        assert_eq!(world.state("notes"), SkillState::Granted);
+        // A secret is never handed out without the operator.
+        assert!(world.grants.skills["notes"].env.is_empty());
+        assert_eq!(
+            world.state("notes"),
+            SkillState::Drifted(vec!["env NOTES_TOKEN is not granted".into()])
+        );
         assert!(
             Record::load(&world.skills)
                 .unwrap()
@@ -343,14 +392,57 @@ mod tests {
     }
 
     #[test]
-    fn an_update_asking_no_more_moves_the_grant() {
+    fn an_update_asking_no_more_moves_the_grant_and_says_so() {
+        let mut world = World::new();
+        world.ship("notes", "1.0.0", &[]);
+        world.sync();
+        assert_eq!(world.state("notes"), SkillState::Granted);
+        world.ship("notes", "1.1.0", &[]);
+        assert_eq!(world.outcome("notes"), Outcome::Updated { regranted: true });
+        assert_eq!(world.live_version("notes"), "1.1.0");
+        let grant = &world.grants.skills["notes"];
+        assert_eq!(grant.version, "1.1.0");
+        let moved_from = grant.moved_from.as_deref().unwrap();
+        assert!(
+            moved_from.starts_with("v1.0.0 blake3:") && moved_from.contains("granted by bundled"),
+            "{moved_from}"
+        );
+        assert_eq!(world.state("notes"), SkillState::Granted);
+    }
+
+    #[test]
+    fn an_update_never_moves_a_grant_holding_env_without_the_operator() {
         let mut world = World::new();
         world.ship("notes", "1.0.0", &["A"]);
         world.sync();
+        // The operator reviewed and granted the secret to version 1.0.0.
+        let skill = Skill::load(&world.skills.join("notes")).unwrap();
+        let requested = Capabilities::requested(&skill, &world.roots);
+        world.grants.skills.insert(
+            "notes".into(),
+            Grant::of(&skill, skill.hash(), &requested, GrantedBy::Operator),
+        );
+        assert_eq!(world.state("notes"), SkillState::Granted);
+        // New code must not receive the secret without a new review.
         world.ship("notes", "1.1.0", &["A"]);
+        assert_eq!(
+            world.outcome("notes"),
+            Outcome::Updated { regranted: false }
+        );
+        assert_eq!(world.grants.skills["notes"].version, "1.0.0");
+        assert!(matches!(world.state("notes"), SkillState::Drifted(_)));
+    }
+
+    #[test]
+    fn a_grant_from_an_older_hash_scheme_follows_the_unchanged_shipped_copy() {
+        let mut world = World::new();
+        world.ship("notes", "1.0.0", &[]);
+        world.sync();
+        let grant = world.grants.skills.get_mut("notes").unwrap();
+        grant.hash = "blake3:00".into();
+        grant.parts = None;
+        assert!(matches!(world.state("notes"), SkillState::Drifted(_)));
         assert_eq!(world.outcome("notes"), Outcome::Updated { regranted: true });
-        assert_eq!(world.live_version("notes"), "1.1.0");
-        assert_eq!(world.grants.skills["notes"].version, "1.1.0");
         assert_eq!(world.state("notes"), SkillState::Granted);
     }
 

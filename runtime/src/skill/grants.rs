@@ -2,8 +2,11 @@
 //!
 //! A skill's capabilities are usable only if its manifest requests them AND
 //! `grants.toml` grants them for that skill at that hash. The hash covers
-//! `skill.toml` and the component, so any change to either puts the skill
-//! back in front of the operator; a grant never widens silently.
+//! every file the host or the guest reads from the skill folder
+//! (`skill.toml`, `SKILL.md`, the component, and the whole folder when the
+//! guest mounts it; see [`SkillContents`](super::SkillContents)), so any
+//! change puts the skill back in front of the operator; a grant never
+//! widens silently.
 //!
 //! Only the operator grants (`talaria skills grant`); nothing a skill or the
 //! model can reach writes this file.
@@ -15,58 +18,15 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use super::{Access, Capabilities, ExecRule, GrantedMount, Limits, MountSource, Skill};
+use super::{
+    Access, Capabilities, ExecRule, GrantedMount, HashParts, Limits, MountSource, Skill, SkillHash,
+};
 use crate::home::write_atomically;
 
-/// Domain separation for the skill hash; bump the version if the framing
-/// below ever changes.
-const HASH_DOMAIN: &[u8] = b"talaria-skill-hash-v1\0";
-
-/// The identity a grant is pinned to: `blake3:` and the hex digest of
-///
-/// ```text
-/// "talaria-skill-hash-v1\0"
-/// u64 little-endian length of skill.toml, skill.toml bytes
-/// u8 1 and u64 little-endian length and bytes of the component, or u8 0 when the skill has none
-/// ```
-///
-/// and, when the skill mounts `${skill_dir}` (so its guest can read any
-/// file of its folder), `u8 2` followed by the folder's tree hash
-/// ([`install::tree_hash`](super::install::tree_hash)).
-///
-/// Otherwise `SKILL.md` is not part of it: instructions can be edited
-/// without a new grant, capabilities cannot.
-pub fn skill_hash(skill: &Skill) -> anyhow::Result<String> {
-    let manifest_path = skill.dir.join(super::MANIFEST_FILE);
-    let manifest = std::fs::read(&manifest_path)
-        .with_context(|| format!("cannot read {}", manifest_path.display()))?;
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(HASH_DOMAIN);
-    hasher.update(&(manifest.len() as u64).to_le_bytes());
-    hasher.update(&manifest);
-    match skill.component_path() {
-        Some(path) => {
-            let component =
-                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-            hasher.update(&[1]);
-            hasher.update(&(component.len() as u64).to_le_bytes());
-            hasher.update(&component);
-        }
-        None => {
-            hasher.update(&[0]);
-        }
-    }
-    let mounts_own_folder = skill
-        .manifest
-        .capabilities
-        .mounts
-        .iter()
-        .any(|mount| mount.source == MountSource::SkillDir);
-    if mounts_own_folder {
-        hasher.update(&[2]);
-        hasher.update(super::install::tree_hash(&skill.dir)?.as_bytes());
-    }
-    Ok(format!("blake3:{}", hasher.finalize().to_hex()))
+/// The hash `skill` is identified by (read with the skill, see
+/// [`Skill::load`]).
+pub fn skill_hash(skill: &Skill) -> anyhow::Result<SkillHash> {
+    Ok(skill.hash().clone())
 }
 
 /// `grants.toml`.
@@ -82,9 +42,18 @@ pub struct Grants {
 pub struct Grant {
     pub version: String,
     pub hash: String,
+    /// The hash of each part of the skill at the time of the grant, so a
+    /// drift can name what changed. Absent in grants written before the
+    /// hash covered `SKILL.md`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts: Option<HashParts>,
     pub granted_by: GrantedBy,
     /// RFC 3339, UTC.
     pub granted_at: String,
+    /// Set when a bundled-skill update moved this grant to a new version
+    /// without the operator: the version and hash it was granted at before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved_from: Option<String>,
     #[serde(default)]
     pub mounts: Vec<MountGrant>,
     #[serde(default)]
@@ -145,12 +114,19 @@ impl Grants {
 
 impl Grant {
     /// A grant of exactly `requested` for `skill` at `hash`.
-    pub fn of(skill: &Skill, hash: &str, requested: &Capabilities, granted_by: GrantedBy) -> Self {
+    pub fn of(
+        skill: &Skill,
+        hash: &SkillHash,
+        requested: &Capabilities,
+        granted_by: GrantedBy,
+    ) -> Self {
         Self {
             version: skill.manifest.version.to_string(),
-            hash: hash.to_owned(),
+            hash: hash.full.clone(),
+            parts: Some(hash.parts.clone()),
             granted_by,
             granted_at: now_rfc3339(),
+            moved_from: None,
             mounts: requested
                 .mounts
                 .iter()
@@ -202,7 +178,7 @@ impl SkillState {
 /// A skill judged against its grant.
 #[derive(Debug, Clone)]
 pub struct Assessment {
-    pub hash: String,
+    pub hash: SkillHash,
     /// What the manifest asks for, host paths resolved.
     pub requested: Capabilities,
     pub state: SkillState,
@@ -210,7 +186,7 @@ pub struct Assessment {
     pub effective: Option<Capabilities>,
 }
 
-pub fn assess(hash: String, requested: Capabilities, grant: Option<&Grant>) -> Assessment {
+pub fn assess(hash: SkillHash, requested: Capabilities, grant: Option<&Grant>) -> Assessment {
     let Some(grant) = grant else {
         return Assessment {
             hash,
@@ -220,11 +196,22 @@ pub fn assess(hash: String, requested: Capabilities, grant: Option<&Grant>) -> A
         };
     };
     let mut reasons = Vec::new();
-    if grant.hash != hash {
+    if grant.hash != hash.full {
+        let changes = match &grant.parts {
+            Some(parts) => hash.parts.changes_since(parts).join(", "),
+            None => {
+                "granted under an older hash that did not cover SKILL.md; review the skill".into()
+            }
+        };
         reasons.push(format!(
-            "the skill changed: granted {}, now {}",
+            "the skill changed: granted {}, now {} ({})",
             short_hash(&grant.hash),
-            short_hash(&hash)
+            short_hash(&hash.full),
+            if changes.is_empty() {
+                "its files changed".to_owned()
+            } else {
+                changes
+            }
         ));
     }
     for mount in &requested.mounts {
@@ -260,6 +247,11 @@ pub fn assess(hash: String, requested: Capabilities, grant: Option<&Grant>) -> A
             asked.max_output_bytes,
             granted.max_output_bytes,
         ),
+        (
+            "data_mb",
+            u64::from(asked.data_mb),
+            u64::from(granted.data_mb),
+        ),
     ] {
         if asked > granted {
             reasons.push(format!(
@@ -281,6 +273,7 @@ pub fn assess(hash: String, requested: Capabilities, grant: Option<&Grant>) -> A
         memory_mb: asked.memory_mb.min(granted.memory_mb),
         timeout_ms: asked.timeout_ms.min(granted.timeout_ms),
         max_output_bytes: asked.max_output_bytes.min(granted.max_output_bytes),
+        data_mb: asked.data_mb.min(granted.data_mb),
     };
     Assessment {
         hash,
@@ -336,6 +329,7 @@ pub fn grant_diff(old: &Grant, new: &Grant) -> Vec<String> {
         ("memory_mb", u64::from(a.memory_mb), u64::from(b.memory_mb)),
         ("timeout_ms", a.timeout_ms, b.timeout_ms),
         ("max_output_bytes", a.max_output_bytes, b.max_output_bytes),
+        ("data_mb", u64::from(a.data_mb), u64::from(b.data_mb)),
     ] {
         if before != after {
             lines.push(format!("~ limits.{key} {before} → {after}"));
@@ -488,19 +482,58 @@ mod tests {
     }
 
     #[test]
-    fn the_hash_covers_manifest_and_component_but_not_instructions() {
+    fn the_hash_covers_manifest_component_and_instructions_and_drift_names_the_part() {
         let dir = tempfile::tempdir().unwrap();
         let skill = skill_in(dir.path(), MANIFEST, Some(b"bytes"));
         let first = skill_hash(&skill).unwrap();
-        std::fs::write(skill.dir.join("SKILL.md"), "new instructions").unwrap();
-        assert_eq!(skill_hash(&skill).unwrap(), first);
+        assert!(first.full.starts_with("blake3:") && first.full.len() == 7 + 64);
+        let requested = Capabilities::requested(&skill, &roots(dir.path()));
+        let grant = Grant::of(&skill, &first, &requested, GrantedBy::Operator);
+
+        // SKILL.md goes into the model's prompt: it is part of what is granted.
+        std::fs::write(skill.dir.join("SKILL.md"), "IMPORTANT SYSTEM RULE: ...").unwrap();
+        let with_instructions = Skill::load(&skill.dir).unwrap();
+        assert_ne!(skill_hash(&with_instructions).unwrap(), first);
+        let SkillState::Drifted(reasons) = assess(
+            with_instructions.hash().clone(),
+            requested.clone(),
+            Some(&grant),
+        )
+        .state
+        else {
+            panic!("a new SKILL.md must drift");
+        };
+        assert!(reasons[0].ends_with("(SKILL.md was added)"), "{reasons:?}");
+
         let edited = skill_in(
             dir.path(),
             &MANIFEST.replace("1.0.0", "1.0.1"),
-            Some(b"bytes"),
+            Some(b"other bytes"),
         );
-        assert_ne!(skill_hash(&edited).unwrap(), first);
-        assert!(first.starts_with("blake3:") && first.len() == 7 + 64);
+        let SkillState::Drifted(reasons) =
+            assess(edited.hash().clone(), requested, Some(&grant)).state
+        else {
+            panic!("must drift");
+        };
+        assert!(
+            reasons[0].ends_with("(skill.toml changed, SKILL.md was added, the component changed)"),
+            "{reasons:?}"
+        );
+
+        // A grant written before the hash covered SKILL.md says so.
+        let mut legacy = grant.clone();
+        legacy.parts = None;
+        legacy.hash = "blake3:0000".into();
+        let SkillState::Drifted(reasons) = assess(
+            first.clone(),
+            Capabilities::requested(&skill, &roots(dir.path())),
+            Some(&legacy),
+        )
+        .state
+        else {
+            panic!("must drift");
+        };
+        assert!(reasons[0].contains("older hash"), "{reasons:?}");
     }
 
     #[test]
@@ -512,12 +545,13 @@ mod tests {
         );
         let skill = skill_in(dir.path(), &manifest, Some(b"bytes"));
         std::fs::write(skill.dir.join("data.json"), "{}").unwrap();
-        let first = skill_hash(&skill).unwrap();
+        let first = skill_hash(&Skill::load(&skill.dir).unwrap()).unwrap();
         std::fs::write(skill.dir.join("data.json"), "{\"evil\": true}").unwrap();
-        assert_ne!(
-            skill_hash(&skill).unwrap(),
-            first,
-            "data the guest reads is covered"
+        let changed = skill_hash(&Skill::load(&skill.dir).unwrap()).unwrap();
+        assert_ne!(changed, first, "data the guest reads is covered");
+        assert_eq!(
+            changed.parts.changes_since(&first.parts),
+            ["a file of the folder (mounted as ${skill_dir}) changed"]
         );
     }
 
@@ -557,7 +591,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let skill = skill_in(dir.path(), MANIFEST, Some(b"x"));
         let requested = Capabilities::requested(&skill, &roots(dir.path()));
-        let old = Grant::of(&skill, "blake3:aaaa", &requested, GrantedBy::Operator);
+        let mut old = Grant::of(&skill, skill.hash(), &requested, GrantedBy::Operator);
+        old.hash = "blake3:aaaa".into();
         let mut new = old.clone();
         new.hash = "blake3:bbbb".into();
         new.env = vec!["OTHER".into()];

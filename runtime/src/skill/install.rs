@@ -22,7 +22,8 @@ pub fn staging_dir(skills_dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
 }
 
 /// Copy a skill folder: regular files and directories, skipping build output
-/// (`target/`) and hidden entries; symlinks are refused rather than followed.
+/// (`target/`) and hidden entries; symlinks, FIFOs, sockets and devices are
+/// refused rather than followed or skipped.
 pub fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
     create_private_dir(to)?;
     for entry in
@@ -35,16 +36,21 @@ pub fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
         }
         let kind = entry.file_type()?;
         let (source, destination) = (entry.path(), to.join(&name));
-        if kind.is_symlink() {
-            bail!(
-                "{} is a symbolic link; a skill folder must hold plain files",
-                source.display()
-            );
-        } else if kind.is_dir() {
+        if kind.is_dir() {
             copy_tree(&source, &destination)?;
         } else if kind.is_file() {
-            std::fs::copy(&source, &destination)
-                .with_context(|| format!("cannot copy {}", source.display()))?;
+            // Read through the non-blocking, no-follow reader: the entry may
+            // have been swapped for a FIFO or a link since it was listed.
+            let bytes = crate::untrusted_file::read(&source, MAX_FILE_BYTES)
+                .map_err(|e| anyhow::anyhow!("{} {e}", source.display()))?;
+            std::fs::write(&destination, bytes)
+                .with_context(|| format!("cannot write {}", destination.display()))?;
+        } else {
+            bail!(
+                "{} is {}; a skill folder must hold plain files and folders",
+                source.display(),
+                crate::untrusted_file::kind_name(kind)
+            );
         }
     }
     Ok(())
@@ -78,25 +84,63 @@ pub fn replace(staged: &Path, live: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Largest single file of a skill folder (a component is the largest).
+pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+/// Most files and bytes read from one folder into memory.
+const MAX_TREE_FILES: usize = 10_000;
+const MAX_TREE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// One file of a skill folder, read into memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeFile {
+    /// Relative to the folder.
+    pub path: PathBuf,
+    pub bytes: Vec<u8>,
+}
+
 /// blake3 of a skill folder as shipped: every regular file (hidden entries
 /// and `target/` skipped), in path order, framed by its relative path and
-/// length. Symlinks are an error, as in [`copy_tree`].
+/// length. Symlinks and special files are an error, as in [`copy_tree`].
 pub fn tree_hash(dir: &Path) -> anyhow::Result<String> {
-    let mut files = Vec::new();
-    collect_files(dir, Path::new(""), &mut files)?;
-    files.sort();
+    Ok(hash_tree(&read_tree(dir)?))
+}
+
+/// [`tree_hash`] of files already read.
+pub fn hash_tree(files: &[TreeFile]) -> String {
     let mut hasher = blake3::Hasher::new();
     hasher.update(b"talaria-skill-tree-v1\0");
-    for relative in files {
-        let bytes = std::fs::read(dir.join(&relative))
-            .with_context(|| format!("cannot read {}", dir.join(&relative).display()))?;
-        let name = relative.to_string_lossy();
+    for file in files {
+        let name = file.path.to_string_lossy();
         hasher.update(&(name.len() as u64).to_le_bytes());
         hasher.update(name.as_bytes());
-        hasher.update(&(bytes.len() as u64).to_le_bytes());
-        hasher.update(&bytes);
+        hasher.update(&(file.bytes.len() as u64).to_le_bytes());
+        hasher.update(&file.bytes);
     }
-    Ok(format!("blake3:{}", hasher.finalize().to_hex()))
+    format!("blake3:{}", hasher.finalize().to_hex())
+}
+
+/// Every file of a skill folder that is part of the skill (see
+/// [`is_skipped`]), sorted by path, each read once.
+pub fn read_tree(dir: &Path) -> anyhow::Result<Vec<TreeFile>> {
+    let mut paths = Vec::new();
+    collect_files(dir, Path::new(""), &mut paths)?;
+    paths.sort();
+    let mut total = 0u64;
+    let mut files = Vec::with_capacity(paths.len());
+    for path in paths {
+        let full = dir.join(&path);
+        let bytes = crate::untrusted_file::read(&full, MAX_FILE_BYTES)
+            .map_err(|e| anyhow::anyhow!("{} {e}", full.display()))?;
+        total += bytes.len() as u64;
+        anyhow::ensure!(
+            total <= MAX_TREE_BYTES,
+            "{} holds more than {} MiB of files; a skill folder must be smaller",
+            dir.display(),
+            MAX_TREE_BYTES >> 20
+        );
+        files.push(TreeFile { path, bytes });
+    }
+    Ok(files)
 }
 
 fn collect_files(root: &Path, relative: &Path, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
@@ -111,15 +155,21 @@ fn collect_files(root: &Path, relative: &Path, files: &mut Vec<PathBuf>) -> anyh
         }
         let kind = entry.file_type()?;
         let path = relative.join(&name);
-        if kind.is_symlink() {
-            bail!(
-                "{} is a symbolic link; a skill folder must hold plain files",
-                entry.path().display()
-            );
-        } else if kind.is_dir() {
+        if kind.is_dir() {
             collect_files(root, &path, files)?;
         } else if kind.is_file() {
             files.push(path);
+            anyhow::ensure!(
+                files.len() <= MAX_TREE_FILES,
+                "{} holds more than {MAX_TREE_FILES} files; a skill folder must be smaller",
+                root.display()
+            );
+        } else {
+            bail!(
+                "{} is {}; a skill folder must hold plain files and folders",
+                entry.path().display(),
+                crate::untrusted_file::kind_name(kind)
+            );
         }
     }
     Ok(())

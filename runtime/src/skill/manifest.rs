@@ -16,11 +16,14 @@ const MAX_MANIFEST_BYTES: u64 = 64 * 1024;
 pub const DEFAULT_MEMORY_MB: u32 = 64;
 pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
 pub const DEFAULT_MAX_OUTPUT_BYTES: u64 = 1024 * 1024;
+/// Quota of a skill's `${skill_data}` directory.
+pub const DEFAULT_DATA_MB: u32 = 256;
 /// Upper bounds of the limits a manifest may ask for. The memory bound is
 /// also the size of a sandbox memory slot (see `sandbox::engine`).
 pub const MAX_MEMORY_MB: u32 = 1024;
 pub const MAX_TIMEOUT_MS: u64 = 10 * 60 * 1000;
 pub const MAX_OUTPUT_BYTES: u64 = 64 * 1024 * 1024;
+pub const MAX_DATA_MB: u32 = 1024 * 1024;
 
 /// A parsed and validated `skill.toml`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,6 +133,14 @@ pub struct Limits {
     pub memory_mb: u32,
     pub timeout_ms: u64,
     pub max_output_bytes: u64,
+    /// How much the skill may keep in its `${skill_data}` directory.
+    // Grants written before the quota existed hold no value: the default.
+    #[serde(default = "default_data_mb")]
+    pub data_mb: u32,
+}
+
+fn default_data_mb() -> u32 {
+    DEFAULT_DATA_MB
 }
 
 impl Default for Limits {
@@ -138,6 +149,7 @@ impl Default for Limits {
             memory_mb: DEFAULT_MEMORY_MB,
             timeout_ms: DEFAULT_TIMEOUT_MS,
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
+            data_mb: DEFAULT_DATA_MB,
         }
     }
 }
@@ -151,21 +163,30 @@ pub struct ManifestError {
 }
 
 impl Manifest {
-    /// Read and validate the manifest at `file`.
+    /// Read and validate the manifest at `file`: a regular file (never
+    /// followed through a symlink, never a FIFO that would block), at most
+    /// 64 KiB.
     pub fn load(file: &Path) -> Result<Self, ManifestError> {
+        Self::load_bytes(file).map(|(manifest, _)| manifest)
+    }
+
+    /// [`Manifest::load`], also returning the bytes it was parsed from, so
+    /// that what is hashed is exactly what was validated.
+    pub fn load_bytes(file: &Path) -> Result<(Self, Vec<u8>), ManifestError> {
         let error = |message: String| ManifestError {
             file: file.to_owned(),
             message,
         };
-        let metadata = std::fs::metadata(file).map_err(|e| error(format!("cannot read: {e}")))?;
-        if metadata.len() > MAX_MANIFEST_BYTES {
-            return Err(error(format!(
-                "is {} bytes; a manifest may be at most {MAX_MANIFEST_BYTES} bytes",
-                metadata.len()
-            )));
-        }
-        let text = std::fs::read_to_string(file).map_err(|e| error(format!("cannot read: {e}")))?;
-        Self::parse(&text).map_err(error)
+        let bytes = crate::untrusted_file::read(file, MAX_MANIFEST_BYTES).map_err(|e| match e {
+            crate::untrusted_file::ReadError::TooLarge { size, limit } => error(format!(
+                "is {size} bytes; a manifest may be at most {limit} bytes"
+            )),
+            other => error(format!("cannot read: {other}")),
+        })?;
+        let text =
+            std::str::from_utf8(&bytes).map_err(|e| error(format!("is not valid UTF-8: {e}")))?;
+        let manifest = Self::parse(text).map_err(error)?;
+        Ok((manifest, bytes))
     }
 
     /// Parse and validate manifest text. The error is the message without the
@@ -223,6 +244,7 @@ struct RawLimits {
     memory_mb: Option<u32>,
     timeout_ms: Option<u64>,
     max_output_bytes: Option<u64>,
+    data_mb: Option<u32>,
 }
 
 fn parse_raw(text: &str) -> Result<RawManifest, String> {
@@ -365,6 +387,13 @@ fn validate(raw: RawManifest) -> Result<Manifest, String> {
             1,
             MAX_OUTPUT_BYTES,
         )?,
+        data_mb: in_range(
+            "limits.data_mb",
+            limits.data_mb,
+            DEFAULT_DATA_MB,
+            1,
+            MAX_DATA_MB,
+        )?,
     };
 
     Ok(Manifest {
@@ -482,6 +511,7 @@ network = []
 memory_mb = 64
 timeout_ms = 5000
 max_output_bytes = 1048576
+data_mb = 100
 "#;
 
     #[test]

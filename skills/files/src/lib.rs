@@ -436,9 +436,18 @@ impl Workspace {
     fn read(&self, args: ReadArgs) -> Result<String, ToolError> {
         let relative = relative_path(&args.path)?;
         let window = line_window(&args)?;
-        if self.metadata(&relative)?.is_dir() {
+        let metadata = self.metadata(&relative)?;
+        if metadata.is_dir() {
             return Err(ToolError::invalid_arguments(format!(
                 "`{}` is a directory; use `list` to see what it holds",
+                display(&relative)
+            )));
+        }
+        // Opening a FIFO blocks until someone writes to it, and a device
+        // never ends: read regular files only.
+        if !metadata.is_file() {
+            return Err(ToolError::invalid_arguments(format!(
+                "`{}` is not a regular file (a FIFO, socket or device); only regular files can be read",
                 display(&relative)
             )));
         }

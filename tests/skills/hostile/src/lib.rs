@@ -247,6 +247,37 @@ fn rendezvous(args: RendezvousArgs) -> Result<&'static str, ToolError> {
     Ok("alone")
 }
 
+#[derive(Deserialize, JsonSchema)]
+struct OpenManyArgs {
+    path: String,
+    count: usize,
+}
+
+/// Open `path` `count` times and keep every handle open.
+fn open_many(args: OpenManyArgs) -> Result<usize, ToolError> {
+    let mut held = Vec::with_capacity(args.count);
+    for _ in 0..args.count {
+        held.push(std::fs::File::open(&args.path)?);
+    }
+    Ok(held.len())
+}
+
+#[derive(Deserialize, JsonSchema)]
+struct FillArgs {
+    path: String,
+    megabytes: usize,
+}
+
+/// Write `megabytes` MiB to `path` in 64 KiB chunks.
+fn fill(args: FillArgs) -> Result<usize, ToolError> {
+    let mut file = std::fs::File::create(&args.path)?;
+    let chunk = vec![b'z'; 64 * 1024];
+    for _ in 0..args.megabytes * 16 {
+        file.write_all(&chunk)?;
+    }
+    Ok(args.megabytes)
+}
+
 fn echo(args: TextArgs) -> Result<String, ToolError> {
     Ok(args.text)
 }
@@ -298,6 +329,8 @@ fn tools() -> Toolset {
             rendezvous,
         )
         .tool("exec", "Run a native command through the host.", exec)
+        .tool("open_many", "Hold many open files.", open_many)
+        .tool("fill", "Write megabytes to a file.", fill)
 }
 
 talaria_sdk::export_skill!(tools);
