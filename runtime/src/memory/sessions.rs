@@ -12,6 +12,10 @@
 //! (`BEGIN IMMEDIATE`) and waits for it: a deferred transaction that reads
 //! first and writes later fails with "database is locked" at once, without
 //! waiting, when another process wrote in between.
+//!
+//! The database holds every conversation, so `state.db` is created mode
+//! 0600 before SQLite opens it; SQLite gives its `-wal` and `-shm` files the
+//! database file's mode, whatever the umask.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -32,6 +36,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause between attempts at a step SQLite refuses with "busy" without
 /// waiting itself (switching a fresh database to WAL).
 const BUSY_RETRY_PAUSE: Duration = Duration::from_millis(10);
+
+/// The files SQLite keeps beside the database in WAL mode.
+const COMPANION_SUFFIXES: &[&str] = &["-wal", "-shm"];
 
 /// Migrations, in order; `user_version` is the number applied.
 const MIGRATIONS: &[&str] = &[
@@ -123,6 +130,7 @@ pub struct SearchHit {
 
 impl SessionStore {
     pub fn open(path: &Path) -> anyhow::Result<Self> {
+        make_private(path)?;
         let conn =
             Connection::open(path).with_context(|| format!("cannot open {}", path.display()))?;
         Self::configure(conn).with_context(|| format!("cannot prepare {}", path.display()))
@@ -340,6 +348,20 @@ fn check_version(version: usize) -> anyhow::Result<usize> {
     Ok(version)
 }
 
+/// Create the database file mode 0600 before SQLite does (SQLite would use
+/// 0644 less the umask, and its `-wal`/`-shm` files copy the database's
+/// mode), and take group and other access away from one an older version
+/// left readable.
+fn make_private(path: &Path) -> anyhow::Result<()> {
+    crate::home::create_private_file(path)?;
+    for suffix in COMPANION_SUFFIXES {
+        let mut companion = path.as_os_str().to_owned();
+        companion.push(suffix);
+        crate::home::restrict_to_owner(Path::new(&companion))?;
+    }
+    Ok(())
+}
+
 /// Switch to WAL. The switch needs a moment of exclusive access, and SQLite
 /// answers "busy" at once instead of calling the busy handler when another
 /// process opens or switches a fresh database at the same instant; retry for
@@ -458,6 +480,36 @@ mod tests {
         assert_eq!(hits.len(), 1);
         assert_eq!(hits[0].session_id, "old");
         store.check_integrity().unwrap();
+    }
+
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn the_database_and_its_wal_files_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let store = SessionStore::open(&path).unwrap();
+        let session = store.create_session(None, None).unwrap();
+        store.append(&session, &user("a secret")).unwrap();
+        // While the store is open, SQLite keeps its -wal and -shm beside it.
+        for name in ["state.db", "state.db-wal", "state.db-shm"] {
+            assert_eq!(mode(&dir.path().join(name)), 0o600, "{name}");
+        }
+        drop(store);
+
+        // A database an older version left readable is made private.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let wal = dir.path().join("state.db-wal");
+        std::fs::write(&wal, b"").unwrap();
+        std::fs::set_permissions(&wal, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let store = SessionStore::open(&path).unwrap();
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&wal), 0o600);
+        assert_eq!(store.messages(&session).unwrap().len(), 1);
     }
 
     #[test]
