@@ -413,3 +413,76 @@ fn two_processes_writing_memory_at_once_lose_nothing() {
         }
     }
 }
+
+// Data home: concurrent processes
+
+/// Eight `talaria chat -q` workers side by side on one fresh home, fifty
+/// questions each, against one instant model: no process fails (no
+/// "database is locked", no migration racing another) and `state.db` holds
+/// every message exactly once. No bundled skills are configured, so no
+/// component is compiled and the test stays fast.
+#[test]
+fn eight_processes_chatting_at_once_on_a_fresh_home_lose_no_message() {
+    const WORKERS: usize = 8;
+    const TURNS: usize = 50;
+    let fixture = Fixture::new();
+    let model = FakeModel::start(
+        (0..WORKERS * TURNS)
+            .map(|_| Reply::answer("noted"))
+            .collect(),
+    );
+    let env = [("TALARIA_MODEL_BASE_URL", Path::new(&model.base_url))];
+    // Every worker's first chat starts at the same moment, so the first ones
+    // race to create and migrate the database.
+    let start = std::sync::Barrier::new(WORKERS);
+    let failures: Vec<String> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..WORKERS)
+            .map(|worker| {
+                let (fixture, env, start) = (&fixture, &env, &start);
+                scope.spawn(move || {
+                    start.wait();
+                    let mut failures = Vec::new();
+                    for turn in 0..TURNS {
+                        let question = format!("worker {worker} turn {turn}");
+                        let output = talaria_with(fixture, env, &["chat", "-q", &question], None);
+                        if !output.status.success() {
+                            failures.push(format!("{question}: {}", stderr(&output)));
+                        }
+                    }
+                    failures
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| worker.join().unwrap())
+            .collect()
+    });
+    assert!(
+        failures.is_empty(),
+        "{} failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+
+    let db = rusqlite::Connection::open(fixture.root.path().join("state.db")).unwrap();
+    let count = |sql: &str| -> i64 { db.query_row(sql, [], |row| row.get(0)).unwrap() };
+    let chats = (WORKERS * TURNS) as i64;
+    assert_eq!(count("SELECT count(*) FROM sessions"), chats);
+    // Each chat stores its system prompt, the question and the answer.
+    assert_eq!(count("SELECT count(*) FROM messages"), 3 * chats);
+    for role in ["system", "user", "assistant"] {
+        let stored: i64 = db
+            .query_row(
+                "SELECT count(DISTINCT session_id) FROM messages WHERE role = ?1",
+                [role],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(stored, chats, "sessions with a {role} message");
+    }
+    assert_eq!(
+        count("SELECT count(DISTINCT content) FROM messages WHERE role = 'user'"),
+        chats
+    );
+}

@@ -452,6 +452,7 @@ fn doctor_explains_a_broken_home() {
     fixture.install(&skill_source("tests/skills/echo"), "echo", None);
     grant(&fixture, "echo");
     // Break it in every way doctor knows about.
+    set_mode(home, 0o755);
     std::fs::set_permissions(
         home.join(".env"),
         std::os::unix::fs::PermissionsExt::from_mode(0o644),
@@ -515,16 +516,21 @@ fn doctor_explains_a_broken_home() {
             && components[0].contains("not a valid WebAssembly component"),
         "{components:?}"
     );
+    let home_problems = find("home", "problem");
+    assert!(
+        home_problems[0].contains("is mode 755: other users can enter it")
+            && home_problems[0].ends_with(&format!("fix: chmod 700 {}", home.display())),
+        "{home_problems:?}"
+    );
     if running_as_root {
-        let home_problems = find("home", "problem");
         assert!(
-            home_problems[0].contains("made-by-root.txt"),
+            home_problems[1].contains("made-by-root.txt"),
             "{home_problems:?}"
         );
         let uid = rustix::process::geteuid().as_raw();
         assert!(
-            home_problems[0].ends_with(&format!(
-                "fix: chown {uid}:{} {}",
+            home_problems[1].ends_with(&format!(
+                "fix: chown -h {uid}:{} {}",
                 rustix::process::getegid().as_raw(),
                 foreign.display()
             )),
@@ -543,6 +549,8 @@ fn doctor_explains_a_broken_home() {
     // A healthy home passes.
     let healthy = Fixture::new();
     assert_exit(&talaria(&healthy, &["skills", "list"]), 0);
+    // A temporary directory is made 0755 under the usual umask.
+    set_mode(healthy.root.path(), 0o700);
     let output = talaria(&healthy, &["doctor"]);
     assert_exit(&output, 0);
     assert!(
@@ -563,4 +571,208 @@ fn a_workspace_that_contains_the_home_is_refused() {
         "{}",
         stderr(&output)
     );
+}
+
+fn mode(path: &Path) -> u32 {
+    std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(path).unwrap().permissions()) & 0o777
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+}
+
+/// `talaria` started through a shell with `umask 022`, the permissive
+/// default of most systems, and a model at `model_url`.
+fn spawn_with_umask_022(fixture: &Fixture, model_url: &str, args: &[&str]) -> std::process::Child {
+    std::process::Command::new("/bin/sh")
+        .args(["-c", "umask 022 && exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_talaria"))
+        .args(args)
+        .env_clear()
+        .env("TALARIA_HOME", fixture.root.path())
+        .env("TALARIA_SKILLS_DIR", &fixture.skills_dir)
+        .env("TALARIA_WORKSPACE", &fixture.workspace)
+        .env("TALARIA_MODEL_BASE_URL", model_url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Accept one model request on `listener` and read it whole, leaving the
+/// asking process waiting for the answer. Fails if `child` exits first.
+fn accept_model_request(
+    listener: &std::net::TcpListener,
+    child: &mut std::process::Child,
+) -> std::net::TcpStream {
+    use std::io::{BufRead, Read};
+    listener.set_nonblocking(true).unwrap();
+    let started = std::time::Instant::now();
+    let stream = loop {
+        match listener.accept() {
+            Ok((stream, _)) => break stream,
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                if let Some(status) = child.try_wait().unwrap() {
+                    panic!("talaria exited ({status}) before asking the model");
+                }
+                assert!(
+                    started.elapsed() < std::time::Duration::from_secs(60),
+                    "talaria never asked the model"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(error) => panic!("{error}"),
+        }
+    };
+    stream.set_nonblocking(false).unwrap();
+    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = value.trim().parse().unwrap();
+        }
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+    }
+    reader.read_exact(&mut vec![0; length]).unwrap();
+    stream
+}
+
+fn answer(mut stream: std::net::TcpStream, text: &str) {
+    use std::io::Write;
+    let body = serde_json::json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]}).to_string();
+    write!(
+        stream,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+}
+
+fn findings(fixture: &Fixture) -> (i32, Vec<Value>) {
+    let output = talaria(fixture, &["doctor", "--json"]);
+    let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    (
+        output.status.code().unwrap(),
+        report["findings"].as_array().unwrap().clone(),
+    )
+}
+
+fn not_ok(findings: &[Value]) -> Vec<(String, String)> {
+    findings
+        .iter()
+        .filter(|f| f["severity"] != "ok")
+        .map(|f| {
+            (
+                f["check"].as_str().unwrap().to_owned(),
+                f["fix"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_session_database_is_private_in_a_home_others_can_enter() {
+    let fixture = Fixture::new();
+    let home = fixture.root.path();
+    // A home made beforehand by hand or by an image, with the usual modes.
+    set_mode(home, 0o755);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let model_url = format!("http://{}/v1", listener.local_addr().unwrap());
+    let mut child = spawn_with_umask_022(&fixture, &model_url, &["chat", "-q", "my secret"]);
+    // While talaria waits for the model, the question is stored and SQLite
+    // has its -wal and -shm open beside the database.
+    let request = accept_model_request(&listener, &mut child);
+    for name in ["state.db", "state.db-wal", "state.db-shm"] {
+        assert_eq!(mode(&home.join(name)), 0o600, "{name}");
+    }
+    answer(request, "kept");
+    assert_exit(&child.wait_with_output().unwrap(), 0);
+    assert_eq!(mode(&home.join("state.db")), 0o600);
+
+    // doctor names the open home and a database left readable, with the
+    // exact commands.
+    set_mode(&home.join("state.db"), 0o644);
+    let (code, found) = findings(&fixture);
+    assert_eq!(code, 1);
+    let db = home.join("state.db");
+    assert_eq!(
+        not_ok(&found),
+        vec![
+            ("home".to_owned(), format!("chmod 700 {}", home.display())),
+            ("database".to_owned(), format!("chmod 600 {}", db.display())),
+        ]
+    );
+    // The next start makes an older, readable database private again.
+    let output = spawn_with_umask_022(&fixture, &model_url, &["sessions", "list"])
+        .wait_with_output()
+        .unwrap();
+    assert_exit(&output, 0);
+    assert_eq!(mode(&db), 0o600);
+    set_mode(home, 0o700);
+    let (code, found) = findings(&fixture);
+    assert_eq!((code, not_ok(&found)), (0, vec![]));
+}
+
+#[test]
+fn doctor_flags_links_out_of_the_home_and_never_chowns_through_one() {
+    let fixture = Fixture::new();
+    let home = fixture.root.path();
+    set_mode(home, 0o700);
+    assert_exit(&talaria(&fixture, &["skills", "list"]), 0);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let target = elsewhere.path().join("system-file");
+    std::fs::write(&target, "not the service's").unwrap();
+    let link = home.join("workspace/planted");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let running_as_root = rustix::process::geteuid().is_root();
+    if running_as_root {
+        // The planted link belongs to another user, so doctor suggests
+        // handing it back; the file it points to belongs to a third.
+        std::os::unix::fs::lchown(&link, Some(54321), Some(54321)).unwrap();
+        std::os::unix::fs::chown(&target, Some(54322), Some(54322)).unwrap();
+    }
+
+    let (_, found) = findings(&fixture);
+    let links: Vec<&Value> = found.iter().filter(|f| f["check"] == "links").collect();
+    assert_eq!(links.len(), 1, "{found:?}");
+    assert_eq!(links[0]["severity"], "warning");
+    let message = links[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&link.display().to_string())
+            && message.contains(&target.display().to_string()),
+        "{message}"
+    );
+    assert_eq!(
+        links[0]["fix"],
+        format!(
+            "remove the link unless you made it on purpose: rm {}",
+            link.display()
+        )
+    );
+
+    if running_as_root {
+        let chown = found
+            .iter()
+            .find(|f| f["check"] == "home" && f["severity"] == "problem")
+            .unwrap()["fix"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(chown.starts_with("chown -h 0:0 "), "{chown}");
+        // Running the suggested command hands the link back and leaves the
+        // file outside the home alone.
+        let status = std::process::Command::new("/bin/sh")
+            .args(["-c", &chown])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(std::fs::symlink_metadata(&link).unwrap().uid(), 0);
+        assert_eq!(std::fs::metadata(&target).unwrap().uid(), 54322);
+    }
 }

@@ -88,6 +88,7 @@ pub async fn run(home: &Home, flags: &Flags, skills_dir: Option<PathBuf>) -> Vec
         return findings;
     }
     findings.push(check_env_file(home));
+    findings.push(check_database(home));
     findings.push(check_lock(home));
     let env = match Environment::load(home) {
         Ok(env) => env,
@@ -129,9 +130,9 @@ pub async fn run(home: &Home, flags: &Flags, skills_dir: Option<PathBuf>) -> Vec
     findings
 }
 
-/// The home exists, is a directory, belongs to and is writable by this
-/// user, and so does everything in it. Returns whether further checks make
-/// sense.
+/// The home exists, is a directory, is private, belongs to and is writable
+/// by this user, and so does everything in it; no link in it leads out of
+/// it. Returns whether further checks make sense.
 fn check_home(home: &Home, findings: &mut Vec<Finding>) -> bool {
     let root = home.root();
     let metadata = match std::fs::metadata(root) {
@@ -156,6 +157,10 @@ fn check_home(home: &Home, findings: &mut Vec<Finding>) -> bool {
             return false;
         }
     };
+    // Fixes and the scan use the real directory: `chown -h` on a home
+    // reached through a symlink would change only the link, and neither the
+    // scan nor `find` descends into a symlink.
+    let real_root = root.canonicalize().unwrap_or_else(|_| root.to_owned());
     let uid = rustix::process::geteuid().as_raw();
     let gid = rustix::process::getegid().as_raw();
     let probe = root.join(format!(".doctor-{}.tmp", std::process::id()));
@@ -165,13 +170,55 @@ fn check_home(home: &Home, findings: &mut Vec<Finding>) -> bool {
             "home",
             format!("{} is not writable by uid {uid}: {error}", root.display()),
             format!(
-                "chown {uid}:{gid} {} && chmod u+rwx {}",
-                quote(root),
-                quote(root)
+                "chown -h {uid}:{gid} {} && chmod u+rwx {}",
+                quote(&real_root),
+                quote(&real_root)
             ),
         ));
     }
-    let (foreign, truncated) = foreign_files(root, uid);
+    let mode = metadata.mode() & 0o777;
+    if mode & 0o077 != 0 {
+        findings.push(Finding::problem(
+            "home",
+            format!(
+                "{} is mode {mode:o}: other users can enter it and read every file in it that is \
+                 not private on its own (conversations, memory, skills' data)",
+                root.display()
+            ),
+            format!("chmod 700 {}", quote(&real_root)),
+        ));
+    }
+    let scan = scan_home(&real_root, uid);
+    for link in scan.links_out.iter().take(MAX_PATHS_LISTED) {
+        findings.push(Finding::warning(
+            "links",
+            format!(
+                "{} is a symbolic link to {}, outside the home: whatever follows it (a chown, \
+                 chmod or copy of the home, a skill's mount) acts on that file instead",
+                link.link.display(),
+                link.target.display()
+            ),
+            format!(
+                "remove the link unless you made it on purpose: rm {}",
+                quote(&link.link)
+            ),
+        ));
+    }
+    if scan.links_out.len() > MAX_PATHS_LISTED {
+        findings.push(Finding::warning(
+            "links",
+            format!(
+                "{} more symbolic links lead out of {}",
+                scan.links_out.len() - MAX_PATHS_LISTED,
+                root.display()
+            ),
+            format!(
+                "list them with `find {} -type l -exec ls -l {{}} +` and remove those you did not make",
+                quote(&real_root)
+            ),
+        ));
+    }
+    let foreign = &scan.foreign;
     if foreign.is_empty() && metadata.uid() == uid {
         findings.push(Finding::ok(
             "home",
@@ -179,15 +226,6 @@ fn check_home(home: &Home, findings: &mut Vec<Finding>) -> bool {
         ));
         return true;
     }
-    let fix = if foreign.len() <= MAX_PATHS_LISTED && !truncated {
-        let paths: Vec<String> = foreign.iter().map(|p| quote(p)).collect();
-        format!("chown {uid}:{gid} {}", paths.join(" "))
-    } else {
-        format!(
-            "find {} ! -user {uid} -exec chown -h {uid}:{gid} {{}} +",
-            quote(root)
-        )
-    };
     let shown: Vec<String> = foreign
         .iter()
         .take(5)
@@ -199,39 +237,145 @@ fn check_home(home: &Home, findings: &mut Vec<Finding>) -> bool {
             "{}{} file(s) in {} are not owned by uid {uid}, the user Talaria runs as; files made by another \
              user (often root, through `docker exec`) make the service fail later: {}{}",
             foreign.len(),
-            if truncated { "+" } else { "" },
+            if scan.truncated { "+" } else { "" },
             root.display(),
             shown.join(", "),
             if foreign.len() > shown.len() { ", …" } else { "" }
         ),
-        fix,
+        chown_fix(&real_root, &scan, uid, gid),
     ));
     true
 }
 
-fn foreign_files(root: &Path, uid: u32) -> (Vec<PathBuf>, bool) {
-    let mut foreign = Vec::new();
-    let mut stack = vec![root.to_owned()];
+/// The command that hands the foreign files back. `-h` everywhere: a plain
+/// `chown` of a symbolic link changes the file it points to, which a link
+/// planted in the home can place anywhere on the system.
+fn chown_fix(real_root: &Path, scan: &HomeScan, uid: u32, gid: u32) -> String {
+    if scan.foreign.len() <= MAX_PATHS_LISTED && !scan.truncated {
+        let paths: Vec<String> = scan.foreign.iter().map(|p| quote(p)).collect();
+        format!("chown -h {uid}:{gid} {}", paths.join(" "))
+    } else {
+        format!(
+            "find {} ! -user {uid} -exec chown -h {uid}:{gid} {{}} +",
+            quote(real_root)
+        )
+    }
+}
+
+/// What a walk of the home found.
+#[derive(Debug, Default)]
+struct HomeScan {
+    /// Files and directories (links included, as links) another user owns.
+    foreign: Vec<PathBuf>,
+    /// Symbolic links whose target lies outside the home.
+    links_out: Vec<OutwardLink>,
+    /// Whether the walk stopped at [`MAX_FILES_CHECKED`].
+    truncated: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct OutwardLink {
+    link: PathBuf,
+    /// Where it leads, resolved as far as the file system allows.
+    target: PathBuf,
+}
+
+/// Walk the home without following links; `real_root` must be canonical.
+fn scan_home(real_root: &Path, uid: u32) -> HomeScan {
+    let mut scan = HomeScan::default();
+    let mut stack = vec![real_root.to_owned()];
     let mut seen = 0;
     while let Some(path) = stack.pop() {
         seen += 1;
         if seen > MAX_FILES_CHECKED {
-            return (foreign, true);
+            scan.truncated = true;
+            break;
         }
         let Ok(metadata) = std::fs::symlink_metadata(&path) else {
             continue;
         };
         if metadata.uid() != uid {
-            foreign.push(path.clone());
+            scan.foreign.push(path.clone());
         }
-        if metadata.is_dir()
+        if metadata.is_symlink() {
+            if let Some(target) = link_target(&path)
+                && !target.starts_with(real_root)
+            {
+                scan.links_out.push(OutwardLink { link: path, target });
+            }
+        } else if metadata.is_dir()
             && let Ok(entries) = std::fs::read_dir(&path)
         {
             stack.extend(entries.filter_map(|e| e.ok().map(|e| e.path())));
         }
     }
-    foreign.sort();
-    (foreign, false)
+    scan.foreign.sort();
+    scan.links_out.sort_by(|a, b| a.link.cmp(&b.link));
+    scan
+}
+
+/// Where the link at `link` leads: fully resolved when it can be, else (a
+/// dangling link, which a later file could bring to life) its target read
+/// lexically from the link's directory.
+fn link_target(link: &Path) -> Option<PathBuf> {
+    if let Ok(resolved) = link.canonicalize() {
+        return Some(resolved);
+    }
+    let target = std::fs::read_link(link).ok()?;
+    let joined = link.parent()?.join(target);
+    let mut normal = PathBuf::new();
+    for component in joined.components() {
+        match component {
+            std::path::Component::ParentDir => {
+                normal.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => normal.push(other),
+        }
+    }
+    Some(normal)
+}
+
+/// `state.db` holds every conversation: it and SQLite's files beside it are
+/// private. Talaria creates them 0600; an older version or a restore may not
+/// have.
+fn check_database(home: &Home) -> Finding {
+    let db = home.state_db();
+    let files: Vec<PathBuf> = ["", "-wal", "-shm"]
+        .iter()
+        .map(|suffix| {
+            let mut name = db.as_os_str().to_owned();
+            name.push(suffix);
+            PathBuf::from(name)
+        })
+        .filter(|path| path.exists())
+        .collect();
+    if files.is_empty() {
+        return Finding::ok("database", "no state.db yet");
+    }
+    let open: Vec<(&PathBuf, u32)> = files
+        .iter()
+        .filter_map(|path| {
+            let mode = std::fs::metadata(path).ok()?.mode() & 0o777;
+            (mode & 0o077 != 0).then_some((path, mode))
+        })
+        .collect();
+    if open.is_empty() {
+        return Finding::ok("database", format!("{} is private (0600)", db.display()));
+    }
+    let described: Vec<String> = open
+        .iter()
+        .map(|(path, mode)| format!("{} (mode {mode:o})", path.display()))
+        .collect();
+    let paths: Vec<String> = open.iter().map(|(path, _)| quote(path)).collect();
+    Finding::problem(
+        "database",
+        format!(
+            "the session database holds every conversation but other users can read it: {}",
+            described.join(", ")
+        ),
+        format!("chmod 600 {}", paths.join(" ")),
+    )
 }
 
 fn check_env_file(home: &Home) -> Finding {
@@ -413,5 +557,156 @@ fn quote(path: &Path) -> String {
         text
     } else {
         format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+
+    use super::*;
+
+    fn set_mode(path: &Path, mode: u32) {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    fn real_home() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        (dir, root)
+    }
+
+    #[test]
+    fn every_suggested_chown_leaves_links_alone() {
+        let (_dir, root) = real_home();
+        let listed = HomeScan {
+            foreign: vec![root.join("workspace/planted"), root.join("state.db")],
+            ..Default::default()
+        };
+        assert_eq!(
+            chown_fix(&root, &listed, 1000, 1000),
+            format!(
+                "chown -h 1000:1000 {} {}",
+                root.join("workspace/planted").display(),
+                root.join("state.db").display()
+            )
+        );
+        let many = HomeScan {
+            foreign: (0..=MAX_PATHS_LISTED)
+                .map(|n| root.join(n.to_string()))
+                .collect(),
+            ..Default::default()
+        };
+        assert_eq!(
+            chown_fix(&root, &many, 1000, 1000),
+            format!(
+                "find {} ! -user 1000 -exec chown -h 1000:1000 {{}} +",
+                root.display()
+            )
+        );
+    }
+
+    #[test]
+    fn links_out_of_the_home_are_found_with_their_targets() {
+        let (_dir, root) = real_home();
+        let (_elsewhere_dir, elsewhere) = real_home();
+        let secret = elsewhere.join("secret");
+        std::fs::write(&secret, "x").unwrap();
+        std::fs::create_dir_all(root.join("workspace/deep")).unwrap();
+        std::fs::write(root.join("workspace/notes.txt"), "x").unwrap();
+        // Out of the home: absolute, relative, dangling, through a link chain.
+        symlink(&secret, root.join("workspace/absolute")).unwrap();
+        let up = "../".repeat(root.components().count() + 1);
+        let relative = format!("{up}{}", secret.display());
+        symlink(&relative, root.join("workspace/deep/relative")).unwrap();
+        symlink(elsewhere.join("not-yet"), root.join("dangling")).unwrap();
+        symlink(root.join("workspace/absolute"), root.join("chained")).unwrap();
+        // Inside the home: not reported.
+        symlink("notes.txt", root.join("workspace/inside")).unwrap();
+        symlink("../missing", root.join("workspace/deep/dangling-inside")).unwrap();
+
+        let uid = rustix::process::geteuid().as_raw();
+        let scan = scan_home(&root, uid);
+        let found: Vec<(PathBuf, PathBuf)> = scan
+            .links_out
+            .into_iter()
+            .map(|l| (l.link, l.target))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                (root.join("chained"), secret.clone()),
+                (root.join("dangling"), elsewhere.join("not-yet")),
+                (root.join("workspace/absolute"), secret.clone()),
+                (root.join("workspace/deep/relative"), secret.clone()),
+            ]
+        );
+        assert!(scan.foreign.is_empty(), "{:?}", scan.foreign);
+    }
+
+    #[test]
+    fn a_home_others_can_enter_and_a_readable_database_are_problems() {
+        let (_dir, root) = real_home();
+        set_mode(&root, 0o755);
+        let (_elsewhere_dir, elsewhere) = real_home();
+        symlink(elsewhere.join("passwd"), root.join("planted")).unwrap();
+        let home = Home::at(&root);
+        let mut findings = Vec::new();
+        assert!(check_home(&home, &mut findings));
+        let problems: Vec<(&str, Option<&str>)> = findings
+            .iter()
+            .filter(|f| f.severity != Severity::Ok)
+            .map(|f| (f.check, f.fix.as_deref()))
+            .collect();
+        assert_eq!(
+            problems,
+            vec![
+                (
+                    "home",
+                    Some(format!("chmod 700 {}", root.display()).as_str())
+                ),
+                (
+                    "links",
+                    Some(
+                        format!(
+                            "remove the link unless you made it on purpose: rm {}",
+                            root.join("planted").display()
+                        )
+                        .as_str()
+                    )
+                ),
+            ]
+        );
+        let link = &findings[1].message;
+        assert!(
+            link.contains(&format!("{}", root.join("planted").display()))
+                && link.contains(&format!("{}", elsewhere.join("passwd").display())),
+            "{link}"
+        );
+
+        assert_eq!(check_database(&home).severity, Severity::Ok);
+        std::fs::write(home.state_db(), "").unwrap();
+        set_mode(&home.state_db(), 0o600);
+        let wal = root.join("state.db-wal");
+        std::fs::write(&wal, "").unwrap();
+        set_mode(&wal, 0o644);
+        let finding = check_database(&home);
+        assert_eq!(finding.severity, Severity::Problem);
+        assert_eq!(
+            finding.fix.as_deref(),
+            Some(format!("chmod 600 {}", wal.display()).as_str())
+        );
+        assert!(finding.message.contains("mode 644"), "{}", finding.message);
+        set_mode(&wal, 0o600);
+        assert_eq!(check_database(&home).severity, Severity::Ok);
+
+        set_mode(&root, 0o700);
+        std::fs::remove_file(root.join("planted")).unwrap();
+        let mut findings = Vec::new();
+        check_home(&home, &mut findings);
+        assert!(
+            findings.iter().all(|f| f.severity == Severity::Ok),
+            "{findings:?}"
+        );
     }
 }

@@ -6,7 +6,7 @@
 //! .env                  secrets, KEY=VALUE (0600)
 //! SOUL.md               the agent's identity
 //! memories/             MEMORY.md, USER.md
-//! state.db              sessions
+//! state.db              sessions (0600, as are its -wal and -shm)
 //! skills/               installed skills
 //! grants.toml           operator grants, pinned to each skill's hash
 //! skill-data/<skill>/   a skill's private writable space
@@ -27,7 +27,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-pub use files::{create_private_dir, write_atomically, write_new};
+pub use files::{
+    create_private_dir, create_private_file, restrict_to_owner, write_atomically, write_new,
+};
 pub(crate) use lock::open_lock_file;
 pub use lock::{LockError, LockHolder, WriterLock};
 

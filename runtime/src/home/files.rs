@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -16,6 +16,61 @@ pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
         .mode(0o700)
         .create(dir)
         .with_context(|| format!("cannot create {}", dir.display()))
+}
+
+/// Make sure `path` exists as a file only its owner can read and write, for
+/// a file another library fills in (SQLite's `state.db`). A new file is
+/// created mode 0600 with `O_EXCL`, so when several processes start at once
+/// one creates it and no process ever sees it with a wider mode; an existing
+/// file loses any group and other access (see [`restrict_to_owner`]).
+pub fn create_private_file(path: &Path) -> anyhow::Result<()> {
+    match fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        // The umask may have narrowed 0600 further; the owner needs both.
+        Ok(file) => file
+            .set_permissions(fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot make {} private", path.display())),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            restrict_to_owner(path).map(drop)
+        }
+        Err(error) => Err(error).with_context(|| format!("cannot create {}", path.display())),
+    }
+}
+
+/// Take group and other access away from the regular file at `path`, if it
+/// exists and has any. Returns whether the mode changed. A file this user
+/// does not own cannot be changed; that is logged and left to `talaria
+/// doctor`, which names the owner and the fix, rather than refusing to work.
+pub fn restrict_to_owner(path: &Path) -> anyhow::Result<bool> {
+    let metadata = match fs::metadata(path) {
+        Ok(metadata) => metadata,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(error) => {
+            return Err(error).with_context(|| format!("cannot inspect {}", path.display()));
+        }
+    };
+    let mode = metadata.permissions().mode();
+    if !metadata.is_file() || mode & 0o077 == 0 {
+        return Ok(false);
+    }
+    let private = fs::Permissions::from_mode(mode & 0o7700);
+    match fs::set_permissions(path, private) {
+        Ok(()) => Ok(true),
+        Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => {
+            tracing::warn!(
+                path = %path.display(),
+                "is readable by other users (mode {:o}) and cannot be made private: {error}; \
+                 run `talaria doctor`",
+                mode & 0o777
+            );
+            Ok(false)
+        }
+        Err(error) => Err(error).with_context(|| format!("cannot make {} private", path.display())),
+    }
 }
 
 /// Write `bytes` to `path` so that readers see either the old file or the
@@ -152,6 +207,32 @@ mod tests {
         assert_eq!(fs::read(&path).unwrap(), b"old");
         assert!(leftovers(dir.path()).is_empty());
         assert!(leftovers(&readonly).is_empty());
+    }
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn a_private_file_is_created_0600_and_an_existing_one_is_tightened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        create_private_file(&path).unwrap();
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(fs::read(&path).unwrap(), b"");
+        // An existing file keeps its content and loses group and other access.
+        fs::write(&path, b"kept").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        create_private_file(&path).unwrap();
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(fs::read(&path).unwrap(), b"kept");
+        // Owner bits are kept as they are; nothing is made.
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o440)).unwrap();
+        assert!(restrict_to_owner(&path).unwrap());
+        assert_eq!(mode(&path), 0o400);
+        assert!(!restrict_to_owner(&path).unwrap());
+        assert!(!restrict_to_owner(&dir.path().join("missing")).unwrap());
+        assert!(!dir.path().join("missing").exists());
     }
 
     #[test]

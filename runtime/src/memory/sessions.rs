@@ -6,12 +6,39 @@
 //! `synchronous = NORMAL` survives process crashes; only a power loss can
 //! drop the last commits). The schema is versioned with `PRAGMA
 //! user_version` and migrated forward on open.
+//!
+//! Several processes may use one home at once (a gateway, a cron job, a
+//! `chat -q` from a shell), so every write takes SQLite's write lock up front
+//! (`BEGIN IMMEDIATE`) and waits for it: a deferred transaction that reads
+//! first and writes later fails with "database is locked" at once, without
+//! waiting, when another process wrote in between.
+//!
+//! The database holds every conversation, so `state.db` is created mode
+//! 0600 before SQLite opens it; SQLite gives its `-wal` and `-shm` files the
+//! database file's mode, whatever the umask.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{
+    Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior, params,
+};
 use serde::Serialize;
+
+/// How long a statement waits for another process to release the database.
+/// One write here holds the lock for milliseconds (a message and its index
+/// entries), but several processes may queue for it, and a WAL checkpoint or
+/// a migration on a slow disk holds it longer; waiting 30 s covers a busy
+/// home without making a truly stuck one hang for long.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Pause between attempts at a step SQLite refuses with "busy" without
+/// waiting itself (switching a fresh database to WAL).
+const BUSY_RETRY_PAUSE: Duration = Duration::from_millis(10);
+
+/// The files SQLite keeps beside the database in WAL mode.
+const COMPANION_SUFFIXES: &[&str] = &["-wal", "-shm"];
 
 /// Migrations, in order; `user_version` is the number applied.
 const MIGRATIONS: &[&str] = &[
@@ -103,16 +130,20 @@ pub struct SearchHit {
 
 impl SessionStore {
     pub fn open(path: &Path) -> anyhow::Result<Self> {
+        make_private(path)?;
         let conn =
             Connection::open(path).with_context(|| format!("cannot open {}", path.display()))?;
         Self::configure(conn).with_context(|| format!("cannot prepare {}", path.display()))
     }
 
-    fn configure(conn: Connection) -> anyhow::Result<Self> {
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+    fn configure(mut conn: Connection) -> anyhow::Result<Self> {
+        // First, so that every step below waits for other processes too.
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        // Any transaction opened without saying otherwise writes safely too.
+        conn.set_transaction_behavior(TransactionBehavior::Immediate);
+        enable_wal(&conn)?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", true)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let mut store = Self { conn };
         store.migrate()?;
         Ok(store)
@@ -125,21 +156,34 @@ impl SessionStore {
             as usize)
     }
 
+    /// Apply the migrations still missing. Several processes may open a
+    /// fresh database at once: each takes the write lock, then reads the
+    /// version again and applies only what no other process applied while
+    /// it waited.
     fn migrate(&mut self) -> anyhow::Result<()> {
-        let current = self.schema_version()?;
-        anyhow::ensure!(
-            current <= MIGRATIONS.len(),
-            "state.db has schema version {current}, newer than this talaria understands ({}); upgrade talaria",
-            MIGRATIONS.len()
-        );
+        if check_version(self.schema_version()?)? == MIGRATIONS.len() {
+            return Ok(());
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Exclusive)?;
+        let current = check_version(
+            tx.pragma_query_value(None, "user_version", |row| row.get::<_, i64>(0))? as usize,
+        )?;
         for (index, migration) in MIGRATIONS.iter().enumerate().skip(current) {
-            let tx = self.conn.transaction()?;
             tx.execute_batch(migration)
                 .with_context(|| format!("migration to schema version {}", index + 1))?;
             tx.pragma_update(None, "user_version", (index + 1) as i64)?;
-            tx.commit()?;
         }
+        tx.commit()?;
         Ok(())
+    }
+
+    /// A write transaction: `BEGIN IMMEDIATE` takes the write lock at once,
+    /// waiting up to [`BUSY_TIMEOUT`] for other writers, so no statement in
+    /// it can fail later on a lock another process took meanwhile.
+    fn write(&self) -> rusqlite::Result<Transaction<'_>> {
+        Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
     }
 
     /// Start a session, optionally continuing `parent` (resumed or forked).
@@ -154,10 +198,12 @@ impl SessionStore {
             now.replace(['-', ':'], "").trim_end_matches('Z'),
             rand::random::<u32>() & 0xff_ffff
         );
-        self.conn.execute(
+        let tx = self.write()?;
+        tx.execute(
             "INSERT INTO sessions (id, parent_id, title, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)",
             params![id, parent, title, now],
         )?;
+        tx.commit()?;
         Ok(id)
     }
 
@@ -165,7 +211,7 @@ impl SessionStore {
     pub fn append(&self, session_id: &str, message: &NewMessage<'_>) -> anyhow::Result<i64> {
         let now = crate::skill::grants::now_rfc3339();
         let tool_calls = message.tool_calls.map(|calls| calls.to_string());
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.write()?;
         tx.execute(
             "INSERT INTO messages (session_id, role, content, tool_calls, tool_call_id, name, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -271,10 +317,10 @@ impl SessionStore {
 
     /// Delete a session and its messages; returns whether it existed.
     pub fn delete(&self, session_id: &str) -> anyhow::Result<bool> {
-        Ok(self
-            .conn
-            .execute("DELETE FROM sessions WHERE id = ?1", [session_id])?
-            > 0)
+        let tx = self.write()?;
+        let deleted = tx.execute("DELETE FROM sessions WHERE id = ?1", [session_id])?;
+        tx.commit()?;
+        Ok(deleted > 0)
     }
 
     /// `PRAGMA integrity_check` (and the FTS index's own check).
@@ -291,6 +337,52 @@ impl SessionStore {
             .context("the full-text index does not match the messages")?;
         Ok(())
     }
+}
+
+fn check_version(version: usize) -> anyhow::Result<usize> {
+    anyhow::ensure!(
+        version <= MIGRATIONS.len(),
+        "state.db has schema version {version}, newer than this talaria understands ({}); upgrade talaria",
+        MIGRATIONS.len()
+    );
+    Ok(version)
+}
+
+/// Create the database file mode 0600 before SQLite does (SQLite would use
+/// 0644 less the umask, and its `-wal`/`-shm` files copy the database's
+/// mode), and take group and other access away from one an older version
+/// left readable.
+fn make_private(path: &Path) -> anyhow::Result<()> {
+    crate::home::create_private_file(path)?;
+    for suffix in COMPANION_SUFFIXES {
+        let mut companion = path.as_os_str().to_owned();
+        companion.push(suffix);
+        crate::home::restrict_to_owner(Path::new(&companion))?;
+    }
+    Ok(())
+}
+
+/// Switch to WAL. The switch needs a moment of exclusive access, and SQLite
+/// answers "busy" at once instead of calling the busy handler when another
+/// process opens or switches a fresh database at the same instant; retry for
+/// as long as any other statement would wait.
+fn enable_wal(conn: &Connection) -> anyhow::Result<()> {
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))
+        {
+            Ok(_) => return Ok(()),
+            Err(error) if is_busy(&error) && Instant::now() < deadline => {
+                std::thread::sleep(BUSY_RETRY_PAUSE);
+            }
+            Err(error) => return Err(error).context("cannot switch to WAL mode"),
+        }
+    }
+}
+
+fn is_busy(error: &rusqlite::Error) -> bool {
+    error.sqlite_error_code() == Some(ErrorCode::DatabaseBusy)
 }
 
 #[cfg(test)]
@@ -387,6 +479,66 @@ mod tests {
         let hits = store.search("aardvark", 5).unwrap();
         assert_eq!(hits.len(), 1);
         assert_eq!(hits[0].session_id, "old");
+        store.check_integrity().unwrap();
+    }
+
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn the_database_and_its_wal_files_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let store = SessionStore::open(&path).unwrap();
+        let session = store.create_session(None, None).unwrap();
+        store.append(&session, &user("a secret")).unwrap();
+        // While the store is open, SQLite keeps its -wal and -shm beside it.
+        for name in ["state.db", "state.db-wal", "state.db-shm"] {
+            assert_eq!(mode(&dir.path().join(name)), 0o600, "{name}");
+        }
+        drop(store);
+
+        // A database an older version left readable is made private.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let wal = dir.path().join("state.db-wal");
+        std::fs::write(&wal, b"").unwrap();
+        std::fs::set_permissions(&wal, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let store = SessionStore::open(&path).unwrap();
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&wal), 0o600);
+        assert_eq!(store.messages(&session).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn processes_opening_a_fresh_database_at_once_all_succeed() {
+        const OPENERS: usize = 8;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let start = std::sync::Barrier::new(OPENERS);
+        std::thread::scope(|scope| {
+            let openers: Vec<_> = (0..OPENERS)
+                .map(|_| {
+                    scope.spawn(|| {
+                        start.wait();
+                        let store = SessionStore::open(&path)?;
+                        // Each writes at once too, racing the others' first writes.
+                        let session = store.create_session(None, None)?;
+                        store.append(&session, &user("first words"))?;
+                        anyhow::Ok(store.schema_version()?)
+                    })
+                })
+                .collect();
+            for opener in openers {
+                let version = opener.join().unwrap();
+                assert_eq!(version.unwrap(), MIGRATIONS.len());
+            }
+        });
+        let store = SessionStore::open(&path).unwrap();
+        assert_eq!(store.list(100).unwrap().len(), OPENERS);
+        assert_eq!(store.search("first", 100).unwrap().len(), OPENERS);
         store.check_integrity().unwrap();
     }
 
