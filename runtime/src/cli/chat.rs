@@ -143,20 +143,32 @@ async fn build(context: &Context, stream: bool) -> anyhow::Result<(Agent, String
     Ok((agent, system_prompt))
 }
 
+/// Longest tool name shown; names come from the model, unchecked.
+const SHOWN_NAME_BYTES: usize = 128;
+
 /// Progress on stderr: tool calls and their outcome.
 fn progress(event: Event) {
+    if let Some(line) = progress_line(&event) {
+        eprintln!("{line}");
+    }
+}
+
+/// The progress line for `event`, if it has one. Everything here comes from
+/// the model, tool names included, so all of it is sanitised and bounded.
+fn progress_line(event: &Event) -> Option<String> {
+    use crate::sandbox::guest_text::sanitize;
     match event {
         Event::ToolStarted { name, arguments } => {
-            let arguments = crate::sandbox::guest_text::sanitize(&arguments, 200, false);
-            eprintln!("→ {name} {arguments}");
+            let name = sanitize(name, SHOWN_NAME_BYTES, false);
+            let arguments = sanitize(arguments, 200, false);
+            Some(format!("→ {name} {arguments}"))
         }
         Event::ToolFinished { name, ok, chars } => {
-            eprintln!(
-                "← {name}: {} ({chars} characters)",
-                if ok { "ok" } else { "error" }
-            );
+            let name = sanitize(name, SHOWN_NAME_BYTES, false);
+            let outcome = if *ok { "ok" } else { "error" };
+            Some(format!("← {name}: {outcome} ({chars} characters)"))
         }
-        Event::Request { .. } | Event::Text(_) => {}
+        Event::Request { .. } | Event::Text(_) => None,
     }
 }
 
@@ -253,4 +265,28 @@ async fn repl(
         tracing::warn!("cannot save the chat history: {error:#}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_lines_strip_escape_sequences_from_tool_names() {
+        let name = "evil\u{1b}]0;pwned\u{7}\u{1b}[2J".to_owned();
+        let started = progress_line(&Event::ToolStarted {
+            name: name.clone(),
+            arguments: "{\"a\": \"\u{1b}[31m\"}".into(),
+        });
+        assert_eq!(started.as_deref(), Some("→ evil {\"a\": \"\"}"));
+        let finished = progress_line(&Event::ToolFinished {
+            name: name.repeat(100),
+            ok: false,
+            chars: 3,
+        })
+        .unwrap();
+        assert!(!finished.contains(|c: char| c.is_control()), "{finished:?}");
+        assert!(finished.starts_with("← evilevil"), "{finished}");
+        assert!(finished.len() < 200, "bounded: {finished}");
+    }
 }
