@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::Failure;
 use super::context::{Context, SkillEntry};
 use crate::agent::provider::{Provider, ProviderConfig};
-use crate::agent::tools::{self, ToolRegistry};
+use crate::agent::tools::{self, MemoryAction, ToolRegistry};
 use crate::agent::{Agent, AgentOptions, Conversation, Event, prompt};
 use crate::memory::{NoteLimits, Notes, SessionStore};
 use crate::skill::grants::SkillState;
@@ -167,6 +167,8 @@ fn skill_description(name: &str, skill_md: Option<&str>, manifest_description: &
 
 /// Longest tool name shown; names come from the model, unchecked.
 const SHOWN_NAME_BYTES: usize = 128;
+/// Longest memory entry shown in a progress line.
+const SHOWN_ENTRY_BYTES: usize = 300;
 
 /// Progress on stderr: tool calls and their outcome.
 fn progress(event: Event) {
@@ -189,6 +191,20 @@ fn progress_line(event: &Event) -> Option<String> {
             let name = sanitize(name, SHOWN_NAME_BYTES, false);
             let outcome = if *ok { "ok" } else { "error" };
             Some(format!("← {name}: {outcome} ({chars} characters)"))
+        }
+        // Every change to memory is shown: it reaches every later prompt.
+        Event::MemoryChanged {
+            action,
+            target,
+            entry,
+        } => {
+            let change = match action {
+                MemoryAction::Added => "added to",
+                MemoryAction::Replaced => "replaced in",
+                MemoryAction::Removed => "removed from",
+            };
+            let entry = sanitize(entry, SHOWN_ENTRY_BYTES, false);
+            Some(format!("memory: {change} {}: {entry:?}", target.name()))
         }
         Event::Request { .. } | Event::Text(_) => None,
     }
@@ -316,6 +332,34 @@ mod tests {
                 "From skill.toml"
             );
         }
+    }
+
+    #[test]
+    fn every_memory_change_is_shown() {
+        use crate::memory::Target;
+        let line = |action, target, entry: &str| {
+            progress_line(&Event::MemoryChanged {
+                action,
+                target,
+                entry: entry.to_owned(),
+            })
+            .unwrap()
+        };
+        assert_eq!(
+            line(MemoryAction::Added, Target::User, "prefers metric units"),
+            "memory: added to user: \"prefers metric units\""
+        );
+        assert_eq!(
+            line(
+                MemoryAction::Replaced,
+                Target::Memory,
+                "say \"hi\"\u{1b}[2J"
+            ),
+            "memory: replaced in memory: \"say \\\"hi\\\"\""
+        );
+        let removed = line(MemoryAction::Removed, Target::Memory, &"x".repeat(5000));
+        assert!(removed.starts_with("memory: removed from memory: \"xxx"));
+        assert!(removed.len() < 400, "bounded: {}", removed.len());
     }
 
     #[test]
