@@ -46,7 +46,7 @@ fn skills_list_shows_each_skill_with_its_state() {
             .split_whitespace()
             .collect::<Vec<_>>()
     };
-    assert_eq!(row("hostile")[..4], ["hostile", "0.1.0", "27", "granted"]);
+    assert_eq!(row("hostile")[..4], ["hostile", "0.1.0", "29", "granted"]);
     assert_eq!(
         row("word-stats")[..4],
         ["word-stats", "0.1.0", "1", "granted"]
@@ -305,4 +305,97 @@ fn sessions_can_be_listed_searched_exported_and_deleted() {
         "{}",
         stderr(&output)
     );
+}
+
+/// A `skill.toml` is the first thing Talaria reads of an untrusted skill: a
+/// quoted key (or the folder name) may hold escape sequences, and the errors
+/// that repeat them must not pass them to the operator's terminal.
+#[test]
+fn escape_sequences_in_an_untrusted_manifest_never_reach_the_terminal() {
+    let fixture = Fixture::new();
+    let manifest = concat!(
+        "[skill]\nname = \"evil\"\nversion = \"1.0.0\"\ndescription = \"Evil\"\napi = \"^0.1\"\n",
+        "\"\\u001b[2J\\u001b]0;pwned\\u0007\\u009b31m\\nPROBLEM forged\" = 1\n",
+    );
+    let source = fixture.root.path().join("download/evil");
+    std::fs::create_dir_all(&source).unwrap();
+    std::fs::write(source.join("skill.toml"), manifest).unwrap();
+    let planted = fixture.skills_dir.join("evil\u{1b}]0;title\u{7}\u{1b}[2J");
+    std::fs::create_dir(&planted).unwrap();
+    std::fs::write(planted.join("skill.toml"), manifest).unwrap();
+
+    let source = source.to_str().unwrap();
+    for args in [
+        &["skills", "install", source][..],
+        &["skills", "list"],
+        &["skills", "list", "--json"],
+        &["skills", "audit"],
+        &["doctor"],
+    ] {
+        let output = talaria(&fixture, args);
+        let shown = format!("{}{}", stdout(&output), stderr(&output));
+        assert!(
+            !shown.contains(['\u{1b}', '\u{7}', '\u{9b}']),
+            "`talaria {}` printed a control character: {shown:?}",
+            args.join(" ")
+        );
+        assert!(
+            !shown.lines().any(|line| line.starts_with("PROBLEM forged")),
+            "`talaria {}` printed a forged line: {shown}",
+            args.join(" ")
+        );
+        assert!(shown.contains("unknown field"), "{args:?}: {shown}");
+    }
+}
+
+/// Stored messages hold what the model and the tools wrote: text output
+/// strips their escape sequences, JSON keeps them exactly (escaped).
+#[test]
+fn stored_escape_sequences_never_reach_the_terminal() {
+    use talaria_runtime::memory::{NewMessage, SessionStore};
+    let fixture = Fixture::new();
+    let nasty = "zebra \u{1b}]0;pwned\u{7}stripes\n\u{1b}[2Jnext line";
+    let id = {
+        let store = SessionStore::open(&fixture.root.path().join("state.db")).unwrap();
+        let id = store
+            .create_session(None, Some("title \u{1b}[31mred"))
+            .unwrap();
+        for role in ["user", "assistant"] {
+            store
+                .append(
+                    &id,
+                    &NewMessage {
+                        role,
+                        content: nasty,
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
+        }
+        id
+    };
+    for args in [
+        &["sessions", "list"][..],
+        &["sessions", "show", &id],
+        &["sessions", "search", "zebra"],
+        &["sessions", "export", &id, "--format", "md"],
+    ] {
+        let output = talaria(&fixture, args);
+        assert_exit(&output, 0);
+        let text = stdout(&output);
+        assert!(
+            !text.contains(['\u{1b}', '\u{7}']),
+            "`talaria {}`: {text:?}",
+            args.join(" ")
+        );
+    }
+    let output = talaria(&fixture, &["sessions", "show", &id]);
+    assert!(
+        stdout(&output).contains("zebra stripes\nnext line"),
+        "{}",
+        stdout(&output)
+    );
+    let output = talaria(&fixture, &["sessions", "export", &id]);
+    let first: Value = serde_json::from_str(stdout(&output).lines().next().unwrap()).unwrap();
+    assert_eq!(first["content"], nasty, "JSON output stays byte-exact");
 }

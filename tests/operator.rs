@@ -567,7 +567,7 @@ fn a_workspace_that_contains_the_home_is_refused() {
     let output = talaria(&fixture, &["--workspace", workspace, "skills", "list"]);
     assert_exit(&output, 1);
     assert!(
-        stderr(&output).contains("contains the data home"),
+        stderr(&output).contains("overlaps the data home"),
         "{}",
         stderr(&output)
     );

@@ -10,9 +10,9 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use provider::{ChatMessage, Provider, ProviderError, Reply};
-use tools::ToolRegistry;
+use tools::{CallOutcome, MemoryAction, ToolRegistry};
 
-use crate::memory::{NewMessage, SessionStore};
+use crate::memory::{NewMessage, SessionStore, Target};
 
 #[derive(Debug, Clone)]
 pub struct AgentOptions {
@@ -41,6 +41,13 @@ pub enum Event {
         name: String,
         ok: bool,
         chars: usize,
+    },
+    /// The `memory` tool changed an entry (after its `ToolFinished`).
+    MemoryChanged {
+        action: MemoryAction,
+        target: Target,
+        /// The entry as saved, or as it was when removed.
+        entry: String,
     },
 }
 
@@ -299,16 +306,19 @@ impl Agent {
             let tools = Arc::clone(&self.tools);
             let (name, arguments) = (call.function.name.clone(), call.function.arguments.clone());
             handles.0.push(tokio::spawn(
-                async move { tools.call(&name, &arguments).await },
+                async move { tools.run(&name, &arguments).await },
             ));
         }
         let mut results = Vec::with_capacity(calls.len());
         for (index, call) in calls.iter().enumerate() {
             let outcome = (&mut handles.0[index])
                 .await
-                .unwrap_or_else(|e| Err(format!("the tool crashed the host task: {e}")));
-            let ok = outcome.is_ok();
-            let text = match outcome {
+                .unwrap_or_else(|e| CallOutcome {
+                    result: Err(format!("the tool crashed the host task: {e}")),
+                    memory: None,
+                });
+            let ok = outcome.result.is_ok();
+            let text = match outcome.result {
                 Ok(text) => text,
                 Err(error) => format!("error: {error}"),
             };
@@ -318,6 +328,13 @@ impl Agent {
                 ok,
                 chars: text.chars().count(),
             });
+            if let Some(change) = outcome.memory {
+                events(Event::MemoryChanged {
+                    action: change.action,
+                    target: change.target,
+                    entry: change.entry,
+                });
+            }
             results.push(text);
         }
         results
@@ -349,7 +366,7 @@ impl Agent {
 }
 
 /// Tool tasks of a turn, aborted if the turn is abandoned.
-struct AbortOnDrop(Vec<tokio::task::JoinHandle<Result<String, String>>>);
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<CallOutcome>>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

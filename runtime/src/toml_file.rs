@@ -24,8 +24,30 @@ fn describe(text: &str, error: &toml::de::Error, key: Option<&str>) -> String {
         })
         .unwrap_or_default();
     let message = error.message().trim_end();
-    match key {
+    let described = match key {
         Some(key) => format!("key `{key}`: {message}{position}"),
         None => format!("invalid TOML: {message}{position}"),
+    };
+    // The message repeats key names and values from the file, and a quoted
+    // TOML key may hold any character: a `skill.toml` from an untrusted skill
+    // must not reach the operator's terminal with its escape sequences.
+    crate::sandbox::guest_text::log_line(&described)
+}
+
+#[cfg(test)]
+mod tests {
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Table {
+        name: String,
+    }
+
+    #[test]
+    fn errors_never_repeat_control_characters_from_the_file() {
+        let text = "name = \"x\"\n\"\\u001b[2J\\u001b]0;pwned\\u0007\\nforged\" = 1\n";
+        let error = super::parse::<Table>(text).unwrap_err();
+        assert!(!error.contains(['\u{1b}', '\u{7}', '\n']), "{error:?}");
+        assert!(error.contains("unknown field"), "{error}");
     }
 }

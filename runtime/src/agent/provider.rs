@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-/// Most tool calls accepted in one reply.
+/// Most tool calls accepted in one reply, streamed or not: each one runs.
 const MAX_TOOL_CALLS: usize = 128;
 /// Largest response body read from the endpoint.
 const MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
@@ -281,6 +281,16 @@ fn parse_completion(text: &str) -> Result<Reply, ProviderError> {
     let message = value.pointer("/choices/0/message").ok_or_else(|| {
         ProviderError::InvalidJson("no choices[0].message in the response".into())
     })?;
+    // Counted before the calls are copied out: every call would run.
+    let calls = message
+        .get("tool_calls")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    if calls > MAX_TOOL_CALLS {
+        return Err(ProviderError::InvalidJson(format!(
+            "the reply has {calls} tool calls; at most {MAX_TOOL_CALLS} are accepted in one reply"
+        )));
+    }
     let message: ChatMessage = serde_json::from_value(message.clone())
         .map_err(|e| ProviderError::InvalidJson(e.to_string()))?;
     Ok(Reply {
@@ -408,5 +418,30 @@ mod tests {
             parse_completion(r#"{"choices":[{"message":{"role":"assistant","content":"hi"}}]}"#)
                 .unwrap();
         assert_eq!(reply.content, "hi");
+    }
+
+    fn completion_with_calls(count: usize) -> String {
+        let calls: Vec<Value> = (0..count)
+            .map(|i| json!({"id": format!("call_{i}"), "type": "function", "function": {"name": "skills_list", "arguments": "{}"}}))
+            .collect();
+        json!({"choices": [{"message": {"role": "assistant", "content": null, "tool_calls": calls}}]})
+            .to_string()
+    }
+
+    #[test]
+    fn plain_replies_are_held_to_the_tool_call_cap() {
+        let reply = parse_completion(&completion_with_calls(MAX_TOOL_CALLS)).unwrap();
+        assert_eq!(reply.tool_calls.len(), MAX_TOOL_CALLS);
+        for count in [MAX_TOOL_CALLS + 1, 3_000] {
+            let Err(ProviderError::InvalidJson(message)) =
+                parse_completion(&completion_with_calls(count))
+            else {
+                panic!("{count} tool calls must be refused");
+            };
+            assert_eq!(
+                message,
+                format!("the reply has {count} tool calls; at most 128 are accepted in one reply")
+            );
+        }
     }
 }

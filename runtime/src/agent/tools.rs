@@ -25,6 +25,31 @@ pub struct SkillEntry {
     pub loaded: Option<Arc<LoadedSkill>>,
 }
 
+/// What a `memory` call changed, shown to the user: memory entries reach
+/// every later system prompt, so none changes unseen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryChange {
+    pub action: MemoryAction,
+    pub target: Target,
+    /// The entry as saved (added, replaced) or as it was (removed).
+    pub entry: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryAction {
+    Added,
+    Replaced,
+    Removed,
+}
+
+/// One call's result: text for the model (an `Err` is text it can act on),
+/// and the memory change it made, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallOutcome {
+    pub result: Result<String, String>,
+    pub memory: Option<MemoryChange>,
+}
+
 pub struct ToolRegistry {
     skills: Vec<SkillEntry>,
     notes: Notes,
@@ -100,12 +125,32 @@ impl ToolRegistry {
 
     /// Run one call; an `Err` is text for the model to act on.
     pub async fn call(&self, name: &str, arguments: &str) -> Result<String, String> {
-        match name {
-            "memory" => self.memory(arguments),
+        self.run(name, arguments).await.result
+    }
+
+    /// Run one call, and say what it changed in memory.
+    pub async fn run(&self, name: &str, arguments: &str) -> CallOutcome {
+        let result = match name {
+            "memory" => {
+                return match self.memory(arguments) {
+                    Ok((text, change)) => CallOutcome {
+                        result: Ok(text),
+                        memory: Some(change),
+                    },
+                    Err(error) => CallOutcome {
+                        result: Err(error),
+                        memory: None,
+                    },
+                };
+            }
             "session_search" => self.session_search(arguments),
             "skills_list" => Ok(self.skills_list()),
             "skill_view" => self.skill_view(arguments),
             _ => self.skill_call(name, arguments).await,
+        };
+        CallOutcome {
+            result,
+            memory: None,
         }
     }
 
@@ -128,7 +173,7 @@ impl ToolRegistry {
             .map_err(|error| error.to_string())
     }
 
-    fn memory(&self, arguments: &str) -> Result<String, String> {
+    fn memory(&self, arguments: &str) -> Result<(String, MemoryChange), String> {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Args {
@@ -143,27 +188,40 @@ impl ToolRegistry {
         let need = |value: Option<String>, field: &str| {
             value.ok_or_else(|| format!("`{field}` is required for action {:?}", args.action))
         };
-        let change = match args.action.as_str() {
-            "add" => self
-                .notes
-                .add(args.target, &need(args.content.clone(), "content")?),
-            "replace" => self.notes.replace(
-                args.target,
-                &need(args.old_text.clone(), "old_text")?,
-                &need(args.content.clone(), "content")?,
+        let (action, change) = match args.action.as_str() {
+            "add" => (
+                MemoryAction::Added,
+                self.notes
+                    .add(args.target, &need(args.content.clone(), "content")?),
             ),
-            "remove" => self
-                .notes
-                .remove(args.target, &need(args.old_text.clone(), "old_text")?),
+            "replace" => (
+                MemoryAction::Replaced,
+                self.notes.replace(
+                    args.target,
+                    &need(args.old_text.clone(), "old_text")?,
+                    &need(args.content.clone(), "content")?,
+                ),
+            ),
+            "remove" => (
+                MemoryAction::Removed,
+                self.notes
+                    .remove(args.target, &need(args.old_text.clone(), "old_text")?),
+            ),
             other => {
                 return Err(format!(
                     "unknown action {other:?}; expected add, replace or remove"
                 ));
             }
         };
-        change
-            .map(|c| format!("saved. {c}"))
-            .map_err(|e| e.to_string())
+        let change = change.map_err(|e| e.to_string())?;
+        Ok((
+            format!("saved. {change}"),
+            MemoryChange {
+                action,
+                target: change.target,
+                entry: change.entry,
+            },
+        ))
     }
 
     fn session_search(&self, arguments: &str) -> Result<String, String> {
@@ -255,7 +313,8 @@ fn builtin_definitions() -> Vec<Value> {
         function(
             "memory",
             "Save durable notes across sessions. target `memory` holds your own notes, `user` what you learn about the user. \
-             action add (content), replace (old_text = a unique part of the entry, content), remove (old_text).",
+             action add (content), replace (old_text = a unique part of the entry, content), remove (old_text). \
+             An entry is one short paragraph stating a fact; instructions are refused.",
             json!({"type": "object", "properties": {
                 "action": {"type": "string", "enum": ["add", "replace", "remove"]},
                 "target": {"type": "string", "enum": ["memory", "user"]},

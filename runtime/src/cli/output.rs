@@ -5,6 +5,7 @@ use std::io::Write;
 use serde_json::json;
 
 use super::context::{Context, SkillEntry};
+use crate::sandbox::guest_text::{log_line, message};
 
 pub(crate) fn print_skills(entries: &[SkillEntry], as_json: bool) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
@@ -25,7 +26,7 @@ pub(crate) fn print_skills(entries: &[SkillEntry], as_json: bool) -> anyhow::Res
                 "-".into(),
                 "-".into(),
                 "invalid".into(),
-                error.message.clone(),
+                log_line(&error.message),
             ],
             SkillEntry::Known {
                 skill,
@@ -38,7 +39,7 @@ pub(crate) fn print_skills(entries: &[SkillEntry], as_json: bool) -> anyhow::Res
                         "granted",
                         skill.manifest.description.clone(),
                     ),
-                    Some(Err(error)) => ("-".into(), "failed", error.clone()),
+                    Some(Err(error)) => ("-".into(), "failed", log_line(error)),
                     None if skill.manifest.component.is_none() => (
                         "0".into(),
                         assessment.state.name(),
@@ -135,8 +136,9 @@ pub(crate) fn print_tools(entries: &[SkillEntry], as_json: bool) -> anyhow::Resu
     for (skill, loaded) in ready {
         for tool in loaded.tools() {
             any = true;
-            writeln!(out, "{}.{}", skill.name(), tool.name)?;
-            writeln!(out, "    {}", tool.description)?;
+            // Names and descriptions come from the component: untrusted.
+            writeln!(out, "{}.{}", skill.name(), log_line(&tool.name))?;
+            writeln!(out, "    {}", message(&tool.description))?;
             let arguments = describe_arguments(&tool.parameters);
             if !arguments.is_empty() {
                 writeln!(out, "    arguments: {arguments}")?;
@@ -215,6 +217,7 @@ pub(crate) fn print_findings(
 }
 
 /// `path (string, required), limit (integer)` from a JSON Schema object.
+/// The schema comes from the component, so every name in it is sanitised.
 fn describe_arguments(schema: &serde_json::Value) -> String {
     let Some(properties) = schema.get("properties").and_then(|p| p.as_object()) else {
         return String::new();
@@ -237,21 +240,24 @@ fn describe_arguments(schema: &serde_json::Value) -> String {
                     .join("|"),
                 _ => "any".into(),
             };
+            let (shown, kind) = (log_line(name), log_line(&kind));
             if required.contains(&name.as_str()) {
-                format!("{name} ({kind}, required)")
+                format!("{shown} ({kind}, required)")
             } else {
-                format!("{name} ({kind})")
+                format!("{shown} ({kind})")
             }
         })
         .collect::<Vec<_>>()
         .join(", ")
 }
 
+/// The folder of a skill, for display: any name can be created on disk,
+/// escape sequences included.
 pub(crate) fn folder_name(manifest: &std::path::Path) -> String {
     manifest
         .parent()
         .and_then(|dir| dir.file_name())
-        .map(|name| name.to_string_lossy().into_owned())
+        .map(|name| log_line(&name.to_string_lossy()))
         .unwrap_or_else(|| "?".into())
 }
 
@@ -304,5 +310,21 @@ mod tests {
             "anything (any), limit (integer), path (string, required)"
         );
         assert_eq!(describe_arguments(&json!({"type": "object"})), "");
+    }
+
+    #[test]
+    fn schema_names_from_a_component_are_sanitised() {
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "\u{1b}[2Jpath\u{1b}]0;pwned\u{7}": {"type": "string\u{1b}[31m"},
+            },
+            "required": ["\u{1b}[2Jpath\u{1b}]0;pwned\u{7}"]
+        });
+        assert_eq!(describe_arguments(&schema), "path (string, required)");
+        assert_eq!(
+            folder_name(std::path::Path::new("/skills/evil\u{1b}[2J/skill.toml")),
+            "evil"
+        );
     }
 }

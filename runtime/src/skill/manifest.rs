@@ -155,11 +155,27 @@ impl Default for Limits {
 }
 
 /// A manifest that could not be read or is invalid.
-#[derive(Debug, thiserror::Error)]
-#[error("{}: {message}", file.display())]
+#[derive(Debug)]
 pub struct ManifestError {
     pub file: PathBuf,
     pub message: String,
+}
+
+impl std::error::Error for ManifestError {}
+
+/// Shown by `skills install`, `skills list` and `doctor`, the first contact
+/// with an untrusted skill: its folder name and the key names its manifest
+/// repeats may hold escape sequences, so both are sanitised.
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use crate::sandbox::guest_text::log_line;
+        write!(
+            f,
+            "{}: {}",
+            log_line(&self.file.display().to_string()),
+            log_line(&self.message)
+        )
+    }
 }
 
 impl Manifest {
