@@ -248,3 +248,78 @@ fn the_workspace_may_not_overlap_what_talaria_trusts() {
         stderr(&output)
     );
 }
+
+#[test]
+fn audit_shows_data_usage_against_the_quota_and_grants_moved_by_an_update() {
+    let fixture = Fixture::new();
+    let manifest = std::fs::read_to_string(skill_source("tests/skills/hostile").join("skill.toml"))
+        .unwrap()
+        .replace("timeout_ms = 1000", "timeout_ms = 1000\ndata_mb = 1");
+    fixture.install(
+        &skill_source("tests/skills/hostile"),
+        "hostile",
+        Some(&manifest),
+    );
+    grant(&fixture, "hostile");
+    let data = fixture.skill_data.join("hostile");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("big"), vec![1u8; 3 << 20]).unwrap();
+    let output = talaria(&fixture, &["skills", "audit"]);
+    assert!(
+        stdout(&output).contains("MiB of 1 MiB in")
+            && stdout(&output).contains("(over its quota: the skill does not run"),
+        "{}",
+        stdout(&output)
+    );
+    let output = talaria(
+        &fixture,
+        &["tool", "call", "hostile.echo", r#"{"text": "hi"}"#],
+    );
+    assert_exit(&output, 1);
+    assert!(
+        stderr(&output).contains("over its quota of 1 MiB"),
+        "{}",
+        stderr(&output)
+    );
+
+    // A shipped skill updated without asking for more: its grant moves, with
+    // a warning, and audit says so.
+    let shipped = tempfile::tempdir().unwrap();
+    let text = shipped.path().join("text");
+    std::fs::create_dir(&text).unwrap();
+    for file in ["skill.toml", "SKILL.md", "text.wasm"] {
+        std::fs::copy(skill_source("skills/text").join(file), text.join(file)).unwrap();
+    }
+    let env = [("TALARIA_BUNDLED_SKILLS", shipped.path())];
+    assert_exit(&talaria_with(&fixture, &env, &["skills", "list"], None), 0);
+    std::fs::write(text.join("SKILL.md"), "Updated instructions.\n").unwrap();
+    let output = talaria_with(&fixture, &env, &["skills", "list"], None);
+    assert!(
+        stderr(&output).contains("WARN") && stderr(&output).contains("grant was moved"),
+        "{}",
+        stderr(&output)
+    );
+    let output = talaria_with(
+        &fixture,
+        &[
+            ("TALARIA_BUNDLED_SKILLS", shipped.path()),
+            ("TALARIA_SKILLS_DIR", &fixture.root.path().join("skills")),
+        ],
+        &["skills", "audit", "--json"],
+        None,
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let text = report["skills"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "text")
+        .unwrap();
+    assert_eq!(text["state"], "granted");
+    assert!(
+        text["moved_from"]
+            .as_str()
+            .is_some_and(|m| m.contains("granted by bundled")),
+        "{text}"
+    );
+}

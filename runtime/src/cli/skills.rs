@@ -241,9 +241,25 @@ fn list_or_none(items: &[String]) -> String {
 
 fn describe_limits(limits: &Limits) -> String {
     format!(
-        "memory {} MiB, timeout {} ms, output {} bytes",
-        limits.memory_mb, limits.timeout_ms, limits.max_output_bytes
+        "memory {} MiB, timeout {} ms, output {} bytes, data {} MiB",
+        limits.memory_mb, limits.timeout_ms, limits.max_output_bytes, limits.data_mb
     )
+}
+
+/// The skill's `${skill_data}` directory and how much it holds, when it
+/// mounts one.
+fn data_usage(assessment: &grants::Assessment) -> Option<(&Path, u64)> {
+    assessment
+        .requested
+        .mounts
+        .iter()
+        .find(|mount| mount.source == skill::MountSource::SkillData)
+        .map(|mount| {
+            (
+                mount.host.as_path(),
+                crate::sandbox::data_usage(&mount.host),
+            )
+        })
 }
 
 /// `talaria skills audit`: the operator's view of every skill. Returns
@@ -305,6 +321,26 @@ pub(crate) async fn audit(context: &Context, as_json: bool) -> Result<bool, Fail
                         writeln!(out, "  drift    {reason}")?;
                     }
                 }
+                if let Some(moved_from) = grant.and_then(|g| g.moved_from.as_deref()) {
+                    writeln!(
+                        out,
+                        "  moved    by a bundled update, without review, from {moved_from}"
+                    )?;
+                }
+                if let Some((dir, used)) = data_usage(assessment) {
+                    let limit_mb = u64::from(assessment.requested.limits.data_mb);
+                    writeln!(
+                        out,
+                        "  data     {} MiB of {limit_mb} MiB in {}{}",
+                        used.div_ceil(1 << 20),
+                        dir.display(),
+                        if used > limit_mb << 20 {
+                            " (over its quota: the skill does not run until files are removed)"
+                        } else {
+                            ""
+                        }
+                    )?;
+                }
                 // Show what the skill would get (granted) or asks for.
                 let shown = Grant::of(
                     skill,
@@ -356,6 +392,12 @@ fn audit_json(entry: &SkillEntry, grants: &grants::Grants, env: &Environment) ->
                 "granted_by": grant.map(|g| g.granted_by.to_string()),
                 "granted_at": grant.map(|g| g.granted_at.clone()),
                 "granted_hash": grant.map(|g| g.hash.clone()),
+                "moved_from": grant.and_then(|g| g.moved_from.clone()),
+                "data": data_usage(assessment).map(|(dir, used)| json!({
+                    "dir": dir,
+                    "used_bytes": used,
+                    "quota_mb": assessment.requested.limits.data_mb,
+                })),
                 "mounts": capabilities.mounts.iter().map(|m| json!({
                     "source": m.source.variable(),
                     "host": m.host,
