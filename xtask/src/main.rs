@@ -175,8 +175,8 @@ fn copy_atomically(from: &Path, to: &Path) -> anyhow::Result<()> {
 fn demo(root: &Path) -> anyhow::Result<()> {
     build_skills(root)?;
     // A data home of its own, so the demo leaves the user's ~/.talaria alone.
-    // Outside the repository, which is the demo's workspace: Talaria refuses
-    // a workspace that contains its data home.
+    // The workspace is `examples/`: Talaria refuses a workspace that overlaps
+    // its data home or the skills directory (`skills/` here).
     let home = std::env::temp_dir().join("talaria-demo-home");
     let home = home.to_string_lossy().into_owned();
     let talaria = |args: &[&str]| -> anyhow::Result<()> {
@@ -198,7 +198,7 @@ fn demo(root: &Path) -> anyhow::Result<()> {
                 "--skills-dir",
                 "skills",
                 "--workspace",
-                ".",
+                "examples",
             ])
             .args(args))
     };
@@ -216,7 +216,7 @@ fn demo(root: &Path) -> anyhow::Result<()> {
         "tool",
         "call",
         "files.read",
-        r#"{"path": "README.md", "end_line": 5}"#,
+        r#"{"path": "word-stats/README.md", "end_line": 5}"#,
     ])?;
     talaria(&["skills", "audit"]).or_else(|_| {
         println!("(audit exits 1 while a skill is not granted: json is still pending)");
