@@ -323,3 +323,49 @@ fn audit_shows_data_usage_against_the_quota_and_grants_moved_by_an_update() {
         "{text}"
     );
 }
+
+#[test]
+fn processes_starting_at_once_compile_each_component_once() {
+    let fixture = Fixture::new();
+    for name in ["files", "text", "json"] {
+        fixture.install(&skill_source(&format!("skills/{name}")), name, None);
+        grant(&fixture, name);
+    }
+    // Granting loads each component: start again from an empty cache.
+    std::fs::remove_dir_all(fixture.root.path().join("cache/components")).unwrap();
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+    let runs: Vec<_> = (0..8)
+        .map(|_| {
+            let barrier = std::sync::Arc::clone(&barrier);
+            let (home, skills, workspace) = (
+                fixture.root.path().to_owned(),
+                fixture.skills_dir.clone(),
+                fixture.workspace.clone(),
+            );
+            std::thread::spawn(move || {
+                barrier.wait();
+                Command::new(env!("CARGO_BIN_EXE_talaria"))
+                    .env_clear()
+                    .env("TALARIA_HOME", home)
+                    .env("TALARIA_SKILLS_DIR", skills)
+                    .env("TALARIA_WORKSPACE", workspace)
+                    .env("TALARIA_LOG", "talaria_runtime::sandbox=debug")
+                    .args(["tool", "list"])
+                    .output()
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut compiled = 0;
+    for run in runs {
+        let output = run.join().unwrap();
+        assert_exit(&output, 0);
+        let log = stderr(&output);
+        assert!(
+            !log.contains("failing verification") && !log.contains("rejected"),
+            "an entry being written was taken for a tampered one: {log}"
+        );
+        compiled += log.matches("compiled a component into the cache").count();
+    }
+    assert_eq!(compiled, 3, "each of the three components compiled once");
+}

@@ -36,7 +36,7 @@ use anyhow::Context;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use crate::home::{create_private_dir, write_atomically};
+use crate::home::{create_private_dir, write_atomically, write_new};
 
 const KEY_FILE: &str = "cache.key";
 
@@ -106,6 +106,7 @@ impl ComponentCache {
             }
         };
         let component = Component::new(engine, wasm)?;
+        tracing::debug!(entry = %path.display(), "compiled a component into the cache");
         if let Err(error) = self.store(&path, &component) {
             // The cache is an optimisation: a read-only or full disk must not
             // stop the skill from loading.
@@ -231,9 +232,10 @@ fn load_or_create_key(path: &Path) -> anyhow::Result<[u8; 32]> {
         }),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             let key: [u8; 32] = rand::random();
-            write_atomically(path, &key, 0o600)?;
-            // Two processes may race to create the key: whichever rename
-            // landed last wins, and both use what is on disk.
+            // Two processes may race to create the key: the first link wins
+            // (a rename would let a later key replace one already in use),
+            // and every process uses what is on disk.
+            write_new(path, &key, 0o600)?;
             let bytes =
                 fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
             bytes
