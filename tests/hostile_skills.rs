@@ -12,8 +12,8 @@ use support::{Fixture, skill_source};
 use talaria_runtime::sandbox::{
     CacheOutcome, LoadedSkill, PoolSize, Sandbox, SandboxConfig, ToolCallError, ToolCallErrorKind,
 };
+use talaria_runtime::skill::Skill;
 use talaria_runtime::skill::manifest::DEFAULT_TIMEOUT_MS;
-use talaria_runtime::skill::{Capabilities, Skill};
 
 struct Hostile {
     fixture: Fixture,
@@ -899,8 +899,12 @@ async fn the_component_compiled_is_the_one_whose_hash_was_checked() {
     )
     .unwrap();
     let sandbox = fixture.sandbox();
-    let capabilities = Capabilities::as_requested(&skill, &fixture.roots()).unwrap();
-    let loaded = sandbox.load(&skill, capabilities).await.unwrap();
+    let capabilities =
+        talaria_runtime::skill::capabilities::as_requested(&skill, &fixture.roots()).unwrap();
+    let loaded = sandbox
+        .load(skill.component_source().unwrap(), capabilities)
+        .await
+        .unwrap();
     assert!(
         loaded.tools().iter().any(|tool| tool.name == "spin"),
         "the checked (hostile) component runs, not the one swapped in: {:?}",

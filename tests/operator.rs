@@ -175,6 +175,15 @@ fn revoking_makes_a_skill_pending_again() {
     let output = talaria(&fixture, &["skills", "revoke", "hostile"]);
     assert_exit(&output, 0);
     assert!(stdout(&output).contains("nothing to revoke"));
+    // A wrong name is a mistake to report, not a success.
+    let output = talaria(&fixture, &["skills", "revoke", "nosuch"]);
+    assert_exit(&output, 2);
+    assert!(
+        stderr(&output).contains("no skill named \"nosuch\"")
+            && stderr(&output).contains("skills: hostile"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use talaria_runtime::sandbox::{LoadError, LoadedSkill, Sandbox, SandboxConfig};
-use talaria_runtime::skill::{Capabilities, MountRoots, Skill};
+use talaria_runtime::skill::{MountRoots, Skill};
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -115,8 +115,11 @@ impl Fixture {
 
     pub async fn try_load(&self, sandbox: &Sandbox, name: &str) -> Result<LoadedSkill, LoadError> {
         let skill = Skill::load(&self.skills_dir.join(name)).unwrap();
-        let capabilities = Capabilities::as_requested(&skill, &self.roots()).unwrap();
-        sandbox.load(&skill, capabilities).await
+        let capabilities =
+            talaria_runtime::skill::capabilities::as_requested(&skill, &self.roots()).unwrap();
+        sandbox
+            .load(skill.component_source().unwrap(), capabilities)
+            .await
     }
 
     pub async fn load(&self, sandbox: &Sandbox, name: &str) -> LoadedSkill {

@@ -89,8 +89,8 @@ fn main() -> anyhow::Result<()> {
         workspace: scratch.path().to_owned(),
         skill_data: scratch.path().join("skill-data"),
     };
-    let capabilities = Capabilities::as_requested(&skill, &roots)?;
-    let loaded = runtime.block_on(cached.load(&skill, capabilities))?;
+    let capabilities = talaria_runtime::skill::capabilities::as_requested(&skill, &roots)?;
+    let loaded = runtime.block_on(cached.load(skill.component_source().unwrap(), capabilities))?;
     let arguments = r#"{"text":"hello"}"#;
 
     println!();

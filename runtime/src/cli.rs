@@ -1,7 +1,6 @@
 //! The `talaria` command line: argument parsing and printing only.
 
 mod chat;
-mod context;
 mod output;
 mod sessions;
 mod skills;
@@ -11,9 +10,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+
+use crate::skill::registry::SkillRegistry;
 use clap::{Args, Parser, Subcommand};
 
-use context::Context;
+use crate::app::{App, AppOptions, Settings};
+use crate::config::{Config, LogFormat};
 
 /// Exit code of a failed tool call, a refusal or a runtime failure; also of
 /// `skills audit` when a skill is not granted.
@@ -333,6 +335,15 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         println!("{}", crate::home::Home::at(root).config_file().display());
         return Ok(0);
     }
+    let options = AppOptions {
+        home: cli.global.home.clone(),
+        skills_dir: cli.global.skills_dir.clone(),
+        flags: crate::config::Flags {
+            workspace: cli.global.workspace.clone(),
+            log: cli.global.log.clone(),
+            bundled_skills: cli.global.bundled_skills.clone(),
+        },
+    };
     if let Command::Doctor { json } = cli.command {
         // Runs without the usual start-up, which would stop at the very
         // problems doctor is there to explain.
@@ -340,13 +351,9 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             Some(root) => root.clone(),
             None => crate::home::Home::default_root()?,
         };
-        let flags = crate::config::Flags {
-            workspace: cli.global.workspace.clone(),
-            log: cli.global.log.clone(),
-            bundled_skills: cli.global.bundled_skills.clone(),
-        };
         let home = crate::home::Home::at(root);
-        let findings = crate::doctor::run(&home, &flags, cli.global.skills_dir.clone()).await;
+        let findings =
+            crate::doctor::run(&home, &options.flags, cli.global.skills_dir.clone()).await;
         output::print_findings(&home, &findings, json)?;
         let worst = findings.iter().map(|f| f.severity).max();
         return Ok(if worst == Some(crate::doctor::Severity::Problem) {
@@ -355,42 +362,44 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             0
         });
     }
-    let context = Context::new(&cli.global)?;
+    let settings = Settings::load(&options)?;
+    init_logging(&settings.config);
+    let app = App::open(settings, &options)?;
     match cli.command {
         Command::Skills(SkillsCommand::List { json }) => {
-            let entries = context.entries(true).await?;
+            let entries = app.registry().entries(true).await?;
             output::print_skills(&entries, json)?;
         }
         Command::Skills(SkillsCommand::Audit { json }) => {
-            if !skills::audit(&context, json).await? {
+            if !skills::audit(&app, json).await? {
                 return Ok(EXIT_FAILURE);
             }
         }
         Command::Skills(SkillsCommand::Grant { name, yes }) => {
-            skills::grant(&context, &name, yes).await?
+            skills::grant(&app, &name, yes).await?
         }
-        Command::Skills(SkillsCommand::Revoke { name }) => skills::revoke(&context, &name)?,
-        Command::Skills(SkillsCommand::Reset { name }) => skills::reset(&context, &name)?,
+        Command::Skills(SkillsCommand::Revoke { name }) => skills::revoke(&app, &name)?,
+        Command::Skills(SkillsCommand::Reset { name }) => skills::reset(&app, &name)?,
         Command::Skills(SkillsCommand::Install { path }) => {
-            skills::install(&context, &skills::install_source(path)).await?
+            skills::install(&app, &skills::install_source(path)).await?
         }
         Command::Tool(ToolCommand::List { json }) => {
-            let entries = context.entries(true).await?;
+            let entries = app.registry().entries(true).await?;
             output::print_tools(&entries, json)?;
         }
         Command::Tool(ToolCommand::Call { tool, arguments }) => {
-            call_tool(&context, &tool, &arguments).await?
+            call_tool(&app, &tool, &arguments).await?
         }
-        Command::Config(ConfigCommand::Show { json }) => output::print_config(&context, json)?,
-        Command::Sessions(command) => sessions::run(&context, command)?,
-        Command::Chat { query, resume } => chat::run(&context, query, resume).await?,
+        Command::Config(ConfigCommand::Show { json }) => output::print_config(&app, json)?,
+        Command::Sessions(command) => sessions::run(&app, command)?,
+        Command::Chat { query, resume } => chat::run(&app, query, resume).await?,
         // Answered above, before the context is built.
         Command::Config(ConfigCommand::Path) | Command::Doctor { .. } => {}
     }
     Ok(0)
 }
 
-async fn call_tool(context: &Context, tool: &str, arguments: &str) -> Result<(), Failure> {
+async fn call_tool(app: &App, tool: &str, arguments: &str) -> Result<(), Failure> {
     let (skill_name, tool_name) = tool
         .split_once('.')
         .filter(|(skill, tool)| !skill.is_empty() && !tool.is_empty())
@@ -400,16 +409,10 @@ async fn call_tool(context: &Context, tool: &str, arguments: &str) -> Result<(),
             ))
         })?;
     let arguments = read_arguments(arguments)?;
-    let skill = crate::skill::find(&context.skills_dir, skill_name)
-        .map_err(Failure::usage)?
-        .ok_or_else(|| {
-            Failure::usage(anyhow::anyhow!(
-                "no skill named {skill_name:?} in {}; see `talaria skills list`",
-                context.skills_dir.display()
-            ))
-        })?;
-    let assessment = context.assess(&skill, &context.grants()?)?;
-    if let Some(refusal) = Context::refusal(&skill, &assessment.state) {
+    let registry = app.registry();
+    let skill = registry.find(skill_name).map_err(Failure::usage)?;
+    let assessment = registry.assess(&skill, &registry.grants()?);
+    if let Some(refusal) = SkillRegistry::refusal(&skill, &assessment.state) {
         return Err(anyhow::anyhow!(refusal).into());
     }
     let effective = assessment
@@ -421,8 +424,7 @@ async fn call_tool(context: &Context, tool: &str, arguments: &str) -> Result<(),
             skill.label()
         )));
     }
-    let sandbox = context.sandbox()?;
-    let loaded = context.load(&sandbox, &skill, effective).await?;
+    let loaded = registry.load(&skill, effective).await?;
     if !loaded.tools().iter().any(|t| t.name == tool_name) {
         let known: Vec<&str> = loaded.tools().iter().map(|t| t.name.as_str()).collect();
         return Err(Failure::usage(anyhow::anyhow!(
@@ -474,4 +476,24 @@ fn json_kind(value: &serde_json::Value) -> &'static str {
         serde_json::Value::Array(_) => "an array",
         serde_json::Value::Object(_) => "an object",
     }
+}
+
+fn init_logging(config: &Config) {
+    use std::io::IsTerminal;
+    let filter = &config.log_level.value;
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|error| {
+        eprintln!("warning: invalid log filter {filter:?} ({error}); using `warn`");
+        tracing_subscriber::EnvFilter::new("warn")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match config.log_format.value {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Human => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+    };
+    // Only fails if a subscriber is already set (tests calling twice).
+    let _ = result;
 }

@@ -112,11 +112,7 @@ impl ConfigFile {
 
     /// The file at `path`; an absent file is the empty configuration.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => Self::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display())),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(error) => Err(anyhow::anyhow!("cannot read {}: {error}", path.display())),
-        }
+        crate::toml_file::load_or_default(path)
     }
 }
 

@@ -7,9 +7,8 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{Config, ConfigFile, Environment, Flags};
 use crate::home::{Home, LockHolder, WriterLock};
-use crate::sandbox::Sandbox;
-use crate::skill::grants::{self, Grants, SkillState};
-use crate::skill::{self, Capabilities, MountRoots};
+use crate::skill::MountRoots;
+use crate::skill::grants::SkillState;
 
 /// How many files of a home are inspected for ownership; a home is small,
 /// the bound only keeps doctor fast on a mistaken `--home /`.
@@ -126,7 +125,7 @@ pub async fn run(home: &Home, flags: &Flags, skills_dir: Option<PathBuf>) -> Vec
     let skills_dir = skills_dir
         .or_else(|| env.get("TALARIA_SKILLS_DIR").map(PathBuf::from))
         .unwrap_or_else(|| home.skills_dir());
-    check_skills(home, &config, &skills_dir, &mut findings).await;
+    check_skills(home, &env, &config, &skills_dir, &mut findings).await;
     findings
 }
 
@@ -426,35 +425,11 @@ fn check_lock(home: &Home) -> Finding {
 
 async fn check_skills(
     home: &Home,
+    env: &Environment,
     config: &Config,
     skills_dir: &Path,
     findings: &mut Vec<Finding>,
 ) {
-    let discovered = match skill::discover(skills_dir) {
-        Ok(discovered) => discovered,
-        Err(error) => {
-            findings.push(Finding::problem(
-                "skills",
-                format!("{error:#}"),
-                format!("create it: mkdir -p {}", quote(skills_dir)),
-            ));
-            return;
-        }
-    };
-    let grants = match Grants::load(&home.grants_file()) {
-        Ok(grants) => grants,
-        Err(error) => {
-            findings.push(Finding::problem(
-                "grants",
-                format!("{error:#}"),
-                format!(
-                    "fix or remove {} and grant skills again",
-                    home.grants_file().display()
-                ),
-            ));
-            return;
-        }
-    };
     let roots = MountRoots {
         workspace: config
             .workspace
@@ -466,16 +441,30 @@ async fn check_skills(
             .canonicalize()
             .unwrap_or_else(|_| home.skill_data_dir()),
     };
-    let sandbox = match Sandbox::new(crate::sandbox::SandboxConfig {
-        cache_dir: Some(home.components_cache_dir()),
-        ..Default::default()
-    }) {
-        Ok(sandbox) => sandbox,
+    // The registry every command uses: one answer to "is this skill
+    // granted", the same sandbox settings.
+    let registry = crate::app::registry(home, env, config, skills_dir.to_owned(), roots);
+    let discovered = match registry.discover() {
+        Ok(discovered) => discovered,
         Err(error) => {
             findings.push(Finding::problem(
-                "sandbox",
+                "skills",
                 format!("{error:#}"),
-                "report this as a bug",
+                format!("create it: mkdir -p {}", quote(skills_dir)),
+            ));
+            return;
+        }
+    };
+    let grants = match registry.grants() {
+        Ok(grants) => grants,
+        Err(error) => {
+            findings.push(Finding::problem(
+                "grants",
+                format!("{error:#}"),
+                format!(
+                    "fix or remove {} and grant skills again",
+                    home.grants_file().display()
+                ),
             ));
             return;
         }
@@ -494,23 +483,7 @@ async fn check_skills(
             }
         };
         let name = skill.name().to_owned();
-        let hash = match grants::skill_hash(&skill) {
-            Ok(hash) => hash,
-            Err(error) => {
-                findings.push(Finding::problem(
-                    "skills",
-                    format!("skill {}: {error:#}", skill.label()),
-                    "reinstall it",
-                ));
-                continue;
-            }
-        };
-        let assessment = grants::assess(
-            hash,
-            Capabilities::requested(&skill, &roots),
-            grants.skills.get(&name),
-        );
-        match &assessment.state {
+        match &registry.assess(&skill, &grants).state {
             SkillState::Granted => granted += 1,
             SkillState::Pending => findings.push(Finding::warning(
                 "skills",
@@ -526,14 +499,10 @@ async fn check_skills(
                 format!("talaria skills audit && talaria skills grant {name}"),
             )),
         }
-        if skill.manifest.component.is_some()
-            && let Err(error) = sandbox
-                .load(&skill, Capabilities::for_validation(&skill))
-                .await
-        {
+        if let Err(error) = registry.validate_component(&skill).await {
             findings.push(Finding::problem(
                 "components",
-                format!("{error:#}"),
+                format!("skill {}: {error:#}", skill.label()),
                 format!(
                     "rebuild the component with `cargo build --release --target wasm32-wasip2` and reinstall it \
                      with `talaria skills install DIR`, or `talaria skills reset {name}` for a bundled skill"

@@ -23,9 +23,9 @@ mod capture;
 mod data_quota;
 mod engine;
 mod guest_state;
-pub mod guest_text;
 mod host_api;
 mod mounts;
+pub mod policy;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -50,7 +50,8 @@ use host_api::SkillPre;
 pub use host_api::{WIT_PACKAGE, WIT_VERSION};
 use mounts::{FolderCopies, HeldMount};
 
-use crate::skill::{Access, Capabilities, MountSource, Skill};
+use crate::untrusted_text as guest_text;
+use policy::{Access, Capabilities, FolderFile, MountSource};
 
 /// Files, directories and streams one call may hold open at once by
 /// default (`sandbox.max_open_handles`).
@@ -98,6 +99,21 @@ pub struct Sandbox {
 struct InstanceSlots {
     permits: Arc<tokio::sync::Semaphore>,
     count: u32,
+}
+
+/// A component to load, as its owner read it.
+pub struct ComponentSource<'a> {
+    /// `name vX.Y.Z`, the prefix of every message about it.
+    pub label: &'a str,
+    /// The bytes to compile: the very ones whose hash the owner checked.
+    pub wasm: &'a [u8],
+    /// Where the bytes were read from, for messages.
+    pub origin: &'a Path,
+    /// The versions of the WIT package the component says it works with.
+    pub api: &'a semver::VersionReq,
+    /// For a `${skill_dir}` mount: the folder's tree hash and its files, as
+    /// read with the component. The guest is shown a frozen copy of them.
+    pub folder: Option<(&'a str, &'a [FolderFile])>,
 }
 
 /// A tool a skill offers, as the skill described it.
@@ -247,32 +263,29 @@ impl Sandbox {
         })
     }
 
-    /// Load `skill`'s component with `capabilities`, the effective set the
-    /// caller decided the skill may use. Fails for an instruction-only skill.
+    /// Load a component with `capabilities`, the effective set its owner
+    /// decided it may use.
     ///
-    /// The component compiled is the one read (and hashed) with `skill`,
-    /// never a second read of the file; mounts are opened here, once.
+    /// The component compiled is `source.wasm`, never a second read of a
+    /// file; mounts are opened here, once.
     pub async fn load(
         &self,
-        skill: &Skill,
+        source: ComponentSource<'_>,
         capabilities: Capabilities,
     ) -> Result<LoadedSkill, LoadError> {
-        let label = skill.label();
+        let label = source.label.to_owned();
         let error = |message: String| LoadError {
             skill: label.clone(),
             message,
         };
-        if !skill.manifest.api.matches(&WIT_VERSION) {
+        if !source.api.matches(&WIT_VERSION) {
             return Err(error(format!(
                 "skill.toml asks for {WIT_PACKAGE} {} but this host implements {WIT_PACKAGE}@{WIT_VERSION}",
-                skill.manifest.api
+                source.api
             )));
         }
-        let (Some(wasm), Some(path)) = (skill.contents().component(), skill.component_path())
-        else {
-            return Err(error("has no component (instruction-only skill)".into()));
-        };
-        let (component, cache_outcome) = self.compile(wasm).map_err(|e| {
+        let path = source.origin;
+        let (component, cache_outcome) = self.compile(source.wasm).map_err(|e| {
             error(format!(
                 "{} is not a valid WebAssembly component: {e:#}",
                 path.display()
@@ -282,7 +295,7 @@ impl Sandbox {
         let instance_pre = self
             .linker
             .instantiate_pre(&component)
-            .map_err(|e| error(describe_link_error(&path, &e)))?;
+            .map_err(|e| error(describe_link_error(path, &e)))?;
         let pre = SkillPre::new(instance_pre).map_err(|e| {
             error(format!(
                 "component {} does not export {WIT_PACKAGE}/tools@{WIT_VERSION}: {e:#}",
@@ -296,7 +309,7 @@ impl Sandbox {
             ))
         })?;
         let mounts = self
-            .hold_mounts(skill, &capabilities)
+            .hold_mounts(source.folder, &capabilities)
             .map_err(|e| error(format!("{e:#}")))?;
         let data_quota = capabilities
             .mounts
@@ -343,10 +356,10 @@ impl Sandbox {
     }
 
     /// Open every granted mount once. `${skill_dir}` is the frozen copy of
-    /// the files read (and hashed) with the skill, not the live folder.
+    /// the files read (and hashed) with the component, not the live folder.
     fn hold_mounts(
         &self,
-        skill: &Skill,
+        folder: Option<(&str, &[FolderFile])>,
         capabilities: &Capabilities,
     ) -> anyhow::Result<Vec<HeldMount>> {
         capabilities
@@ -359,10 +372,7 @@ impl Sandbox {
                 };
                 let host = match mount.source {
                     MountSource::SkillDir => {
-                        let (Some(files), Some(hash)) = (
-                            skill.contents().folder(),
-                            skill.hash().parts.folder.as_deref(),
-                        ) else {
+                        let Some((hash, files)) = folder else {
                             anyhow::bail!(
                                 "${{skill_dir}} is granted but the skill's folder was not read with it"
                             );

@@ -12,7 +12,9 @@
 //! - [`cli`] is the `talaria` command line.
 
 pub mod agent;
+pub mod app;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod doctor;
 pub mod home;
@@ -21,3 +23,4 @@ pub mod sandbox;
 pub mod skill;
 mod toml_file;
 pub mod untrusted_file;
+pub mod untrusted_text;

@@ -2,7 +2,20 @@
 //! with errors that name the key and the position:
 //! ``key `limits.memory_mb`: invalid type: string "64", expected u32 (line 19, column 13)``.
 
+use std::path::Path;
+
 use serde::de::DeserializeOwned;
+
+/// The TOML file at `path`, or `T::default()` when there is none (an absent
+/// `config.toml`, `grants.toml` or `.bundled.toml` is the empty one). Errors
+/// name the file.
+pub fn load_or_default<T: DeserializeOwned + Default>(path: &Path) -> anyhow::Result<T> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display())),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
+        Err(error) => Err(anyhow::anyhow!("cannot read {}: {error}", path.display())),
+    }
+}
 
 pub fn parse<T: DeserializeOwned>(text: &str) -> Result<T, String> {
     let deserializer = toml::Deserializer::parse(text).map_err(|e| describe(text, &e, None))?;
@@ -31,7 +44,7 @@ fn describe(text: &str, error: &toml::de::Error, key: Option<&str>) -> String {
     // The message repeats key names and values from the file, and a quoted
     // TOML key may hold any character: a `skill.toml` from an untrusted skill
     // must not reach the operator's terminal with its escape sequences.
-    crate::sandbox::guest_text::log_line(&described)
+    crate::untrusted_text::log_line(&described)
 }
 
 #[cfg(test)]

@@ -132,33 +132,6 @@ pub fn read_optional(path: &Path) -> Option<String> {
     }
 }
 
-/// Longest skill description, as for `skill.description` in a manifest.
-pub const MAX_SKILL_DESCRIPTION_CHARS: usize = 1024;
-
-/// Whether `description` may stand in the skills index: the rule of
-/// `skill.description` in `skill.toml` (one line of 1 to 1024 characters
-/// without control characters), so a SKILL.md cannot bring into the prompt
-/// what its manifest could not.
-pub fn is_valid_skill_description(description: &str) -> bool {
-    let description = description.trim();
-    !description.is_empty()
-        && description.chars().count() <= MAX_SKILL_DESCRIPTION_CHARS
-        && !description.chars().any(char::is_control)
-}
-
-/// A SKILL.md body without its YAML frontmatter, and the frontmatter's
-/// `description`, so instruction-only skills written for other agents
-/// (agentskills format) work unchanged. Unchecked: see
-/// [`is_valid_skill_description`].
-pub fn skill_md_description(text: &str) -> Option<String> {
-    let rest = text.strip_prefix("---\n")?;
-    let end = rest.find("\n---")?;
-    rest[..end]
-        .lines()
-        .find_map(|line| line.strip_prefix("description:"))
-        .map(|d| d.trim().trim_matches('"').to_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,24 +216,5 @@ mod tests {
             None,
             "a directory is not a prompt file"
         );
-    }
-
-    #[test]
-    fn frontmatter_descriptions_are_read() {
-        assert_eq!(
-            skill_md_description("---\nname: x\ndescription: Does X well\n---\nbody"),
-            Some("Does X well".into())
-        );
-        assert_eq!(skill_md_description("no frontmatter"), None);
-    }
-
-    #[test]
-    fn skill_descriptions_follow_the_manifest_rule() {
-        assert!(is_valid_skill_description("Does X well"));
-        assert!(is_valid_skill_description(&"x".repeat(1024)));
-        assert!(!is_valid_skill_description(&"x".repeat(1025)));
-        assert!(!is_valid_skill_description("  "));
-        assert!(!is_valid_skill_description("red \u{1b}[31m"));
-        assert!(!is_valid_skill_description("two\rlines"));
     }
 }

@@ -237,7 +237,7 @@ impl Provider {
                     .unwrap_or_default();
                 return Err(ProviderError::Status {
                     status,
-                    body: crate::sandbox::guest_text::sanitize(&text, 512, false),
+                    body: crate::untrusted_text::sanitize(&text, 512, false),
                 });
             }
         }

@@ -4,8 +4,9 @@ use std::io::Write;
 
 use serde_json::json;
 
-use super::context::{Context, SkillEntry};
-use crate::sandbox::guest_text::{log_line, message};
+use crate::app::App;
+use crate::skill::registry::SkillEntry;
+use crate::untrusted_text::{log_line, message};
 
 pub(crate) fn print_skills(entries: &[SkillEntry], as_json: bool) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
@@ -154,24 +155,20 @@ pub(crate) fn print_tools(entries: &[SkillEntry], as_json: bool) -> anyhow::Resu
     Ok(())
 }
 
-pub(crate) fn print_config(context: &Context, as_json: bool) -> anyhow::Result<()> {
-    let settings = context.config.shown();
+pub(crate) fn print_config(app: &App, as_json: bool) -> anyhow::Result<()> {
+    let settings = app.config.shown();
     let mut out = std::io::stdout().lock();
     if as_json {
         let report = json!({
-            "home": context.home.root(),
-            "config_file": context.home.config_file(),
+            "home": app.home.root(),
+            "config_file": app.home.config_file(),
             "settings": settings,
         });
         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
         return Ok(());
     }
-    writeln!(out, "# home: {}", context.home.root().display())?;
-    writeln!(
-        out,
-        "# config file: {}",
-        context.home.config_file().display()
-    )?;
+    writeln!(out, "# home: {}", app.home.root().display())?;
+    writeln!(out, "# config file: {}", app.home.config_file().display())?;
     let rows: Vec<[String; 3]> = settings
         .into_iter()
         .map(|s| [s.key.to_owned(), s.value, format!("({})", s.source)])

@@ -7,10 +7,10 @@
 
 use std::io::Write;
 
-use super::context::Context;
 use super::{Failure, SessionsCommand};
+use crate::app::App;
 use crate::memory::{Message, SessionStore};
-use crate::sandbox::guest_text::{log_line, sanitize};
+use crate::untrusted_text::{log_line, sanitize};
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub(crate) enum ExportFormat {
@@ -20,8 +20,8 @@ pub(crate) enum ExportFormat {
     Md,
 }
 
-pub(crate) fn run(context: &Context, command: SessionsCommand) -> Result<(), Failure> {
-    let store = SessionStore::open(&context.home.state_db())?;
+pub(crate) fn run(app: &App, command: SessionsCommand) -> Result<(), Failure> {
+    let store = app.session_store()?;
     let mut out = std::io::stdout().lock();
     match command {
         SessionsCommand::List { limit, json } => {

@@ -1,95 +1,81 @@
-//! `talaria skills grant | revoke | install | audit`.
+//! `talaria skills grant | revoke | install | reset | audit`: printing and
+//! asking; the work is the registry's.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
 use serde_json::json;
 
-use super::context::{Context, SkillEntry};
 use super::{Failure, output};
+use crate::app::App;
 use crate::config::Environment;
-use crate::skill::grants::{
-    self, Grant, GrantedBy, SkillState, describe_exec, grant_diff, short_hash,
-};
-use crate::skill::{self, Capabilities, Limits, Skill, bundled, install};
+use crate::skill::grants::{self, Grant, GrantedBy, SkillState, describe_exec, short_hash};
+use crate::skill::registry::{ActionError, GrantOutcome, SkillEntry, SkillRegistry};
+use crate::skill::{self, Limits};
 
 /// `talaria skills grant NAME`: show exactly what will be granted, with the
 /// difference from the previous grant, and record it once confirmed.
-pub(crate) async fn grant(context: &Context, name: &str, yes: bool) -> Result<(), Failure> {
-    let _lock = context.home.lock(&format!("talaria skills grant {name}"))?;
-    let skill = find(context, name)?;
-    if skill.manifest.component.is_some() {
-        // A component that does not load is not worth granting.
-        let sandbox = context.sandbox()?;
-        sandbox
-            .load(&skill, Capabilities::for_validation(&skill))
-            .await
-            .context("refusing to grant a skill whose component does not load")?;
-    }
-    let mut all = context.grants()?;
-    let assessment = context.assess(&skill, &all)?;
-    let previous = all.skills.get(name).cloned();
-    let grant = Grant::of(
-        &skill,
-        &assessment.hash,
-        &assessment.requested,
-        GrantedBy::Operator,
-    );
-    if assessment.state == SkillState::Granted
-        && previous
-            .as_ref()
-            .is_some_and(|p| grant_diff(p, &grant).is_empty())
-    {
-        println!(
-            "skill {} is already granted exactly this; nothing to do",
-            skill.label()
-        );
-        return Ok(());
-    }
-
-    let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "Grant skill {} ({})",
-        skill.label(),
-        short_hash(&grant.hash)
-    )?;
-    write_capabilities(&mut out, &grant, &context.env)?;
-    if let Some(previous) = &previous {
-        writeln!(
-            out,
-            "Changes since the grant of {} by {}:",
-            previous.granted_at, previous.granted_by
-        )?;
-        for line in grant_diff(previous, &grant) {
-            writeln!(out, "  {line}")?;
+pub(crate) async fn grant(app: &App, name: &str, yes: bool) -> Result<(), Failure> {
+    let env = &app.env;
+    let outcome = app
+        .registry()
+        .grant(name, |request| {
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "Grant skill {} ({})",
+                request.skill.label(),
+                short_hash(&request.grant.hash)
+            )?;
+            write_capabilities(&mut out, request.grant, env)?;
+            if let Some(previous) = request.previous {
+                writeln!(
+                    out,
+                    "Changes since the grant of {} by {}:",
+                    previous.granted_at, previous.granted_by
+                )?;
+                for line in &request.changes {
+                    writeln!(out, "  {line}")?;
+                }
+            }
+            drop(out);
+            if yes {
+                return Ok(true);
+            }
+            confirm(&format!(
+                "Grant these capabilities to {}?",
+                request.skill.label()
+            ))
+        })
+        .await
+        .map_err(usage_if_unknown)?;
+    match outcome {
+        GrantOutcome::Granted => println!("granted {name}"),
+        GrantOutcome::Unchanged => {
+            println!("skill {name} is already granted exactly this; nothing to do")
         }
+        GrantOutcome::Declined => return Err(anyhow::anyhow!("not granted").into()),
     }
-    drop(out);
-    if !yes {
-        confirm(&format!("Grant these capabilities to {}?", skill.label()))?;
-    }
-    all.skills.insert(name.to_owned(), grant);
-    all.save(&context.home.grants_file())?;
-    println!("granted {}", skill.label());
     Ok(())
 }
 
+/// An unknown skill name is a usage error (exit 2).
+fn usage_if_unknown(error: anyhow::Error) -> Failure {
+    if error.downcast_ref::<ActionError>().is_some() || error.downcast_ref::<NoTerminal>().is_some()
+    {
+        Failure::usage(error)
+    } else {
+        error.into()
+    }
+}
+
 /// `talaria skills revoke NAME`.
-pub(crate) fn revoke(context: &Context, name: &str) -> Result<(), Failure> {
-    let _lock = context
-        .home
-        .lock(&format!("talaria skills revoke {name}"))?;
-    let mut all = context.grants()?;
-    match all.skills.remove(name) {
-        Some(grant) => {
-            all.save(&context.home.grants_file())?;
-            println!(
-                "revoked the grant of {name} v{}; the skill is pending",
-                grant.version
-            );
-        }
+pub(crate) fn revoke(app: &App, name: &str) -> Result<(), Failure> {
+    match app.registry().revoke(name).map_err(usage_if_unknown)? {
+        Some(grant) => println!(
+            "revoked the grant of {name} v{}; the skill is pending",
+            grant.version
+        ),
         None => println!("{name} had no grant; nothing to revoke"),
     }
     Ok(())
@@ -98,99 +84,52 @@ pub(crate) fn revoke(context: &Context, name: &str) -> Result<(), Failure> {
 /// `talaria skills install PATH`: copy a skill folder into the skills
 /// directory after validating the copy; the previous revision stays in
 /// place and running unless the new one is complete and valid.
-pub(crate) async fn install(context: &Context, source: &Path) -> Result<(), Failure> {
-    let candidate = Skill::load(source).map_err(Failure::usage)?;
-    let name = candidate.name().to_owned();
-    let _lock = context
-        .home
-        .lock(&format!("talaria skills install {}", source.display()))?;
-    let staged = install::staging_dir(&context.skills_dir, &name)?;
-    let outcome = stage_and_replace(context, source, &staged, &name).await;
-    if outcome.is_err() {
-        let _ = std::fs::remove_dir_all(&staged);
+pub(crate) async fn install(app: &App, source: &Path) -> Result<(), Failure> {
+    if let Err(error) = skill::Skill::load(source) {
+        return Err(Failure::usage(error));
     }
-    let skill = outcome?;
-    let state = context.assess(&skill, &context.grants()?)?.state;
-    match Context::refusal(&skill, &state) {
+    let (skill, state) = app.registry().install(source).await?;
+    match SkillRegistry::refusal(&skill, &state) {
         None => println!("installed {}; it is granted", skill.label()),
         Some(why) => println!("installed {}; {why}", skill.label()),
     }
     Ok(())
 }
 
-async fn stage_and_replace(
-    context: &Context,
-    source: &Path,
-    staged: &Path,
-    name: &str,
-) -> anyhow::Result<Skill> {
-    install::copy_tree(source, staged)?;
-    let skill = Skill::load(staged)?;
-    if skill.manifest.component.is_some() {
-        context
-            .sandbox()?
-            .load(&skill, Capabilities::for_validation(&skill))
-            .await
-            .context("the skill was not installed")?;
-    }
-    let live = context.skills_dir.join(name);
-    install::replace(staged, &live)?;
-    Ok(Skill::load(&live)?)
-}
-
 /// `talaria skills reset NAME`: restore the shipped copy of a bundled skill.
-pub(crate) fn reset(context: &Context, name: &str) -> Result<(), Failure> {
-    let shipped = context.bundled_dir.as_ref().ok_or_else(|| {
+pub(crate) fn reset(app: &App, name: &str) -> Result<(), Failure> {
+    let shipped = app.bundled_dir().ok_or_else(|| {
         Failure::usage(anyhow::anyhow!(
-            "no bundled skills are configured (set TALARIA_BUNDLED_SKILLS to the folder of shipped skills)"
+            "no bundled skills are configured (set --bundled-skills, TALARIA_BUNDLED_SKILLS or \
+             skills.bundled to the folder of shipped skills)"
         ))
     })?;
-    let upstream = skill::find(shipped, name)
-        .map_err(Failure::usage)?
-        .ok_or_else(|| {
-            Failure::usage(anyhow::anyhow!(
-                "{name:?} is not a bundled skill (see {})",
-                shipped.display()
-            ))
-        })?;
-    let _lock = context.home.lock(&format!("talaria skills reset {name}"))?;
-    let skills_dir = context.home.skills_dir();
-    let mut all = context.grants()?;
-    let (outcome, record) = bundled::reset(&upstream, &skills_dir, &mut all, &context.roots)?;
-    all.save(&context.home.grants_file())?;
-    record.save(&skills_dir)?;
+    let outcome = app
+        .registry()
+        .reset(shipped, name)
+        .map_err(Failure::usage)?;
     println!("{name}: restored the shipped copy; {outcome}");
     Ok(())
 }
 
-fn find(context: &Context, name: &str) -> Result<Skill, Failure> {
-    skill::find(&context.skills_dir, name)
-        .map_err(Failure::usage)?
-        .ok_or_else(|| {
-            Failure::usage(anyhow::anyhow!(
-                "no skill named {name:?} in {}; see `talaria skills list`",
-                context.skills_dir.display()
-            ))
-        })
-}
-
-fn confirm(question: &str) -> Result<(), Failure> {
+/// Ask the operator at the terminal; refuse outright without one.
+fn confirm(question: &str) -> anyhow::Result<bool> {
     if !std::io::stdin().is_terminal() {
-        return Err(Failure::usage(anyhow::anyhow!(
-            "refusing to grant without confirmation: stdin is not a terminal; \
-             review the capabilities above and pass --yes to grant them"
-        )));
+        return Err(anyhow::Error::new(NoTerminal));
     }
     print!("{question} [y/N] ");
     std::io::stdout().flush()?;
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
-    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES") {
-        Ok(())
-    } else {
-        Err(anyhow::anyhow!("not granted").into())
-    }
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES"))
 }
+
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "refusing to grant without confirmation: stdin is not a terminal; review the capabilities \
+     above and pass --yes to grant them"
+)]
+struct NoTerminal;
 
 fn write_capabilities(
     out: &mut impl Write,
@@ -264,20 +203,20 @@ fn data_usage(assessment: &grants::Assessment) -> Option<(&Path, u64)> {
 
 /// `talaria skills audit`: the operator's view of every skill. Returns
 /// whether every skill is granted.
-pub(crate) async fn audit(context: &Context, as_json: bool) -> Result<bool, Failure> {
-    let entries = context.entries(false).await?;
-    let grants = context.grants()?;
+pub(crate) async fn audit(app: &App, as_json: bool) -> Result<bool, Failure> {
+    let entries = app.registry().entries(false).await?;
+    let grants = app.registry().grants()?;
     let all_granted = entries.iter().all(|entry| {
         matches!(entry, SkillEntry::Known { assessment, .. } if assessment.state == SkillState::Granted)
     });
     if as_json {
         let skills: Vec<serde_json::Value> = entries
             .iter()
-            .map(|e| audit_json(e, &grants, &context.env))
+            .map(|e| audit_json(e, &grants, &app.env))
             .collect();
         let report = json!({
             "schema": "talaria.skills.audit/v1",
-            "home": context.home.root(),
+            "home": app.home.root(),
             "all_granted": all_granted,
             "skills": skills,
         });
@@ -289,7 +228,7 @@ pub(crate) async fn audit(context: &Context, as_json: bool) -> Result<bool, Fail
         writeln!(
             out,
             "no skills installed in {}",
-            context.skills_dir.display()
+            app.registry().skills_dir().display()
         )?;
     }
     for entry in &entries {
@@ -348,7 +287,7 @@ pub(crate) async fn audit(context: &Context, as_json: bool) -> Result<bool, Fail
                     &assessment.requested,
                     GrantedBy::Operator,
                 );
-                write_capabilities(&mut out, &shown, &context.env)?;
+                write_capabilities(&mut out, &shown, &app.env)?;
             }
         }
         writeln!(out)?;

@@ -294,7 +294,7 @@ impl Notes {
             .mode(0o600)
             .open(&path)
             .with_context(|| format!("cannot open {}", path.display()))?;
-        let archived_at = crate::skill::grants::now_rfc3339();
+        let archived_at = crate::clock::now_rfc3339();
         let mut lines = String::new();
         for content in entries {
             let entry = ArchivedEntry {
@@ -355,7 +355,7 @@ pub fn one_paragraph(text: &str) -> String {
 /// `text` without terminal control sequences, control characters (newlines
 /// and tabs kept) and invisible characters.
 fn visible_text(text: &str) -> String {
-    let mut text = crate::sandbox::guest_text::sanitize(text, usize::MAX, true);
+    let mut text = crate::untrusted_text::sanitize(text, usize::MAX, true);
     text.retain(|c| !is_invisible(c));
     text
 }

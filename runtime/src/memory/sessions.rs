@@ -192,7 +192,7 @@ impl SessionStore {
         parent: Option<&str>,
         title: Option<&str>,
     ) -> anyhow::Result<String> {
-        let now = crate::skill::grants::now_rfc3339();
+        let now = crate::clock::now_rfc3339();
         let id = format!(
             "{}-{:06x}",
             now.replace(['-', ':'], "").trim_end_matches('Z'),
@@ -209,7 +209,7 @@ impl SessionStore {
 
     /// Append and commit one message.
     pub fn append(&self, session_id: &str, message: &NewMessage<'_>) -> anyhow::Result<i64> {
-        let now = crate::skill::grants::now_rfc3339();
+        let now = crate::clock::now_rfc3339();
         let tool_calls = message.tool_calls.map(|calls| calls.to_string());
         let tx = self.write()?;
         tx.execute(

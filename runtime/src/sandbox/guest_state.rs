@@ -11,10 +11,10 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::capture::BoundedCapture;
 use super::data_quota::DataQuota;
-use super::guest_text;
 use super::host_api::talaria::skill::{host, types};
 use super::mounts::HeldMount;
 use crate::skill::Capabilities;
+use crate::untrusted_text as guest_text;
 
 /// Most log lines a guest may write in one call; the rest are counted.
 const MAX_LOG_LINES_PER_CALL: u32 = 1000;

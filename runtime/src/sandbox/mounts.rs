@@ -26,8 +26,8 @@ use std::sync::OnceLock;
 use anyhow::Context;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
+use super::policy::FolderFile;
 use crate::home::create_private_dir;
-use crate::skill::install::TreeFile;
 
 /// A directory held open for a skill's guest.
 #[derive(Debug)]
@@ -158,7 +158,7 @@ impl FolderCopies {
     }
 
     /// The frozen copy of `files` (whose tree hash is `tree_hash`).
-    pub fn freeze(&self, tree_hash: &str, files: &[TreeFile]) -> anyhow::Result<PathBuf> {
+    pub fn freeze(&self, tree_hash: &str, files: &[FolderFile]) -> anyhow::Result<PathBuf> {
         frozen_folder(&self.dir, tree_hash, files)
     }
 }
@@ -175,7 +175,11 @@ impl Drop for FolderCopies {
 /// A read-only copy of `files` under `root/<name>`, where `name` is derived
 /// from `tree_hash`: made once (written under a temporary name and renamed
 /// into place), then shared by every load of the same folder contents.
-pub fn frozen_folder(root: &Path, tree_hash: &str, files: &[TreeFile]) -> anyhow::Result<PathBuf> {
+pub fn frozen_folder(
+    root: &Path,
+    tree_hash: &str,
+    files: &[FolderFile],
+) -> anyhow::Result<PathBuf> {
     create_private_dir(root)?;
     let name = tree_hash.replace(':', "-");
     let target = root.join(&name);
@@ -208,7 +212,7 @@ pub fn frozen_folder(root: &Path, tree_hash: &str, files: &[TreeFile]) -> anyhow
         .with_context(|| format!("cannot open {}", target.display()))
 }
 
-fn write_files(dir: &Path, files: &[TreeFile]) -> anyhow::Result<()> {
+fn write_files(dir: &Path, files: &[FolderFile]) -> anyhow::Result<()> {
     create_private_dir(dir)?;
     for file in files {
         let path = dir.join(&file.path);
@@ -273,11 +277,11 @@ mod tests {
     fn a_frozen_folder_holds_exactly_the_files_given() {
         let dir = tempfile::tempdir().unwrap();
         let files = vec![
-            TreeFile {
+            FolderFile {
                 path: "skill.toml".into(),
                 bytes: b"a".to_vec(),
             },
-            TreeFile {
+            FolderFile {
                 path: "data/x.json".into(),
                 bytes: b"{}".to_vec(),
             },

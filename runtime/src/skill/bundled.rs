@@ -44,13 +44,7 @@ pub struct Record {
 
 impl Record {
     pub fn load(skills_dir: &Path) -> anyhow::Result<Self> {
-        let path = skills_dir.join(RECORD_FILE);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => crate::toml_file::parse(&text)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display())),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(error) => Err(anyhow::anyhow!("cannot read {}: {error}", path.display())),
-        }
+        crate::toml_file::load_or_default(&skills_dir.join(RECORD_FILE))
     }
 
     /// Write the record. Callers save the grants first: a crash in between
@@ -230,7 +224,7 @@ fn put_in_place(upstream: &Skill, skills_dir: &Path) -> anyhow::Result<Skill> {
 }
 
 fn grant_as_bundled(skill: &Skill, grants: &mut Grants, roots: &MountRoots) -> anyhow::Result<()> {
-    let requested = Capabilities::requested(skill, roots);
+    let requested = crate::skill::capabilities::requested(skill, roots);
     grants.skills.insert(
         skill.name().to_owned(),
         Grant::of(
@@ -263,7 +257,7 @@ fn move_grant(skill: &Skill, grants: &mut Grants, roots: &MountRoots) -> anyhow:
     let Some(previous) = grants.skills.get(skill.name()) else {
         return Ok(false);
     };
-    let requested = Capabilities::requested(skill, roots);
+    let requested = crate::skill::capabilities::requested(skill, roots);
     // Judge the request against the old grant as if the hash had not changed.
     let same_hash = super::SkillHash {
         full: previous.hash.clone(),
@@ -359,7 +353,7 @@ mod tests {
 
         fn state(&self, name: &str) -> SkillState {
             let skill = Skill::load(&self.skills.join(name)).unwrap();
-            let requested = Capabilities::requested(&skill, &self.roots);
+            let requested = crate::skill::capabilities::requested(&skill, &self.roots);
             assess(
                 skill.hash().clone(),
                 requested,
@@ -417,7 +411,7 @@ mod tests {
         world.sync();
         // The operator reviewed and granted the secret to version 1.0.0.
         let skill = Skill::load(&world.skills.join("notes")).unwrap();
-        let requested = Capabilities::requested(&skill, &world.roots);
+        let requested = crate::skill::capabilities::requested(&skill, &world.roots);
         world.grants.skills.insert(
             "notes".into(),
             Grant::of(&skill, skill.hash(), &requested, GrantedBy::Operator),

@@ -1,20 +1,19 @@
-//! The capabilities of a skill with host paths resolved: what it requests
-//! ([`Capabilities::requested`]) and, once granted, what the sandbox gives it.
-//!
-//! This is the seam between "what a skill asks for" and "what it gets": the
-//! grants module decides, and the sandbox never sees anything but a
-//! `Capabilities` whose mounts were checked by [`Capabilities::prepare`].
+//! A skill's capabilities with host paths resolved: what its manifest
+//! requests and, once granted, what the sandbox is given. The types are the
+//! sandbox's policy ([`crate::sandbox::policy`]); this module produces them
+//! from a skill, and the grants module decides which.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use serde::Serialize;
 
-use super::{Access, ExecRule, Limits, MountSource, Skill};
+use super::Skill;
 use crate::home::create_private_dir;
+use crate::sandbox::policy::{Capabilities, GrantedMount, MountSource};
 
 /// Host directories the mount variables of a manifest resolve to. Both
-/// should be absolute and canonical (the CLI canonicalises them at start).
+/// should be absolute and canonical (the application canonicalises them at
+/// start).
 #[derive(Debug, Clone)]
 pub struct MountRoots {
     /// `${workspace}`
@@ -23,111 +22,69 @@ pub struct MountRoots {
     pub skill_data: PathBuf,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Capabilities {
-    pub mounts: Vec<GrantedMount>,
-    /// Environment variable names the guest may see (values are read from
-    /// the host environment at each call).
-    pub env: Vec<String>,
-    pub exec: Vec<ExecRule>,
-    pub limits: Limits,
+/// Nothing but the skill's own limits: for checking that a component loads
+/// (install, grant, doctor) without giving it anything.
+pub fn for_validation(skill: &Skill) -> Capabilities {
+    Capabilities::only_limits(skill.manifest.limits)
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct GrantedMount {
-    #[serde(serialize_with = "serialize_source")]
-    pub source: MountSource,
-    pub host: PathBuf,
-    pub guest: String,
-    pub access: Access,
+/// What `skill`'s manifest requests, with mount variables resolved under
+/// `roots`. Touches no file except to canonicalise `${skill_dir}`.
+pub fn requested(skill: &Skill, roots: &MountRoots) -> Capabilities {
+    let requested = &skill.manifest.capabilities;
+    let mounts = requested
+        .mounts
+        .iter()
+        .map(|mount| GrantedMount {
+            source: mount.source,
+            host: match mount.source {
+                MountSource::Workspace => roots.workspace.clone(),
+                MountSource::SkillData => roots.skill_data.join(skill.name()),
+                // Canonical like the other roots, so `prepare` accepts it.
+                MountSource::SkillDir => skill
+                    .dir
+                    .canonicalize()
+                    .unwrap_or_else(|_| skill.dir.clone()),
+            },
+            guest: mount.guest.clone(),
+            access: mount.access,
+        })
+        .collect();
+    Capabilities {
+        mounts,
+        env: requested.env.clone(),
+        exec: requested.exec.clone(),
+        limits: skill.manifest.limits,
+    }
 }
 
-fn serialize_source<S: serde::Serializer>(
-    source: &MountSource,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(source.variable())
+/// What the manifest requests, prepared for the sandbox without any grant
+/// check. For tests, benchmarks and embedders that vet skills themselves;
+/// the application goes through grants.
+pub fn as_requested(skill: &Skill, roots: &MountRoots) -> anyhow::Result<Capabilities> {
+    let capabilities = requested(skill, roots);
+    prepare(&capabilities)?;
+    Ok(capabilities)
 }
 
-impl Capabilities {
-    /// Nothing at all: no mounts, no env, no commands, default limits.
-    pub fn none() -> Self {
-        Self {
-            mounts: Vec::new(),
-            env: Vec::new(),
-            exec: Vec::new(),
-            limits: Limits::default(),
+/// Make the mounts ready: create `${skill_data}` directories (mode 0700) on
+/// first use, and check that every host path is an existing directory that
+/// is still where it was granted (a symlink swapped in since is refused).
+pub fn prepare(capabilities: &Capabilities) -> anyhow::Result<()> {
+    for mount in &capabilities.mounts {
+        if mount.source == MountSource::SkillData {
+            create_private_dir(&mount.host)?;
         }
+        let canonical = canonical_dir(&mount.host, mount.source)?;
+        anyhow::ensure!(
+            canonical == mount.host,
+            "{} resolves to {} now, not to {} as granted; grant the skill again if this is intended",
+            mount.source,
+            canonical.display(),
+            mount.host.display()
+        );
     }
-
-    /// Nothing but the skill's own limits: for checking that a component
-    /// loads (install, grant, doctor) without giving it anything.
-    pub fn for_validation(skill: &Skill) -> Self {
-        Self {
-            limits: skill.manifest.limits,
-            ..Self::none()
-        }
-    }
-
-    /// What `skill`'s manifest requests, with mount variables resolved under
-    /// `roots`. Touches no file except to canonicalise `${skill_dir}`.
-    pub fn requested(skill: &Skill, roots: &MountRoots) -> Self {
-        let requested = &skill.manifest.capabilities;
-        let mounts = requested
-            .mounts
-            .iter()
-            .map(|mount| GrantedMount {
-                source: mount.source,
-                host: match mount.source {
-                    MountSource::Workspace => roots.workspace.clone(),
-                    MountSource::SkillData => roots.skill_data.join(skill.name()),
-                    // Canonical like the other roots, so `prepare` accepts it.
-                    MountSource::SkillDir => skill
-                        .dir
-                        .canonicalize()
-                        .unwrap_or_else(|_| skill.dir.clone()),
-                },
-                guest: mount.guest.clone(),
-                access: mount.access,
-            })
-            .collect();
-        Self {
-            mounts,
-            env: requested.env.clone(),
-            exec: requested.exec.clone(),
-            limits: skill.manifest.limits,
-        }
-    }
-
-    /// What the manifest requests, prepared for the sandbox without any
-    /// grant check. For tests, benchmarks and embedders that vet skills
-    /// themselves; the CLI goes through grants.
-    pub fn as_requested(skill: &Skill, roots: &MountRoots) -> anyhow::Result<Self> {
-        let capabilities = Self::requested(skill, roots);
-        capabilities.prepare()?;
-        Ok(capabilities)
-    }
-
-    /// Make the mounts ready: create `${skill_data}` directories (mode 0700)
-    /// on first use, and check that every host path is an existing directory
-    /// that is still where it was granted (a symlink swapped in since is
-    /// refused).
-    pub fn prepare(&self) -> anyhow::Result<()> {
-        for mount in &self.mounts {
-            if mount.source == MountSource::SkillData {
-                create_private_dir(&mount.host)?;
-            }
-            let canonical = canonical_dir(&mount.host, mount.source)?;
-            anyhow::ensure!(
-                canonical == mount.host,
-                "{} resolves to {} now, not to {} as granted; grant the skill again if this is intended",
-                mount.source,
-                canonical.display(),
-                mount.host.display()
-            );
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
 fn canonical_dir(path: &Path, source: MountSource) -> anyhow::Result<PathBuf> {

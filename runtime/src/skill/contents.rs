@@ -9,8 +9,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::install::{self, TreeFile};
+use super::install;
 use super::{INSTRUCTIONS_FILE, Manifest, ManifestError, MountSource};
+use crate::sandbox::policy::FolderFile;
 
 /// Largest `SKILL.md` read; instructions are a few kilobytes.
 pub const MAX_INSTRUCTIONS_BYTES: u64 = 1024 * 1024;
@@ -29,7 +30,7 @@ pub struct SkillContents {
     component: Option<Arc<[u8]>>,
     /// Every file of the folder, for a skill that mounts `${skill_dir}`:
     /// its guest is shown a copy of exactly these files.
-    folder: Option<Arc<[TreeFile]>>,
+    folder: Option<Arc<[FolderFile]>>,
     hash: SkillHash,
 }
 
@@ -164,7 +165,7 @@ impl SkillContents {
                 file: dir.to_owned(),
                 message: format!("{error:#}"),
             })?;
-            Some(Arc::<[TreeFile]>::from(files))
+            Some(Arc::<[FolderFile]>::from(files))
         } else {
             None
         };
@@ -199,7 +200,7 @@ impl SkillContents {
         self.component.as_ref()
     }
 
-    pub fn folder(&self) -> Option<&Arc<[TreeFile]>> {
+    pub fn folder(&self) -> Option<&Arc<[FolderFile]>> {
         self.folder.as_ref()
     }
 }
@@ -208,7 +209,7 @@ fn hash(
     manifest: &[u8],
     instructions: Option<&str>,
     component: Option<&[u8]>,
-    folder: Option<&[TreeFile]>,
+    folder: Option<&[FolderFile]>,
 ) -> SkillHash {
     let folder_hash = folder.map(install::hash_tree);
     let mut hasher = blake3::Hasher::new();

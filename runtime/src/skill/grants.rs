@@ -93,12 +93,7 @@ impl fmt::Display for GrantedBy {
 impl Grants {
     /// The grants at `path`; an absent file grants nothing.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => crate::toml_file::parse(&text)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display())),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(error) => Err(anyhow::anyhow!("cannot read {}: {error}", path.display())),
-        }
+        crate::toml_file::load_or_default(path)
     }
 
     /// Write atomically, mode 0600. Callers hold the home's writer lock.
@@ -125,7 +120,7 @@ impl Grant {
             hash: hash.full.clone(),
             parts: Some(hash.parts.clone()),
             granted_by,
-            granted_at: now_rfc3339(),
+            granted_at: crate::clock::now_rfc3339(),
             moved_from: None,
             mounts: requested
                 .mounts
@@ -352,41 +347,6 @@ fn diff_lists<T: PartialEq>(
     }
 }
 
-/// The current time as RFC 3339 in UTC, to the second.
-pub fn now_rfc3339() -> String {
-    let seconds = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    rfc3339(seconds)
-}
-
-fn rfc3339(unix_seconds: u64) -> String {
-    let days = (unix_seconds / 86_400) as i64;
-    let rest = unix_seconds % 86_400;
-    // Civil-from-days (proleptic Gregorian), after Howard Hinnant's algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
-}
-
 impl MountGrant {
     pub fn source(&self) -> Option<MountSource> {
         MountSource::from_variable(&self.source)
@@ -421,7 +381,7 @@ mod tests {
     fn the_state_machine_follows_hash_and_request() {
         let dir = tempfile::tempdir().unwrap();
         let skill = skill_in(dir.path(), MANIFEST, Some(b"component v1"));
-        let requested = Capabilities::requested(&skill, &roots(dir.path()));
+        let requested = crate::skill::capabilities::requested(&skill, &roots(dir.path()));
         let hash = skill_hash(&skill).unwrap();
 
         let pending = assess(hash.clone(), requested.clone(), None);
@@ -487,7 +447,7 @@ mod tests {
         let skill = skill_in(dir.path(), MANIFEST, Some(b"bytes"));
         let first = skill_hash(&skill).unwrap();
         assert!(first.full.starts_with("blake3:") && first.full.len() == 7 + 64);
-        let requested = Capabilities::requested(&skill, &roots(dir.path()));
+        let requested = crate::skill::capabilities::requested(&skill, &roots(dir.path()));
         let grant = Grant::of(&skill, &first, &requested, GrantedBy::Operator);
 
         // SKILL.md goes into the model's prompt: it is part of what is granted.
@@ -526,7 +486,7 @@ mod tests {
         legacy.hash = "blake3:0000".into();
         let SkillState::Drifted(reasons) = assess(
             first.clone(),
-            Capabilities::requested(&skill, &roots(dir.path())),
+            crate::skill::capabilities::requested(&skill, &roots(dir.path())),
             Some(&legacy),
         )
         .state
@@ -559,7 +519,7 @@ mod tests {
     fn grants_round_trip_through_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let skill = skill_in(dir.path(), MANIFEST, Some(b"x"));
-        let requested = Capabilities::requested(&skill, &roots(dir.path()));
+        let requested = crate::skill::capabilities::requested(&skill, &roots(dir.path()));
         let mut grants = Grants::default();
         let grant = Grant::of(
             &skill,
@@ -590,7 +550,7 @@ mod tests {
     fn diffs_name_what_changed() {
         let dir = tempfile::tempdir().unwrap();
         let skill = skill_in(dir.path(), MANIFEST, Some(b"x"));
-        let requested = Capabilities::requested(&skill, &roots(dir.path()));
+        let requested = crate::skill::capabilities::requested(&skill, &roots(dir.path()));
         let mut old = Grant::of(&skill, skill.hash(), &requested, GrantedBy::Operator);
         old.hash = "blake3:aaaa".into();
         let mut new = old.clone();
@@ -606,12 +566,5 @@ mod tests {
                 "~ limits.timeout_ms 5000 → 9000",
             ]
         );
-    }
-
-    #[test]
-    fn timestamps_are_rfc3339() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_795_312_496), "2026-11-22T01:54:56Z");
     }
 }

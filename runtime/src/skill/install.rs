@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 
 use crate::home::create_private_dir;
+use crate::sandbox::policy::FolderFile;
 
 /// Where a new revision of `name` is assembled before it goes live.
 pub fn staging_dir(skills_dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
@@ -90,14 +91,6 @@ pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
 const MAX_TREE_FILES: usize = 10_000;
 const MAX_TREE_BYTES: u64 = 256 * 1024 * 1024;
 
-/// One file of a skill folder, read into memory.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TreeFile {
-    /// Relative to the folder.
-    pub path: PathBuf,
-    pub bytes: Vec<u8>,
-}
-
 /// blake3 of a skill folder as shipped: every regular file (hidden entries
 /// and `target/` skipped), in path order, framed by its relative path and
 /// length. Symlinks and special files are an error, as in [`copy_tree`].
@@ -106,7 +99,7 @@ pub fn tree_hash(dir: &Path) -> anyhow::Result<String> {
 }
 
 /// [`tree_hash`] of files already read.
-pub fn hash_tree(files: &[TreeFile]) -> String {
+pub fn hash_tree(files: &[FolderFile]) -> String {
     let mut hasher = blake3::Hasher::new();
     hasher.update(b"talaria-skill-tree-v1\0");
     for file in files {
@@ -121,7 +114,7 @@ pub fn hash_tree(files: &[TreeFile]) -> String {
 
 /// Every file of a skill folder that is part of the skill (see
 /// [`is_skipped`]), sorted by path, each read once.
-pub fn read_tree(dir: &Path) -> anyhow::Result<Vec<TreeFile>> {
+pub fn read_tree(dir: &Path) -> anyhow::Result<Vec<FolderFile>> {
     let mut paths = Vec::new();
     collect_files(dir, Path::new(""), &mut paths)?;
     paths.sort();
@@ -138,7 +131,7 @@ pub fn read_tree(dir: &Path) -> anyhow::Result<Vec<TreeFile>> {
             dir.display(),
             MAX_TREE_BYTES >> 20
         );
-        files.push(TreeFile { path, bytes });
+        files.push(FolderFile { path, bytes });
     }
     Ok(files)
 }

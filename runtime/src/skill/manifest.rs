@@ -5,6 +5,11 @@
 //! in a capability must never be silently ignored.
 
 use std::fmt;
+
+pub use crate::sandbox::policy::{
+    Access, DEFAULT_DATA_MB, DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_MS,
+    ExecRule, Limits, MAX_DATA_MB, MAX_MEMORY_MB, MAX_OUTPUT_BYTES, MAX_TIMEOUT_MS, MountSource,
+};
 use std::path::{Component as PathComponent, Path, PathBuf};
 
 use semver::{Version, VersionReq};
@@ -12,18 +17,6 @@ use serde::Deserialize;
 
 /// Largest `skill.toml` accepted; a manifest is a few hundred bytes.
 const MAX_MANIFEST_BYTES: u64 = 64 * 1024;
-
-pub const DEFAULT_MEMORY_MB: u32 = 64;
-pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
-pub const DEFAULT_MAX_OUTPUT_BYTES: u64 = 1024 * 1024;
-/// Quota of a skill's `${skill_data}` directory.
-pub const DEFAULT_DATA_MB: u32 = 256;
-/// Upper bounds of the limits a manifest may ask for. The memory bound is
-/// also the size of a sandbox memory slot (see `sandbox::engine`).
-pub const MAX_MEMORY_MB: u32 = 1024;
-pub const MAX_TIMEOUT_MS: u64 = 10 * 60 * 1000;
-pub const MAX_OUTPUT_BYTES: u64 = 64 * 1024 * 1024;
-pub const MAX_DATA_MB: u32 = 1024 * 1024;
 
 /// A parsed and validated `skill.toml`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,102 +51,6 @@ pub struct MountRequest {
     pub access: Access,
 }
 
-/// The only host locations a manifest may name. Concrete host paths are
-/// chosen by the host, never by the skill.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MountSource {
-    /// `${workspace}`: the working directory shared with the agent.
-    Workspace,
-    /// `${skill_data}`: the skill's private directory in the data home.
-    SkillData,
-    /// `${skill_dir}`: the skill's own folder (read-only).
-    SkillDir,
-}
-
-impl MountSource {
-    pub fn variable(self) -> &'static str {
-        match self {
-            Self::Workspace => "${workspace}",
-            Self::SkillData => "${skill_data}",
-            Self::SkillDir => "${skill_dir}",
-        }
-    }
-
-    pub fn from_variable(text: &str) -> Option<Self> {
-        [Self::Workspace, Self::SkillData, Self::SkillDir]
-            .into_iter()
-            .find(|source| source.variable() == text)
-    }
-}
-
-impl fmt::Display for MountSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.variable())
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Access {
-    ReadOnly,
-    ReadWrite,
-}
-
-impl Access {
-    /// Whether holding `self` permits an operation needing `needed`.
-    pub fn allows(self, needed: Access) -> bool {
-        match (self, needed) {
-            (Access::ReadWrite, _) => true,
-            (Access::ReadOnly, Access::ReadOnly) => true,
-            (Access::ReadOnly, Access::ReadWrite) => false,
-        }
-    }
-
-    pub fn short(self) -> &'static str {
-        match self {
-            Access::ReadOnly => "ro",
-            Access::ReadWrite => "rw",
-        }
-    }
-}
-
-/// A native command a skill may ask the host to run: `program` with
-/// arguments matching `args` (`*` matches one argument, `**` any remainder).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExecRule {
-    pub program: String,
-    #[serde(default)]
-    pub args: Vec<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Limits {
-    pub memory_mb: u32,
-    pub timeout_ms: u64,
-    pub max_output_bytes: u64,
-    /// How much the skill may keep in its `${skill_data}` directory.
-    // Grants written before the quota existed hold no value: the default.
-    #[serde(default = "default_data_mb")]
-    pub data_mb: u32,
-}
-
-fn default_data_mb() -> u32 {
-    DEFAULT_DATA_MB
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            memory_mb: DEFAULT_MEMORY_MB,
-            timeout_ms: DEFAULT_TIMEOUT_MS,
-            max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
-            data_mb: DEFAULT_DATA_MB,
-        }
-    }
-}
-
 /// A manifest that could not be read or is invalid.
 #[derive(Debug)]
 pub struct ManifestError {
@@ -168,7 +65,7 @@ impl std::error::Error for ManifestError {}
 /// repeats may hold escape sequences, so both are sanitised.
 impl fmt::Display for ManifestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use crate::sandbox::guest_text::log_line;
+        use crate::untrusted_text::log_line;
         write!(
             f,
             "{}: {}",
@@ -287,10 +184,7 @@ fn validate(raw: RawManifest) -> Result<Manifest, String> {
         )
     })?;
     let description = skill.description.trim().to_owned();
-    if description.is_empty()
-        || description.chars().count() > 1024
-        || description.chars().any(char::is_control)
-    {
+    if !is_valid_description(&description) {
         return Err(
             "key `skill.description`: expected one line of 1 to 1024 characters without control characters"
                 .to_owned(),
@@ -443,6 +337,18 @@ fn in_range<T: PartialOrd + fmt::Display + Copy>(
     Ok(value)
 }
 
+/// Longest description, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 1024;
+
+/// The rule for a skill's description, which goes into every system prompt:
+/// one line of 1 to 1024 characters without control characters.
+pub fn is_valid_description(description: &str) -> bool {
+    let description = description.trim();
+    !description.is_empty()
+        && description.chars().count() <= MAX_DESCRIPTION_CHARS
+        && !description.chars().any(char::is_control)
+}
+
 pub fn is_skill_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some('a'..='z'))
@@ -565,19 +471,6 @@ data_mb = 100
         assert_eq!(manifest.component, None);
         assert_eq!(manifest.capabilities, RequestedCapabilities::default());
         assert_eq!(manifest.limits, Limits::default());
-    }
-
-    #[test]
-    fn access_allows_table() {
-        let cases = [
-            (Access::ReadOnly, Access::ReadOnly, true),
-            (Access::ReadOnly, Access::ReadWrite, false),
-            (Access::ReadWrite, Access::ReadOnly, true),
-            (Access::ReadWrite, Access::ReadWrite, true),
-        ];
-        for (held, needed, allowed) in cases {
-            assert_eq!(held.allows(needed), allowed, "{held:?} allows {needed:?}");
-        }
     }
 
     /// Each malformed manifest is the valid one with one edit; the snapshot

@@ -1,8 +1,9 @@
-//! Text coming from a guest (log lines, error messages, stderr) is untrusted:
-//! it could carry terminal escape sequences that rewrite an operator's screen,
-//! forged log lines, or megabytes meant to flood a log or a model's context.
-//! Everything a guest says passes through here before it reaches a log, a
-//! terminal or the model.
+//! Untrusted text — what a guest says (log lines, error messages, stderr),
+//! what a model writes, what a stored session or a manifest holds — could
+//! carry terminal escape sequences that rewrite an operator's screen, forged
+//! log lines, or megabytes meant to flood a log or a model's context.
+//! All of it passes through here before it reaches a log, a terminal
+//! or the model.
 //!
 //! The rule: remove control sequences, keep everything else. A complete
 //! sequence goes whole; an introducer that never completes (the text ends,

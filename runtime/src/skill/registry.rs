@@ -1,0 +1,595 @@
+//! The live set of skills of one data home: discover the skill folders,
+//! judge each against its grant, load the granted components into the
+//! shared sandbox, and carry out the operator's actions (grant, revoke,
+//! install, reset, bundled sync).
+//!
+//! Every entry point (the CLI, the gateway, doctor) goes through here, so
+//! "is this skill granted" has one answer. The registry can be refreshed
+//! while running: [`SkillRegistry::offered`] re-reads the skills directory
+//! and `grants.toml` when either changed on disk, so a grant, a revoke or a
+//! changed skill folder takes effect for the next turn without a restart;
+//! unchanged skills keep their loaded components.
+//!
+//! Only the operator grants. The confirmation of a grant is a callback the
+//! caller supplies (the CLI asks at a terminal; a dashboard shows a page);
+//! nothing a skill or the model reaches can call it.
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use anyhow::Context;
+
+use super::bundled::{self, Outcome};
+use super::grants::{self, Assessment, Grant, GrantedBy, Grants, SkillState, grant_diff};
+use super::{Discovered, ManifestError, MountRoots, Skill, capabilities, install};
+use crate::home::{Home, LockError};
+use crate::sandbox::policy::Capabilities;
+use crate::sandbox::{LoadedSkill, Sandbox, SandboxConfig};
+
+/// Reads an allowlisted environment variable for a skill (`.env` under the
+/// process environment).
+pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// Where a registry finds its skills and what it needs to run them.
+pub struct RegistryConfig {
+    pub home: Home,
+    /// Where skills are read from (the home's `skills/` unless told
+    /// otherwise).
+    pub skills_dir: PathBuf,
+    pub roots: MountRoots,
+    /// The sandbox every skill of this registry runs in, created on first
+    /// use (commands that load no component never pay for an engine).
+    pub sandbox: SandboxConfig,
+    pub env: EnvLookup,
+}
+
+pub struct SkillRegistry {
+    home: Home,
+    skills_dir: PathBuf,
+    roots: MountRoots,
+    sandbox_config: SandboxConfig,
+    sandbox: OnceLock<Arc<Sandbox>>,
+    env: EnvLookup,
+    offered: tokio::sync::Mutex<Option<OfferedSet>>,
+}
+
+/// A skill as the operator sees it.
+// A handful of entries live for one command; boxing buys nothing here.
+#[allow(clippy::large_enum_variant)]
+pub enum SkillEntry {
+    Invalid(ManifestError),
+    Known {
+        skill: Skill,
+        assessment: Assessment,
+        /// The loaded component when the skill is granted, has one, and
+        /// loading was asked for.
+        loaded: Option<Result<Arc<LoadedSkill>, String>>,
+    },
+}
+
+/// A granted skill the agent may offer to the model.
+#[derive(Clone)]
+pub struct OfferedSkill {
+    pub name: String,
+    /// For the skills index (see [`Skill::description`]).
+    pub description: String,
+    /// `SKILL.md`, as read (and hashed) with the skill.
+    pub instructions: Option<String>,
+    /// The loaded component of a skill with tools.
+    pub loaded: Option<Arc<LoadedSkill>>,
+}
+
+/// The skills offered, and what they were read from.
+struct OfferedSet {
+    fingerprint: Fingerprint,
+    /// What each valid skill folder's manifest said about the files it
+    /// reads, for the next fingerprint.
+    facts: HashMap<PathBuf, FolderFacts>,
+    skills: Arc<[OfferedSkill]>,
+    /// Loaded components by skill name, with the hash and capabilities they
+    /// were loaded for: reused when neither changed.
+    loaded: HashMap<String, (String, Capabilities, Arc<LoadedSkill>)>,
+}
+
+/// What a grant would record, for the operator to confirm.
+pub struct GrantRequest<'a> {
+    pub skill: &'a Skill,
+    pub grant: &'a Grant,
+    pub previous: Option<&'a Grant>,
+    /// `+`/`-`/`~` lines against the previous grant.
+    pub changes: Vec<String>,
+}
+
+pub enum GrantOutcome {
+    Granted,
+    /// The skill was already granted exactly this.
+    Unchanged,
+    /// The operator said no.
+    Declined,
+}
+
+/// Why an operator action was refused before anything changed.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    /// No skill (and, for revoke, no grant) by that name; lists those that
+    /// exist, so a typo is obvious.
+    #[error("no skill named {name:?} in {}; skills: {}", dir.display(), if known.is_empty() { "none".to_owned() } else { known.join(", ") })]
+    NoSuchSkill {
+        name: String,
+        dir: PathBuf,
+        known: Vec<String>,
+    },
+    #[error(transparent)]
+    Invalid(#[from] ManifestError),
+}
+
+impl SkillRegistry {
+    pub fn new(config: RegistryConfig) -> Self {
+        Self {
+            home: config.home,
+            skills_dir: config.skills_dir,
+            roots: config.roots,
+            sandbox_config: config.sandbox,
+            sandbox: OnceLock::new(),
+            env: config.env,
+            offered: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    pub fn skills_dir(&self) -> &Path {
+        &self.skills_dir
+    }
+
+    pub fn roots(&self) -> &MountRoots {
+        &self.roots
+    }
+
+    /// The shared sandbox, created on first use.
+    pub fn sandbox(&self) -> anyhow::Result<&Arc<Sandbox>> {
+        if let Some(sandbox) = self.sandbox.get() {
+            return Ok(sandbox);
+        }
+        let sandbox = Arc::new(Sandbox::new(self.sandbox_config.clone())?);
+        // Another thread may have won the race; either engine works, one is kept.
+        Ok(self.sandbox.get_or_init(|| sandbox))
+    }
+
+    pub fn grants(&self) -> anyhow::Result<Grants> {
+        Grants::load(&self.home.grants_file())
+    }
+
+    /// Every skill folder, sorted by name; broken ones are reported.
+    pub fn discover(&self) -> anyhow::Result<Vec<Discovered>> {
+        super::discover(&self.skills_dir)
+    }
+
+    /// The skill named `name`, or a usage error listing the names that exist.
+    pub fn find(&self, name: &str) -> Result<Skill, ActionError> {
+        match super::find(&self.skills_dir, name) {
+            Ok(Some(skill)) => Ok(skill),
+            Ok(None) => Err(self.no_such_skill(name)),
+            Err(error) => match error.downcast::<ManifestError>() {
+                Ok(invalid) => Err(ActionError::Invalid(invalid)),
+                Err(_) => Err(self.no_such_skill(name)),
+            },
+        }
+    }
+
+    fn no_such_skill(&self, name: &str) -> ActionError {
+        let mut known: Vec<String> = std::fs::read_dir(&self.skills_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .filter(|name| !install::is_skipped(name))
+            .collect();
+        known.sort();
+        ActionError::NoSuchSkill {
+            name: crate::untrusted_text::sanitize(name, 128, false),
+            dir: self.skills_dir.clone(),
+            known,
+        }
+    }
+
+    /// Judge `skill` against the grants: the one answer to "is this skill
+    /// granted" that every command and doctor use.
+    pub fn assess(&self, skill: &Skill, grants: &Grants) -> Assessment {
+        grants::assess(
+            skill.hash().clone(),
+            capabilities::requested(skill, &self.roots),
+            grants.skills.get(skill.name()),
+        )
+    }
+
+    /// Load a granted skill's component with its effective capabilities.
+    pub async fn load(
+        &self,
+        skill: &Skill,
+        effective: Capabilities,
+    ) -> anyhow::Result<LoadedSkill> {
+        capabilities::prepare(&effective).with_context(|| format!("skill {}", skill.label()))?;
+        let source = skill
+            .component_source()
+            .with_context(|| format!("skill {} has no component", skill.label()))?;
+        let loaded = self.sandbox()?.load(source, effective).await?;
+        let env = Arc::clone(&self.env);
+        Ok(loaded.with_env(move |name| env(name)))
+    }
+
+    /// Check that the component loads with this host, giving it nothing.
+    pub async fn validate_component(&self, skill: &Skill) -> anyhow::Result<()> {
+        if let Some(source) = skill.component_source() {
+            self.sandbox()?
+                .load(source, capabilities::for_validation(skill))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Every skill with its state; granted components are loaded when
+    /// `load` is true.
+    pub async fn entries(&self, load: bool) -> anyhow::Result<Vec<SkillEntry>> {
+        let grants = self.grants()?;
+        let mut entries = Vec::new();
+        for discovered in self.discover()? {
+            let skill = match discovered {
+                Ok(skill) => skill,
+                Err(error) => {
+                    entries.push(SkillEntry::Invalid(error));
+                    continue;
+                }
+            };
+            let assessment = self.assess(&skill, &grants);
+            let loaded = match &assessment.effective {
+                Some(effective) if load && skill.manifest.component.is_some() => Some(
+                    self.load(&skill, effective.clone())
+                        .await
+                        .map(Arc::new)
+                        .map_err(|e| format!("{e:#}")),
+                ),
+                _ => None,
+            };
+            entries.push(SkillEntry::Known {
+                skill,
+                assessment,
+                loaded,
+            });
+        }
+        Ok(entries)
+    }
+
+    /// The granted skills to offer the model now. Re-reads the skills
+    /// directory and the grants only when something changed on disk; a
+    /// skill whose hash and capabilities are unchanged keeps its loaded
+    /// component.
+    pub async fn offered(&self) -> anyhow::Result<Arc<[OfferedSkill]>> {
+        let mut offered = self.offered.lock().await;
+        if let Some(current) = offered.as_ref()
+            && current.fingerprint == self.fingerprint(&current.facts)
+        {
+            return Ok(Arc::clone(&current.skills));
+        }
+        let mut previous = offered.take().map(|set| set.loaded).unwrap_or_default();
+        let grants = self.grants()?;
+        let mut skills = Vec::new();
+        let mut loaded_now = HashMap::new();
+        let mut facts = HashMap::new();
+        for discovered in self.discover()? {
+            let Ok(skill) = discovered else {
+                continue;
+            };
+            facts.insert(
+                skill.dir.clone(),
+                FolderFacts {
+                    component: skill.component_path().map(Path::to_owned),
+                    mounts_own_folder: skill.hash().parts.folder.is_some(),
+                },
+            );
+            let assessment = self.assess(&skill, &grants);
+            let Some(effective) = assessment.effective else {
+                continue;
+            };
+            let loaded = if skill.manifest.component.is_some() {
+                let reused = previous
+                    .remove(skill.name())
+                    .filter(|(hash, capabilities, _)| {
+                        *hash == skill.hash().full && *capabilities == effective
+                    });
+                let loaded = match reused {
+                    Some((_, _, loaded)) => loaded,
+                    None => match self.load(&skill, effective.clone()).await {
+                        Ok(loaded) => Arc::new(loaded),
+                        Err(error) => {
+                            tracing::warn!(skill = skill.name(), "not offered: {error:#}");
+                            continue;
+                        }
+                    },
+                };
+                loaded_now.insert(
+                    skill.name().to_owned(),
+                    (skill.hash().full.clone(), effective, Arc::clone(&loaded)),
+                );
+                Some(loaded)
+            } else {
+                None
+            };
+            skills.push(OfferedSkill {
+                name: skill.name().to_owned(),
+                description: skill.description(),
+                instructions: skill.instructions().map(str::to_owned),
+                loaded,
+            });
+        }
+        let skills: Arc<[OfferedSkill]> = skills.into();
+        // Taken after reading: a change made while reading shows as a
+        // difference next time, never as an unnoticed one.
+        let fingerprint = self.fingerprint(&facts);
+        *offered = Some(OfferedSet {
+            fingerprint,
+            facts,
+            skills: Arc::clone(&skills),
+            loaded: loaded_now,
+        });
+        Ok(skills)
+    }
+
+    /// What the offered set was read from: `grants.toml`, the skills
+    /// directory, and each file a skill is read from, by inode, size and
+    /// change time. Cheap (a few `stat`s per skill, no parsing) so it can run
+    /// every turn: which component a folder uses is taken from `facts`,
+    /// learnt when the set was read; a changed manifest changes its own
+    /// stamp first.
+    fn fingerprint(&self, facts: &HashMap<PathBuf, FolderFacts>) -> Fingerprint {
+        let mut files = vec![stat(&self.home.grants_file()), stat(&self.skills_dir)];
+        let mut folders: Vec<PathBuf> = std::fs::read_dir(&self.skills_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|entry| !install::is_skipped(&entry.file_name().to_string_lossy()))
+            .map(|entry| entry.path())
+            .collect();
+        folders.sort();
+        for folder in folders {
+            files.push(stat(&folder));
+            files.push(stat(&folder.join(super::MANIFEST_FILE)));
+            files.push(stat(&folder.join(super::INSTRUCTIONS_FILE)));
+            if let Some(facts) = facts.get(&folder) {
+                if let Some(component) = &facts.component {
+                    files.push(stat(component));
+                }
+                if facts.mounts_own_folder {
+                    files.push(tree_stamp(&folder));
+                }
+            }
+        }
+        Fingerprint(files)
+    }
+
+    /// Why `skill` may not run, with the command that fixes it, or `None`
+    /// when it is granted.
+    pub fn refusal(skill: &Skill, state: &SkillState) -> Option<String> {
+        let name = skill.name();
+        match state {
+            SkillState::Granted => None,
+            SkillState::Pending => Some(format!(
+                "skill {} is pending: it has never been granted; review it with `talaria skills audit` \
+                 and grant it with `talaria skills grant {name}`",
+                skill.label()
+            )),
+            SkillState::Drifted(reasons) => Some(format!(
+                "skill {} is drifted ({}); review it with `talaria skills audit` and grant it again \
+                 with `talaria skills grant {name}`",
+                skill.label(),
+                reasons.join("; ")
+            )),
+        }
+    }
+
+    /// Grant `name` exactly what its manifest requests, pinned to its hash,
+    /// once `confirm` (which sees what would be recorded) says yes.
+    pub async fn grant(
+        &self,
+        name: &str,
+        confirm: impl FnOnce(&GrantRequest<'_>) -> anyhow::Result<bool>,
+    ) -> anyhow::Result<GrantOutcome> {
+        let _lock = self.home.lock(&format!("talaria skills grant {name}"))?;
+        let skill = self.find(name)?;
+        // A component that does not load is not worth granting.
+        self.validate_component(&skill)
+            .await
+            .context("refusing to grant a skill whose component does not load")?;
+        let mut all = self.grants()?;
+        let assessment = self.assess(&skill, &all);
+        let previous = all.skills.get(name).cloned();
+        let grant = Grant::of(
+            &skill,
+            &assessment.hash,
+            &assessment.requested,
+            GrantedBy::Operator,
+        );
+        let changes = previous
+            .as_ref()
+            .map(|previous| grant_diff(previous, &grant))
+            .unwrap_or_default();
+        if assessment.state == SkillState::Granted && previous.is_some() && changes.is_empty() {
+            return Ok(GrantOutcome::Unchanged);
+        }
+        let request = GrantRequest {
+            skill: &skill,
+            grant: &grant,
+            previous: previous.as_ref(),
+            changes,
+        };
+        if !confirm(&request)? {
+            return Ok(GrantOutcome::Declined);
+        }
+        all.skills.insert(name.to_owned(), grant);
+        all.save(&self.home.grants_file())?;
+        Ok(GrantOutcome::Granted)
+    }
+
+    /// Remove the grant of `name`; returns it, or `None` when the skill
+    /// exists but has no grant. Also clears the grant of a skill whose folder
+    /// was removed. A name that is neither a skill nor a grant is an error.
+    pub fn revoke(&self, name: &str) -> anyhow::Result<Option<Grant>> {
+        let _lock = self.home.lock(&format!("talaria skills revoke {name}"))?;
+        let mut all = self.grants()?;
+        match all.skills.remove(name) {
+            Some(grant) => {
+                all.save(&self.home.grants_file())?;
+                Ok(Some(grant))
+            }
+            None => {
+                self.find(name)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Copy the skill folder at `source` into the skills directory after
+    /// validating the copy; the previous revision stays in place and running
+    /// unless the new one is complete and valid. Returns the installed skill
+    /// and its state.
+    pub async fn install(&self, source: &Path) -> anyhow::Result<(Skill, SkillState)> {
+        let candidate = Skill::load(source)?;
+        let name = candidate.name().to_owned();
+        let _lock = self
+            .home
+            .lock(&format!("talaria skills install {}", source.display()))?;
+        let staged = install::staging_dir(&self.skills_dir, &name)?;
+        let outcome = self.stage_and_replace(source, &staged, &name).await;
+        if outcome.is_err() {
+            let _ = std::fs::remove_dir_all(&staged);
+        }
+        let skill = outcome?;
+        let state = self.assess(&skill, &self.grants()?).state;
+        Ok((skill, state))
+    }
+
+    async fn stage_and_replace(
+        &self,
+        source: &Path,
+        staged: &Path,
+        name: &str,
+    ) -> anyhow::Result<Skill> {
+        install::copy_tree(source, staged)?;
+        let skill = Skill::load(staged)?;
+        self.validate_component(&skill)
+            .await
+            .context("the skill was not installed")?;
+        let live = self.skills_dir.join(name);
+        install::replace(staged, &live)?;
+        Ok(Skill::load(&live)?)
+    }
+
+    /// Restore the shipped copy of bundled skill `name` from `shipped`.
+    pub fn reset(&self, shipped: &Path, name: &str) -> anyhow::Result<Outcome> {
+        let upstream = super::find(shipped, name)?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "{name:?} is not a bundled skill (see {})",
+                shipped.display()
+            )
+        })?;
+        let _lock = self.home.lock(&format!("talaria skills reset {name}"))?;
+        let skills_dir = self.home.skills_dir();
+        let mut all = self.grants()?;
+        let (outcome, record) = bundled::reset(&upstream, &skills_dir, &mut all, &self.roots)?;
+        all.save(&self.home.grants_file())?;
+        record.save(&skills_dir)?;
+        Ok(outcome)
+    }
+
+    /// Bring the skills shipped in `shipped` into the home (see
+    /// [`bundled`]). Skipped while another process holds the writer lock:
+    /// that one syncs. Writes only what changed.
+    pub fn sync_bundled(&self, shipped: &Path) -> anyhow::Result<Vec<(String, Outcome)>> {
+        if !shipped.is_dir() {
+            tracing::warn!(dir = %shipped.display(), "bundled skills folder not found; nothing synced");
+            return Ok(Vec::new());
+        }
+        let _lock = match self.home.lock("talaria (bundled-skill sync)") {
+            Ok(lock) => lock,
+            Err(LockError::Held { .. } | LockError::HeldByUnknown { .. }) => {
+                tracing::debug!(
+                    "another talaria process holds the home; skipping bundled-skill sync"
+                );
+                return Ok(Vec::new());
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let skills_dir = self.home.skills_dir();
+        let before = (self.grants()?, bundled::Record::load(&skills_dir)?);
+        let mut all = before.0.clone();
+        let (outcomes, record) = bundled::sync(shipped, &skills_dir, &mut all, &self.roots)?;
+        if all != before.0 {
+            all.save(&self.home.grants_file())?;
+        }
+        if record != before.1 {
+            record.save(&skills_dir)?;
+        }
+        for (name, outcome) in &outcomes {
+            match outcome {
+                Outcome::Unchanged | Outcome::KeptDeleted => {
+                    tracing::debug!(skill = name, "bundled: {outcome}")
+                }
+                Outcome::Installed => tracing::info!(skill = name, "bundled: {outcome}"),
+                _ => tracing::warn!(skill = name, "bundled: {outcome}"),
+            }
+        }
+        Ok(outcomes)
+    }
+}
+
+/// The files a skill folder's manifest names.
+struct FolderFacts {
+    component: Option<PathBuf>,
+    mounts_own_folder: bool,
+}
+
+/// Identity and change stamp of the files the offered set was read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fingerprint(Vec<Option<Stamp>>);
+
+/// Device, inode, size, change time (seconds, nanoseconds) of one file.
+type Stamp = (u64, u64, u64, i64, i64);
+
+fn stat(path: &Path) -> Option<Stamp> {
+    let metadata = std::fs::symlink_metadata(path).ok()?;
+    Some((
+        metadata.dev(),
+        metadata.ino(),
+        metadata.size(),
+        metadata.ctime(),
+        metadata.ctime_nsec(),
+    ))
+}
+
+/// One stamp for a whole folder: the latest change time and the number of
+/// entries (bounded walk).
+fn tree_stamp(dir: &Path) -> Option<Stamp> {
+    let mut latest = (0i64, 0i64);
+    let mut entries = 0u64;
+    let mut stack = vec![dir.to_owned()];
+    while let Some(path) = stack.pop() {
+        let Ok(read) = std::fs::read_dir(&path) else {
+            continue;
+        };
+        for entry in read.flatten() {
+            entries += 1;
+            if entries > 100_000 {
+                return None;
+            }
+            let Ok(metadata) = entry.metadata() else {
+                continue;
+            };
+            latest = latest.max((metadata.ctime(), metadata.ctime_nsec()));
+            if metadata.is_dir() {
+                stack.push(entry.path());
+            }
+        }
+    }
+    Some((0, 0, entries, latest.0, latest.1))
+}
