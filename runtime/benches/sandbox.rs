@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use talaria_runtime::sandbox::{CacheOutcome, Sandbox, SandboxConfig};
-use talaria_runtime::skill::{Capabilities, MountRoots, Skill};
+use talaria_runtime::skill::{MountRoots, Skill};
 
 const FRESH_CALLS: usize = 20_000;
 const WARM_CALLS: usize = 100_000;
