@@ -7,7 +7,7 @@ use std::ops::ControlFlow;
 use globset::{GlobBuilder, GlobMatcher};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use talaria_sdk::{ToolError, bounded_count};
+use talaria_sdk::{Capped, ToolError, bounded_count};
 
 use crate::walk::{Kind, Walk};
 use crate::workspace::{Workspace, io_error, is_hidden, relative_path};
@@ -32,7 +32,7 @@ pub(crate) struct GlobArgs {
     pub(crate) include_hidden: bool,
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, Default)]
 pub(crate) struct GlobMatches {
     /// Matching paths relative to the workspace root, in walk order;
     /// directories end with `/`.
@@ -108,35 +108,31 @@ impl Workspace {
             MAX_GLOB_RESULTS_LIMIT,
         )?;
         let plan = plan_glob(&args.pattern)?;
-        let mut matches = Vec::new();
-        let mut truncated = false;
         match fs::metadata(self.absolute(&plan.base)) {
             Ok(metadata) if metadata.is_dir() => {}
             // Nothing can match below a base that is missing or a file.
-            Ok(_) => return Ok(GlobMatches { matches, truncated }),
+            Ok(_) => return Ok(GlobMatches::default()),
             Err(error) if error.kind() == io::ErrorKind::NotFound => {
-                return Ok(GlobMatches { matches, truncated });
+                return Ok(GlobMatches::default());
             }
             Err(error) => return Err(io_error(&plan.base, error)),
         }
+        let mut matches = Capped::new(max_results);
         let options = Walk {
             max_depth: plan.max_depth,
             include_hidden: args.include_hidden || plan.names_hidden,
         };
         let summary = self.walk(&plan.base, &options, &mut |entry| {
-            if plan.matcher.is_match(&entry.relative) {
-                if matches.len() == max_results {
-                    truncated = true;
-                    return ControlFlow::Break(());
-                }
-                matches.push(if entry.kind == Kind::Dir {
-                    format!("{}/", entry.relative)
-                } else {
-                    entry.relative.clone()
-                });
+            if !plan.matcher.is_match(&entry.relative) {
+                return ControlFlow::Continue(());
             }
-            ControlFlow::Continue(())
+            matches.push(if entry.kind == Kind::Dir {
+                format!("{}/", entry.relative)
+            } else {
+                entry.relative.clone()
+            })
         })?;
+        let (matches, truncated) = matches.into_parts();
         Ok(GlobMatches {
             matches,
             truncated: truncated || summary.exhausted,

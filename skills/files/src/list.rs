@@ -1,10 +1,8 @@
 //! The `list` tool: a directory's entries, optionally recursing.
 
-use std::ops::ControlFlow;
-
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use talaria_sdk::{ToolError, bounded_count};
+use talaria_sdk::{Capped, ToolError, bounded_count};
 
 use crate::walk::{Kind, Walk};
 use crate::workspace::{Workspace, display, relative_path};
@@ -77,24 +75,19 @@ impl Workspace {
                 display(&relative)
             )));
         }
-        let mut entries = Vec::new();
-        let mut truncated = false;
+        let mut entries = Capped::new(max_entries);
         let options = Walk {
             max_depth,
             include_hidden: args.include_hidden,
         };
         let summary = self.walk(&relative, &options, &mut |entry| {
-            if entries.len() == max_entries {
-                truncated = true;
-                return ControlFlow::Break(());
-            }
             entries.push(ListEntry {
                 path: entry.relative.clone(),
                 kind: entry.kind,
                 size: (entry.kind == Kind::File).then_some(entry.size),
-            });
-            ControlFlow::Continue(())
+            })
         })?;
+        let (entries, truncated) = entries.into_parts();
         Ok(Listing {
             path: display(&relative).to_owned(),
             entries,
