@@ -40,14 +40,16 @@
 //!   [`ToolError::InvalidArguments`] carrying serde's message;
 //! - returns a result that serialises to a JSON string as plain text, and
 //!   anything else as JSON;
-//! - wraps the host's `log` and `exec` imports in [`host`].
+//! - wraps the host's `log` and `exec` imports in [`host`];
+//! - offers helpers in [`bounds`] that keep arguments, lists and texts within
+//!   limits and tell the model when something was cut.
 
 pub mod bounds;
 mod error;
 pub mod host;
 mod toolset;
 
-pub use bounds::{bounded_count, clip};
+pub use bounds::{Capped, bounded_count, clip, clip_with_note};
 pub use error::ToolError;
 pub use toolset::Toolset;
 

@@ -11,7 +11,7 @@ use serde_json::Value;
 use serde_json::ser::{PrettyFormatter, Serializer};
 use serde_json::value::RawValue;
 use serde_json_path::JsonPath;
-use talaria_sdk::{ToolError, Toolset, bounded_count};
+use talaria_sdk::{Capped, ToolError, Toolset, bounded_count, clip, clip_with_note};
 
 /// Outputs stay below the host's 1 MiB cap, leaving room for a note.
 const MAX_OUTPUT_BYTES: usize = 900 * 1024;
@@ -293,14 +293,11 @@ fn render(document: &Value, indent: Option<usize>) -> Result<String, ToolError> 
 }
 
 fn truncate_output(text: String, max_bytes: usize) -> String {
-    if text.len() <= max_bytes {
-        return text;
-    }
-    let kept = text.floor_char_boundary(max_bytes);
-    format!(
-        "{}\n[truncated: showing {kept} of {} bytes; use `query` to format a part of the document]",
-        &text[..kept],
-        text.len()
+    clip_with_note(
+        text,
+        max_bytes,
+        "truncated",
+        "use `query` to format a part of the document",
     )
 }
 
@@ -381,20 +378,19 @@ fn validate_document(
                 bounded_message(&error)
             ))
         })?;
-    let mut errors = Vec::new();
-    let mut truncated = false;
+    let mut errors = Capped::new(max_errors);
     for error in validator.iter_errors(document) {
-        if errors.len() == max_errors {
-            truncated = true;
-            break;
-        }
-        errors.push(Violation {
+        let kept = errors.push(Violation {
             instance_path: error.instance_path().to_string(),
             schema_path: error.schema_path().to_string(),
             keyword: error.kind().keyword().to_owned(),
             message: bounded_message(&error),
         });
+        if kept.is_break() {
+            break;
+        }
     }
+    let (errors, truncated) = errors.into_parts();
     Ok(Validation {
         valid: errors.is_empty(),
         errors,
@@ -407,13 +403,9 @@ fn bounded_message(error: &jsonschema::ValidationError<'_>) -> String {
     if message.len() <= MAX_MESSAGE_BYTES {
         return message;
     }
-    let masked = error.masked_with("the value").to_string();
-    if masked.len() <= MAX_MESSAGE_BYTES {
-        return masked;
-    }
-    format!(
-        "{}…",
-        &masked[..masked.floor_char_boundary(MAX_MESSAGE_BYTES)]
+    clip(
+        &error.masked_with("the value").to_string(),
+        MAX_MESSAGE_BYTES,
     )
 }
 

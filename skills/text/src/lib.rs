@@ -8,7 +8,7 @@ use regex::{Regex, RegexBuilder};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use similar::TextDiff;
-use talaria_sdk::{ToolError, Toolset, bounded_count, clip};
+use talaria_sdk::{Capped, ToolError, Toolset, bounded_count, clip, clip_with_note};
 
 /// Texts produced by a tool stay below the host's 1 MiB output cap, leaving
 /// room for the JSON around them.
@@ -125,13 +125,8 @@ fn find(args: FindArgs) -> Result<Found, ToolError> {
 fn find_matches(text: &str, regex: &Regex, max_matches: usize) -> Found {
     let group_names: Vec<Option<&str>> = regex.capture_names().skip(1).collect();
     let mut cursor = LineCursor::default();
-    let mut matches = Vec::new();
-    let mut truncated = false;
+    let mut matches = Capped::new(max_matches);
     for captures in regex.captures_iter(text) {
-        if matches.len() == max_matches {
-            truncated = true;
-            break;
-        }
         // Group 0 is the whole match and always present.
         let Some(whole) = captures.get(0) else {
             continue;
@@ -148,7 +143,7 @@ fn find_matches(text: &str, regex: &Regex, max_matches: usize) -> Found {
             }
             groups.push(value);
         }
-        matches.push(Match {
+        let kept = matches.push(Match {
             line,
             column,
             start: whole.start(),
@@ -157,7 +152,11 @@ fn find_matches(text: &str, regex: &Regex, max_matches: usize) -> Found {
             groups,
             named,
         });
+        if kept.is_break() {
+            break;
+        }
     }
+    let (matches, truncated) = matches.into_parts();
     Found { matches, truncated }
 }
 
@@ -415,15 +414,12 @@ fn unified_diff(
     if text.is_empty() {
         return "No differences: the texts are identical.".to_owned();
     }
-    if text.len() > MAX_OUTPUT_BYTES {
-        let kept = text.floor_char_boundary(MAX_OUTPUT_BYTES);
-        return format!(
-            "{}\n[diff truncated: showing {kept} of {} bytes; diff smaller pieces or lower `context_lines`]",
-            &text[..kept],
-            text.len()
-        );
-    }
-    text
+    clip_with_note(
+        text,
+        MAX_OUTPUT_BYTES,
+        "diff truncated",
+        "diff smaller pieces or lower `context_lines`",
+    )
 }
 
 // ---------------------------------------------------------------- shared
