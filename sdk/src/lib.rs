@@ -57,7 +57,7 @@ pub use toolset::Toolset;
 pub mod bindings {
     wit_bindgen::generate!({
         world: "skill",
-        path: "../wit",
+        path: "../wit/0.1.0",
         pub_export_macro: true,
         export_macro_name: "__export_skill_bindings",
         default_bindings_module: "talaria_sdk::bindings",

@@ -1,4 +1,4 @@
-//! Host bindings of the `talaria:skill` WIT package, generated from `wit/`.
+//! Host bindings of the `talaria:skill` WIT package, generated from `wit/0.1.0/`.
 //!
 //! One module per frozen version of the package: when a breaking version
 //! appears, the previous one keeps its module here so old skills keep
@@ -6,7 +6,7 @@
 
 wasmtime::component::bindgen!({
     world: "skill",
-    path: "../wit",
+    path: "../wit/0.1.0",
     exports: { default: async },
 });
 
