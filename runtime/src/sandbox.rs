@@ -17,6 +17,7 @@
 //! A trap, a limit or a panic in the guest becomes a [`ToolCallError`] naming
 //! the skill, its version and the cause; the host and other skills go on.
 
+mod bindings;
 mod bounded_text;
 mod cache;
 mod capture;
@@ -24,7 +25,6 @@ mod data_quota;
 mod engine;
 mod guest_state;
 pub mod guest_text;
-mod host_api;
 mod mounts;
 
 use std::path::{Path, PathBuf};
@@ -38,6 +38,8 @@ use wasmtime::component::{
 use wasmtime::{Engine, Store, Trap, UpdateDeadline, WasmBacktrace};
 use wasmtime_wasi::FsPerms;
 
+use bindings::{self as host_api, SkillPre};
+pub use bindings::{WIT_PACKAGE, WIT_VERSION};
 use bounded_text::{BoundedText, with_output_limit};
 pub use cache::CacheOutcome;
 use cache::ComponentCache;
@@ -46,8 +48,6 @@ use data_quota::{DataQuota, DataQuotaExceeded};
 pub use engine::{EPOCH_TICK, PoolSize};
 use engine::{EpochTicker, new_engine};
 use guest_state::{CallSetup, GuestState, MemoryLimitExceeded};
-use host_api::SkillPre;
-pub use host_api::{WIT_PACKAGE, WIT_VERSION};
 use mounts::{FolderCopies, HeldMount};
 
 use crate::skill::{Access, Capabilities, MountSource, Skill};

@@ -9,10 +9,10 @@ use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use super::bindings::v0_1::talaria::skill::{host, types};
 use super::capture::BoundedCapture;
 use super::data_quota::DataQuota;
 use super::guest_text;
-use super::host_api::talaria::skill::{host, types};
 use super::mounts::HeldMount;
 use crate::skill::Capabilities;
 
