@@ -240,7 +240,88 @@ impl Tools<'_> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
+
+    /// The SDK's constant, compiled from the SDK's own source.
+    mod sdk {
+        include!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../sdk/src/wit_version.rs"
+        ));
+    }
+
+    /// What the `package` declarations of the `.wit` files in `dir` name.
+    fn declared_packages(dir: &Path) -> Vec<String> {
+        let mut declared = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|ext| ext != "wit") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for line in text.lines() {
+                if let Some(package) = line.trim().strip_prefix("package ") {
+                    declared.push(package.trim_end_matches(';').trim().to_owned());
+                }
+            }
+        }
+        declared.dedup();
+        declared
+    }
+
+    #[test]
+    fn the_wit_folders_the_host_and_the_sdk_agree_on_the_versions() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut folders = Vec::new();
+        for entry in std::fs::read_dir(root.join("wit")).unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name().into_string().unwrap();
+            assert!(
+                entry.file_type().unwrap().is_dir(),
+                "wit/{name}: wit/ holds one folder per version of the package, nothing else"
+            );
+            let version = Version::parse(&name).unwrap_or_else(|e| {
+                panic!("wit/{name}: a folder is named by the version of the package it holds: {e}")
+            });
+            assert_eq!(
+                declared_packages(&entry.path()),
+                [format!("{WIT_PACKAGE}@{name}")],
+                "wit/{name}: the package written inside must be {WIT_PACKAGE}@{name}"
+            );
+            folders.push(version);
+        }
+        folders.sort();
+
+        let implemented: Vec<Version> = ApiVersion::ALL.map(ApiVersion::version).to_vec();
+        assert_eq!(
+            folders.iter().map(Version::to_string).collect::<Vec<_>>(),
+            implemented
+                .iter()
+                .map(Version::to_string)
+                .collect::<Vec<_>>(),
+            "each folder of wit/ has its bindings module on the host (ApiVersion::ALL, oldest first) \
+             and each bindings module its folder"
+        );
+        let newest = folders.last().expect("wit/ holds at least one version");
+        assert_eq!(
+            WIT_VERSION.to_string(),
+            newest.to_string(),
+            "WIT_VERSION is the newest version in wit/"
+        );
+
+        assert_eq!(
+            sdk::WIT_PACKAGE_VERSION,
+            newest.to_string(),
+            "talaria_sdk::WIT_PACKAGE_VERSION is the newest version in wit/"
+        );
+        let sdk = std::fs::read_to_string(root.join("sdk/src/lib.rs")).unwrap();
+        assert!(
+            sdk.contains(&format!("path: \"../wit/{newest}\"")),
+            "the SDK generates its bindings from wit/{newest}"
+        );
+    }
 
     #[test]
     fn a_component_is_served_by_the_bindings_of_its_version() {
