@@ -17,13 +17,13 @@
 //! A trap, a limit or a panic in the guest becomes a [`ToolCallError`] naming
 //! the skill, its version and the cause; the host and other skills go on.
 
+mod bindings;
 mod bounded_text;
 mod cache;
 mod capture;
 mod data_quota;
 mod engine;
 mod guest_state;
-mod host_api;
 mod mounts;
 pub mod policy;
 
@@ -31,13 +31,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{
     Component, ComponentExportIndex, ComponentType, Lift, Linker, ResourceTableError,
 };
 use wasmtime::{Engine, Store, Trap, UpdateDeadline, WasmBacktrace};
 use wasmtime_wasi::FsPerms;
 
+use bindings::{self as host_api, SkillPre};
+pub use bindings::{WIT_PACKAGE, WIT_VERSION};
 use bounded_text::{BoundedText, with_output_limit};
 pub use cache::CacheOutcome;
 use cache::ComponentCache;
@@ -46,8 +47,6 @@ use data_quota::{DataQuota, DataQuotaExceeded};
 pub use engine::{EPOCH_TICK, PoolSize};
 use engine::{EpochTicker, new_engine};
 use guest_state::{CallSetup, GuestState, MemoryLimitExceeded};
-use host_api::SkillPre;
-pub use host_api::{WIT_PACKAGE, WIT_VERSION};
 use mounts::{FolderCopies, HeldMount};
 
 use crate::untrusted_text as guest_text;
@@ -278,10 +277,14 @@ impl Sandbox {
             skill: label.clone(),
             message,
         };
-        if !source.api.matches(&WIT_VERSION) {
+        if !bindings::ApiVersion::ALL
+            .iter()
+            .any(|api| source.api.matches(&api.version()))
+        {
             return Err(error(format!(
-                "skill.toml asks for {WIT_PACKAGE} {} but this host implements {WIT_PACKAGE}@{WIT_VERSION}",
-                source.api
+                "skill.toml asks for {WIT_PACKAGE} {} but this host implements {}",
+                source.api,
+                bindings::implemented()
             )));
         }
         let path = source.origin;
@@ -291,7 +294,7 @@ impl Sandbox {
                 path.display()
             ))
         })?;
-        check_wit_version(&self.engine, &component).map_err(error)?;
+        let api = bindings::version_of(&component).map_err(error)?;
         let instance_pre = self
             .linker
             .instantiate_pre(&component)
@@ -302,10 +305,11 @@ impl Sandbox {
                 path.display()
             ))
         })?;
-        let call_export = call_export_index(&component).ok_or_else(|| {
+        let call_export = call_export_index(&component, api).ok_or_else(|| {
             error(format!(
-                "component {} does not export {WIT_PACKAGE}/tools@{WIT_VERSION}#call",
-                path.display()
+                "component {} does not export {WIT_PACKAGE}/tools@{}#call",
+                path.display(),
+                api.version()
             ))
         })?;
         let mounts = self
@@ -388,8 +392,11 @@ impl Sandbox {
 }
 
 /// Where `tools.call` is exported, looked up once per component.
-fn call_export_index(component: &Component) -> Option<ComponentExportIndex> {
-    let interface = format!("{WIT_PACKAGE}/tools@{WIT_VERSION}");
+fn call_export_index(
+    component: &Component,
+    api: bindings::ApiVersion,
+) -> Option<ComponentExportIndex> {
+    let interface = format!("{WIT_PACKAGE}/tools@{}", api.version());
     let tools = component.get_export_index(None, &interface)?;
     component.get_export_index(Some(&tools), "call")
 }
@@ -427,50 +434,12 @@ fn describe_link_error(path: &Path, error: &wasmtime::Error) -> String {
         _ => chain.join(": "),
     };
     format!(
-        "component {} cannot be linked: {}; the Talaria host provides WASI 0.2 and \
-         {WIT_PACKAGE}/host@{WIT_VERSION} (log, exec) only",
+        "component {} cannot be linked: {}; the Talaria host provides WASI 0.2 and the host \
+         interface (log, exec) of {} only",
         path.display(),
-        guest_text::message(&what)
+        guest_text::message(&what),
+        bindings::implemented()
     )
-}
-
-/// Refuse a component built against another version of the WIT package
-/// with a message naming both versions, before the linker reports a less
-/// helpful "missing import".
-fn check_wit_version(engine: &Engine, component: &Component) -> Result<(), String> {
-    let ty = component.component_type();
-    let names = ty
-        .imports(engine)
-        .chain(ty.exports(engine))
-        .filter(|(_, item)| matches!(item.ty, ComponentItem::ComponentInstance(_)))
-        .map(|(name, _)| name.to_owned());
-    for name in names {
-        let Some(rest) = name.strip_prefix(&format!("{WIT_PACKAGE}/")) else {
-            continue;
-        };
-        let Some((_, version)) = rest.split_once('@') else {
-            return Err(format!(
-                "component uses {name} without a version; this host implements {WIT_PACKAGE}@{WIT_VERSION}"
-            ));
-        };
-        let compatible = semver::Version::parse(version)
-            .is_ok_and(|found| semver_compatible(&found, &WIT_VERSION));
-        if !compatible {
-            return Err(format!(
-                "component was built against {WIT_PACKAGE}@{version} but this host implements {WIT_PACKAGE}@{WIT_VERSION}; rebuild the skill with a talaria-sdk for {WIT_VERSION}"
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// The component model's rule: same major, or for 0.x the same minor.
-fn semver_compatible(found: &semver::Version, host: &semver::Version) -> bool {
-    if host.major != 0 {
-        found.major == host.major && found.minor <= host.minor
-    } else {
-        found.major == 0 && found.minor == host.minor && found.patch <= host.patch
-    }
 }
 
 type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
@@ -914,26 +883,5 @@ impl WarmInstance {
             .await
             .map_err(anyhow::Error::from)?;
         result.map_err(|e| anyhow::anyhow!("{e:?}"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wit_versions_follow_the_component_model_rule() {
-        let host = semver::Version::new(0, 1, 0);
-        let cases = [
-            ("0.1.0", true),
-            ("0.1.1", false),
-            ("0.2.0", false),
-            ("1.0.0", false),
-            ("0.0.9", false),
-        ];
-        for (found, compatible) in cases {
-            let found = semver::Version::parse(found).unwrap();
-            assert_eq!(semver_compatible(&found, &host), compatible, "{found}");
-        }
     }
 }

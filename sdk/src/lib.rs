@@ -48,26 +48,26 @@ pub mod bounds;
 mod error;
 pub mod host;
 mod toolset;
+mod wit_version;
 
 pub use bounds::{Capped, bounded_count, clip, clip_with_note};
 pub use error::ToolError;
 pub use toolset::Toolset;
+pub use wit_version::WIT_PACKAGE_VERSION;
 
-/// Bindings generated from the `talaria:skill` WIT package. Skill authors do
-/// not need them; they are public for [`export_skill!`].
+/// Bindings generated from the `talaria:skill` WIT package, the version in
+/// [`WIT_PACKAGE_VERSION`]. Skill authors do not need them; they are public
+/// for [`export_skill!`].
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
         world: "skill",
-        path: "../wit",
+        path: "../wit/0.1.0",
         pub_export_macro: true,
         export_macro_name: "__export_skill_bindings",
         default_bindings_module: "talaria_sdk::bindings",
     });
 }
-
-/// The version of the `talaria:skill` WIT package this SDK builds against.
-pub const WIT_PACKAGE_VERSION: &str = "0.1.0";
 
 /// Used by [`export_skill!`]; not part of the public API.
 #[doc(hidden)]

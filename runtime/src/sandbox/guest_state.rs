@@ -9,11 +9,11 @@ use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use super::bindings::v0_1::talaria::skill::{host, types};
 use super::capture::BoundedCapture;
 use super::data_quota::DataQuota;
-use super::host_api::talaria::skill::{host, types};
 use super::mounts::HeldMount;
-use crate::skill::Capabilities;
+use super::policy::Capabilities;
 use crate::untrusted_text as guest_text;
 
 /// Most log lines a guest may write in one call; the rest are counted.
