@@ -5,7 +5,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -289,9 +289,7 @@ async fn tool_calls_of_one_turn_run_concurrently_and_keep_their_order() {
     fixture.install(&skill_source("tests/skills/hostile"), "hostile", None);
     let sandbox = fixture.sandbox();
     let hostile = fixture.load(&sandbox, "hostile").await;
-    let store = Arc::new(Mutex::new(
-        SessionStore::open(&fixture.root.path().join("state.db")).unwrap(),
-    ));
+    let store = SessionStore::open(&fixture.root.path().join("state.db")).unwrap();
     let registry = ToolRegistry::new(
         vec![SkillEntry {
             name: "hostile".into(),
@@ -300,7 +298,7 @@ async fn tool_calls_of_one_turn_run_concurrently_and_keep_their_order() {
             loaded: Some(Arc::new(hostile)),
         }],
         Notes::new(fixture.root.path().join("memories"), NoteLimits::default()),
-        Arc::clone(&store),
+        store.clone(),
         100_000,
     );
     let model = FakeModel::start(vec![
@@ -327,7 +325,7 @@ async fn tool_calls_of_one_turn_run_concurrently_and_keep_their_order() {
             stream: false,
         },
     );
-    let mut conversation = agent.start("system", None).unwrap();
+    let mut conversation = agent.start("system", None).await.unwrap();
     let mut events = Vec::new();
     let answer = agent
         .ask(&mut conversation, "go", &mut |event: Event| {

@@ -1,7 +1,7 @@
 //! `talaria chat`: one question with `-q`, or a conversation at a terminal.
 
 use std::io::{IsTerminal, Write};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::Failure;
@@ -26,8 +26,8 @@ pub(crate) async fn run(
     }
     let (agent, system_prompt) = build(context, interactive).await?;
     let mut conversation = match &resume {
-        Some(id) => agent.resume(id, &system_prompt)?,
-        None => agent.start(&system_prompt, None)?,
+        Some(id) => agent.resume(id, &system_prompt).await?,
+        None => agent.start(&system_prompt, None).await?,
     };
     match query {
         Some(question) => {
@@ -62,7 +62,7 @@ async fn build(context: &Context, stream: bool) -> anyhow::Result<(Agent, String
         },
     );
     let snapshot = notes.snapshot()?;
-    let store = Arc::new(Mutex::new(SessionStore::open(&context.home.state_db())?));
+    let store = SessionStore::open(&context.home.state_db())?;
     let mut skills = Vec::new();
     for entry in context.entries(true).await? {
         let SkillEntry::Known {
@@ -127,7 +127,7 @@ async fn build(context: &Context, stream: bool) -> anyhow::Result<(Agent, String
     let registry = ToolRegistry::new(
         skills,
         notes,
-        Arc::clone(&store),
+        store.clone(),
         config.agent.tool_schema_budget_bytes,
     );
     let agent = Agent::new(
@@ -246,10 +246,10 @@ async fn repl(
                  Ctrl-C          stop the current turn; the session goes on"
             ),
             ("/new", _) => {
-                conversation = agent.start(system_prompt, None)?;
+                conversation = agent.start(system_prompt, None).await?;
                 eprintln!("new session {}", conversation.session_id);
             }
-            ("/resume", id) if !id.is_empty() => match agent.resume(id, system_prompt) {
+            ("/resume", id) if !id.is_empty() => match agent.resume(id, system_prompt).await {
                 Ok(resumed) => {
                     conversation = resumed;
                     eprintln!("resumed {id} as session {}", conversation.session_id);
@@ -282,7 +282,7 @@ async fn repl(
                     Some(Ok(_)) => println!(),
                     Some(Err(error)) => eprintln!("\nerror: {error}"),
                     None => {
-                        agent.close_interrupted_turn(&mut conversation)?;
+                        agent.close_interrupted_turn(&mut conversation).await?;
                         eprintln!("\n(turn stopped; the session goes on)");
                     }
                 }
