@@ -5,7 +5,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -289,9 +289,7 @@ async fn tool_calls_of_one_turn_run_concurrently_and_keep_their_order() {
     fixture.install(&skill_source("tests/skills/hostile"), "hostile", None);
     let sandbox = fixture.sandbox();
     let hostile = fixture.load(&sandbox, "hostile").await;
-    let store = Arc::new(Mutex::new(
-        SessionStore::open(&fixture.root.path().join("state.db")).unwrap(),
-    ));
+    let store = SessionStore::open(&fixture.root.path().join("state.db")).unwrap();
     let registry = ToolRegistry::new(
         vec![SkillEntry {
             name: "hostile".into(),
@@ -300,7 +298,7 @@ async fn tool_calls_of_one_turn_run_concurrently_and_keep_their_order() {
             loaded: Some(Arc::new(hostile)),
         }],
         Notes::new(fixture.root.path().join("memories"), NoteLimits::default()),
-        Arc::clone(&store),
+        store.clone(),
         100_000,
     );
     let model = FakeModel::start(vec![
@@ -327,7 +325,7 @@ async fn tool_calls_of_one_turn_run_concurrently_and_keep_their_order() {
             stream: false,
         },
     );
-    let mut conversation = agent.start("system", None).unwrap();
+    let mut conversation = agent.start("system", None).await.unwrap();
     let mut events = Vec::new();
     let answer = agent
         .ask(&mut conversation, "go", &mut |event: Event| {
@@ -597,4 +595,155 @@ fn memory_entries_are_checked_shown_and_quoted() {
     );
     assert!(!system.contains("evil.example"), "{system}");
     assert_eq!(system.matches("\n# Skills\n").count(), 1, "{system}");
+}
+
+// Sessions: many conversations at once
+
+/// Sixteen conversations on one agent at once, each asking several questions
+/// of the scripted model: every message is committed before the next model
+/// call of its conversation (another connection counts them at each call),
+/// and `state.db` ends with every message of every session, in order, as
+/// the model was sent it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixteen_conversations_at_once_commit_every_message_in_order() {
+    const SESSIONS: usize = 16;
+    const QUESTIONS: usize = 4;
+    let fixture = Fixture::new();
+    let path = fixture.root.path().join("state.db");
+    let model = FakeModel::start(
+        (0..SESSIONS * QUESTIONS)
+            .map(|n| Reply::answer(&format!("answer {n}")))
+            .collect(),
+    );
+    let store = SessionStore::open(&path).unwrap();
+    let agent = Arc::new(Agent::new(
+        provider(&model, Duration::from_secs(30)),
+        ToolRegistry::new(
+            Vec::new(),
+            Notes::new(fixture.root.path().join("memories"), NoteLimits::default()),
+            store.clone(),
+            100_000,
+        ),
+        store,
+        AgentOptions {
+            max_turns: 3,
+            tool_output_chars: 1000,
+            stream: false,
+        },
+    ));
+    let count = |db: &std::sync::Mutex<rusqlite::Connection>, session: &str| -> usize {
+        db.lock()
+            .unwrap()
+            .query_row(
+                "SELECT count(*) FROM messages WHERE session_id = ?1",
+                [session],
+                |row| row.get::<_, i64>(0),
+            )
+            .unwrap() as usize
+    };
+    let together = Arc::new(tokio::sync::Barrier::new(SESSIONS));
+    let conversations: Vec<_> = (0..SESSIONS)
+        .map(|s| {
+            let (agent, together, path) = (Arc::clone(&agent), Arc::clone(&together), path.clone());
+            tokio::spawn(async move {
+                let mut conversation = agent.start(&format!("system {s}"), None).await.unwrap();
+                let db = std::sync::Mutex::new(rusqlite::Connection::open(&path).unwrap());
+                let session = conversation.session_id.clone();
+                let mut stored_at_each_call = Vec::new();
+                together.wait().await;
+                for q in 0..QUESTIONS {
+                    let mut events = |event: Event| {
+                        if let Event::Request { .. } = event {
+                            stored_at_each_call.push(count(&db, &session));
+                        }
+                    };
+                    let answer = agent
+                        .ask(
+                            &mut conversation,
+                            &format!("session {s} question {q}"),
+                            &mut events,
+                        )
+                        .await
+                        .unwrap();
+                    assert!(answer.starts_with("answer "), "{answer}");
+                }
+                (session, stored_at_each_call)
+            })
+        })
+        .collect();
+    let mut sessions = Vec::new();
+    for conversation in conversations {
+        sessions.push(conversation.await.unwrap());
+    }
+    // The last handle: the writer commits what is queued and closes.
+    drop(agent);
+
+    let db = rusqlite::Connection::open(&path).unwrap();
+    let mut statement = db
+        .prepare("SELECT id, role, content FROM messages WHERE session_id = ?1 ORDER BY id")
+        .unwrap();
+    let mut stored = Vec::new();
+    let mut answers = Vec::new();
+    for (s, (session, stored_at_each_call)) in sessions.iter().enumerate() {
+        // Before question q's model call: the system prompt, q questions
+        // and answers, and the question itself.
+        let expected: Vec<usize> = (0..QUESTIONS).map(|q| 2 + 2 * q).collect();
+        assert_eq!(stored_at_each_call, &expected, "session {s}");
+        let rows: Vec<(i64, String, String)> = statement
+            .query_map([session], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(rows.len(), 1 + 2 * QUESTIONS, "session {s}: {rows:?}");
+        assert_eq!(
+            (rows[0].1.as_str(), rows[0].2.clone()),
+            ("system", format!("system {s}"))
+        );
+        for q in 0..QUESTIONS {
+            let (question, answer) = (&rows[1 + 2 * q], &rows[2 + 2 * q]);
+            assert_eq!(
+                (question.1.as_str(), question.2.clone()),
+                ("user", format!("session {s} question {q}"))
+            );
+            assert_eq!(answer.1, "assistant");
+            answers.push(answer.2.clone());
+        }
+        stored.push(rows);
+    }
+    // Every answer landed once, in some session.
+    answers.sort();
+    let mut expected: Vec<String> = (0..SESSIONS * QUESTIONS)
+        .map(|n| format!("answer {n}"))
+        .collect();
+    expected.sort();
+    assert_eq!(answers, expected);
+    // The conversations ran at once: their questions interleave in the store.
+    let spans: Vec<(i64, i64)> = stored
+        .iter()
+        .map(|rows| (rows[1].0, rows[rows.len() - 1].0))
+        .collect();
+    assert!(
+        spans
+            .iter()
+            .enumerate()
+            .any(|(i, a)| spans[i + 1..].iter().any(|b| a.0 < b.1 && b.0 < a.1)),
+        "the sessions ran one after another: {spans:?}"
+    );
+    // Each model call was sent exactly its conversation as stored so far.
+    let requests = model.requests();
+    assert_eq!(requests.len(), SESSIONS * QUESTIONS);
+    for request in &requests {
+        let messages = request["messages"].as_array().unwrap();
+        let system = messages[0]["content"].as_str().unwrap();
+        let s: usize = system.strip_prefix("system ").unwrap().parse().unwrap();
+        let sent: Vec<(&str, &str)> = messages
+            .iter()
+            .map(|m| (m["role"].as_str().unwrap(), m["content"].as_str().unwrap()))
+            .collect();
+        let prefix: Vec<(&str, &str)> = stored[s][..sent.len()]
+            .iter()
+            .map(|(_, role, content)| (role.as_str(), content.as_str()))
+            .collect();
+        assert_eq!(sent, prefix, "session {s}");
+    }
 }

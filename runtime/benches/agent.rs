@@ -6,7 +6,6 @@
 //! - `session search` latency over 100k and 1M generated messages.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use talaria_runtime::agent::provider::{Provider, ProviderConfig};
@@ -25,13 +24,11 @@ fn main() -> anyhow::Result<()> {
 
     println!("== agent loop, zero-latency model on loopback, {TURNS} turns");
     let base_url = instant_model()?;
-    let store = Arc::new(Mutex::new(SessionStore::open(
-        &scratch.path().join("agent.db"),
-    )?));
+    let store = SessionStore::open(&scratch.path().join("agent.db"))?;
     let registry = ToolRegistry::new(
         Vec::new(),
         Notes::new(scratch.path().join("memories"), NoteLimits::default()),
-        Arc::clone(&store),
+        store.clone(),
         24_000,
     );
     let agent = Agent::new(
@@ -54,7 +51,7 @@ fn main() -> anyhow::Result<()> {
     let mut turns = Vec::with_capacity(TURNS);
     for _ in 0..TURNS {
         // A fresh conversation each time keeps the request size constant.
-        let mut conversation = agent.start("You are a benchmark.", None)?;
+        let mut conversation = runtime.block_on(agent.start("You are a benchmark.", None))?;
         let started = Instant::now();
         let answer = runtime.block_on(agent.ask(&mut conversation, "hello", &mut |_| {}))?;
         turns.push(started.elapsed());

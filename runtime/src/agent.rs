@@ -7,7 +7,7 @@ pub mod provider;
 pub mod tools;
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use provider::{ChatMessage, Provider, ProviderError, Reply};
 use tools::{CallOutcome, MemoryAction, ToolRegistry};
@@ -66,7 +66,7 @@ pub enum AgentError {
 pub struct Agent {
     provider: Arc<Provider>,
     tools: Arc<ToolRegistry>,
-    store: Arc<Mutex<SessionStore>>,
+    store: SessionStore,
     options: AgentOptions,
 }
 
@@ -88,7 +88,10 @@ impl Agent {
     /// After a turn was stopped part-way (Ctrl-C), answer the tool calls
     /// left without a result, so the conversation stays valid for the API
     /// (every tool call needs its result) and the store says what happened.
-    pub fn close_interrupted_turn(&self, conversation: &mut Conversation) -> anyhow::Result<()> {
+    pub async fn close_interrupted_turn(
+        &self,
+        conversation: &mut Conversation,
+    ) -> anyhow::Result<()> {
         let Some(index) = conversation
             .messages
             .iter()
@@ -113,7 +116,7 @@ impl Agent {
             );
             message.tool_call_id = Some(call.id);
             message.name = Some(call.function.name);
-            self.record(conversation, message)?;
+            self.record(conversation, message).await?;
         }
         Ok(())
     }
@@ -123,7 +126,7 @@ impl Agent {
     pub fn new(
         provider: Provider,
         tools: ToolRegistry,
-        store: Arc<Mutex<SessionStore>>,
+        store: SessionStore,
         options: AgentOptions,
     ) -> Self {
         Self {
@@ -139,17 +142,22 @@ impl Agent {
     }
 
     /// Start a conversation with `system_prompt`, stored as a new session.
-    pub fn start(&self, system_prompt: &str, parent: Option<&str>) -> anyhow::Result<Conversation> {
-        let store = self.lock_store()?;
-        let session_id = store.create_session(parent, None)?;
-        store.append(
-            &session_id,
-            &NewMessage {
-                role: "system",
-                content: system_prompt,
-                ..Default::default()
-            },
-        )?;
+    pub async fn start(
+        &self,
+        system_prompt: &str,
+        parent: Option<&str>,
+    ) -> anyhow::Result<Conversation> {
+        let session_id = self.store.create_session_async(parent, None).await?;
+        self.store
+            .append_async(
+                &session_id,
+                &NewMessage {
+                    role: "system",
+                    content: system_prompt,
+                    ..Default::default()
+                },
+            )
+            .await?;
         Ok(Conversation {
             session_id,
             messages: vec![ChatMessage::new("system", system_prompt)],
@@ -159,33 +167,31 @@ impl Agent {
 
     /// Continue session `id` from the store (a fresh system prompt replaces
     /// the stored one), as a new session whose parent is `id`.
-    pub fn resume(&self, id: &str, system_prompt: &str) -> anyhow::Result<Conversation> {
-        let history = {
-            let store = self.lock_store()?;
-            anyhow::ensure!(
-                store.exists(id)?,
-                "no session {id:?}; see `talaria sessions list`"
-            );
-            store.messages(id)?
-        };
-        let mut conversation = self.start(system_prompt, Some(id))?;
-        let store = self.lock_store()?;
+    pub async fn resume(&self, id: &str, system_prompt: &str) -> anyhow::Result<Conversation> {
+        anyhow::ensure!(
+            self.store.exists_async(id).await?,
+            "no session {id:?}; see `talaria sessions list`"
+        );
+        let history = self.store.messages_async(id).await?;
+        let mut conversation = self.start(system_prompt, Some(id)).await?;
         for message in history.into_iter().filter(|m| m.role != "system") {
             let tool_calls: Vec<provider::ToolCall> = message
                 .tool_calls
                 .clone()
                 .and_then(|calls| serde_json::from_value(calls).ok())
                 .unwrap_or_default();
-            store.append(
-                &conversation.session_id,
-                &NewMessage {
-                    role: &message.role,
-                    content: &message.content,
-                    tool_calls: message.tool_calls.as_ref(),
-                    tool_call_id: message.tool_call_id.as_deref(),
-                    name: message.name.as_deref(),
-                },
-            )?;
+            self.store
+                .append_async(
+                    &conversation.session_id,
+                    &NewMessage {
+                        role: &message.role,
+                        content: &message.content,
+                        tool_calls: message.tool_calls.as_ref(),
+                        tool_call_id: message.tool_call_id.as_deref(),
+                        name: message.name.as_deref(),
+                    },
+                )
+                .await?;
             conversation.messages.push(ChatMessage {
                 role: message.role,
                 content: Some(message.content),
@@ -207,7 +213,8 @@ impl Agent {
         input: &str,
         events: &mut (dyn FnMut(Event) + Send),
     ) -> Result<String, AgentError> {
-        self.record(conversation, ChatMessage::new("user", input))?;
+        self.record(conversation, ChatMessage::new("user", input))
+            .await?;
         for turn in 1..=self.options.max_turns {
             let tools = self.tools.definitions(&conversation.disclosed);
             let body_size = self
@@ -239,7 +246,8 @@ impl Agent {
                     tool_call_id: None,
                     name: None,
                 },
-            )?;
+            )
+            .await?;
             if calls.is_empty() {
                 return Ok(reply.content);
             }
@@ -258,7 +266,7 @@ impl Agent {
                 let mut message = ChatMessage::new("tool", result);
                 message.tool_call_id = Some(call.id.clone());
                 message.name = Some(call.function.name.clone());
-                self.record(conversation, message)?;
+                self.record(conversation, message).await?;
             }
         }
         Err(AgentError::MaxTurns(self.options.max_turns))
@@ -340,11 +348,16 @@ impl Agent {
         results
     }
 
-    fn record(&self, conversation: &mut Conversation, message: ChatMessage) -> anyhow::Result<()> {
+    /// Commit `message` and add it to the conversation.
+    async fn record(
+        &self,
+        conversation: &mut Conversation,
+        message: ChatMessage,
+    ) -> anyhow::Result<()> {
         let tool_calls = (!message.tool_calls.is_empty())
             .then(|| serde_json::to_value(&message.tool_calls))
             .transpose()?;
-        self.lock_store()?.append(
+        let committed = self.store.append_async(
             &conversation.session_id,
             &NewMessage {
                 role: &message.role,
@@ -353,15 +366,16 @@ impl Agent {
                 tool_call_id: message.tool_call_id.as_deref(),
                 name: message.name.as_deref(),
             },
-        )?;
+        );
+        // Queued now, the message is committed even if this turn is dropped
+        // (Ctrl-C) while it waits, so the conversation holds it from here
+        // on, as the store will; a write that fails takes it back out.
         conversation.messages.push(message);
+        if let Err(error) = committed.await {
+            conversation.messages.pop();
+            return Err(error);
+        }
         Ok(())
-    }
-
-    fn lock_store(&self) -> anyhow::Result<std::sync::MutexGuard<'_, SessionStore>> {
-        self.store.lock().map_err(|_| {
-            anyhow::anyhow!("the session store is unavailable after a crash in another task")
-        })
     }
 }
 

@@ -79,12 +79,12 @@ pub struct AgentSession {
 impl AgentSession {
     /// A new conversation, stored as a new session.
     pub async fn start(&self) -> anyhow::Result<Conversation> {
-        self.agent.start(&self.system_prompt, None)
+        self.agent.start(&self.system_prompt, None).await
     }
 
     /// Continue session `id` as a new session whose parent it is.
     pub async fn resume(&self, id: &str) -> anyhow::Result<Conversation> {
-        self.agent.resume(id, &self.system_prompt)
+        self.agent.resume(id, &self.system_prompt).await
     }
 }
 
@@ -167,7 +167,7 @@ impl App {
             },
         );
         let snapshot = notes.snapshot()?;
-        let store = Arc::new(std::sync::Mutex::new(self.session_store()?));
+        let store = self.session_store()?;
         let skills = self.registry.offered().await?;
         let lines: Vec<prompt::SkillLine<'_>> = skills
             .iter()
@@ -204,7 +204,7 @@ impl App {
                 })
                 .collect(),
             notes,
-            Arc::clone(&store),
+            store.clone(),
             config.agent.tool_schema_budget_bytes,
         );
         let agent = Agent::new(

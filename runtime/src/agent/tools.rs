@@ -7,7 +7,7 @@
 //! capability.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -53,7 +53,7 @@ pub struct CallOutcome {
 pub struct ToolRegistry {
     skills: Vec<SkillEntry>,
     notes: Notes,
-    store: Arc<Mutex<SessionStore>>,
+    store: SessionStore,
     schema_budget_bytes: usize,
 }
 
@@ -63,7 +63,7 @@ impl ToolRegistry {
     pub fn new(
         skills: Vec<SkillEntry>,
         notes: Notes,
-        store: Arc<Mutex<SessionStore>>,
+        store: SessionStore,
         schema_budget_bytes: usize,
     ) -> Self {
         Self {
@@ -143,7 +143,7 @@ impl ToolRegistry {
                     },
                 };
             }
-            "session_search" => self.session_search(arguments),
+            "session_search" => self.session_search(arguments).await,
             "skills_list" => Ok(self.skills_list()),
             "skill_view" => self.skill_view(arguments),
             _ => self.skill_call(name, arguments).await,
@@ -224,7 +224,7 @@ impl ToolRegistry {
         ))
     }
 
-    fn session_search(&self, arguments: &str) -> Result<String, String> {
+    async fn session_search(&self, arguments: &str) -> Result<String, String> {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Args {
@@ -233,12 +233,10 @@ impl ToolRegistry {
             limit: Option<usize>,
         }
         let args: Args = parse(arguments)?;
-        let store = self
+        let hits = self
             .store
-            .lock()
-            .map_err(|_| "the session store is unavailable".to_owned())?;
-        let hits = store
-            .search(&args.query, args.limit.unwrap_or(10).clamp(1, 50))
+            .search_async(&args.query, args.limit.unwrap_or(10).clamp(1, 50))
+            .await
             .map_err(|e| format!("{e:#}"))?;
         if hits.is_empty() {
             return Ok(format!("no past message contains {:?}", args.query));

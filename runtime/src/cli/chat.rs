@@ -164,7 +164,10 @@ async fn repl(
                     Some(Ok(_)) => println!(),
                     Some(Err(error)) => eprintln!("\nerror: {error}"),
                     None => {
-                        session.agent.close_interrupted_turn(&mut conversation)?;
+                        session
+                            .agent
+                            .close_interrupted_turn(&mut conversation)
+                            .await?;
                         eprintln!("\n(turn stopped; the session goes on)");
                     }
                 }
