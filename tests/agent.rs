@@ -290,7 +290,7 @@ async fn tool_calls_of_one_turn_run_concurrently_and_keep_their_order() {
     let sandbox = fixture.sandbox();
     let hostile = fixture.load(&sandbox, "hostile").await;
     let store = SessionStore::open(&fixture.root.path().join("state.db")).unwrap();
-    let registry = ToolRegistry::new(
+    let registry = ToolRegistry::fixed(
         vec![SkillEntry {
             name: "hostile".into(),
             description: "test".into(),
@@ -618,7 +618,7 @@ async fn sixteen_conversations_at_once_commit_every_message_in_order() {
     let store = SessionStore::open(&path).unwrap();
     let agent = Arc::new(Agent::new(
         provider(&model, Duration::from_secs(30)),
-        ToolRegistry::new(
+        ToolRegistry::fixed(
             Vec::new(),
             Notes::new(fixture.root.path().join("memories"), NoteLimits::default()),
             store.clone(),
@@ -746,4 +746,84 @@ async fn sixteen_conversations_at_once_commit_every_message_in_order() {
             .collect();
         assert_eq!(sent, prefix, "session {s}");
     }
+}
+
+// Skills change while an agent runs.
+
+/// The names of the tools offered in model request `index`.
+fn offered_tools(model: &FakeModel, index: usize) -> Vec<String> {
+    model.requests()[index]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|tool| tool["function"]["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoke_and_a_grant_take_effect_for_the_next_turn_without_a_restart() {
+    use talaria_runtime::app::{App, AppOptions, Settings};
+    let fixture = Fixture::new();
+    fixture.install(&skill_source("skills/text"), "text", None);
+    assert_exit(
+        &support::talaria(&fixture, &["skills", "grant", "text", "--yes"]),
+        0,
+    );
+    let model = FakeModel::start(vec![
+        Reply::answer("one"),
+        Reply::answer("two"),
+        Reply::answer("three"),
+    ]);
+    std::fs::write(
+        fixture.root.path().join("config.toml"),
+        format!("[model]\nbase_url = \"{}\"\n", model.base_url),
+    )
+    .unwrap();
+    let options = AppOptions {
+        home: Some(fixture.root.path().to_owned()),
+        skills_dir: Some(fixture.skills_dir.clone()),
+        flags: talaria_runtime::config::Flags {
+            workspace: Some(fixture.workspace.clone()),
+            ..Default::default()
+        },
+    };
+    let app = App::open(Settings::load(&options).unwrap(), &options).unwrap();
+    let session = app.agent(false).await.unwrap();
+    let mut conversation = session.start().await.unwrap();
+    let mut ignore = |_: Event| {};
+
+    session
+        .agent
+        .ask(&mut conversation, "first", &mut ignore)
+        .await
+        .unwrap();
+    assert!(offered_tools(&model, 0).contains(&"text__count".to_owned()));
+
+    // Another process (the operator's CLI) revokes the skill.
+    assert_exit(
+        &support::talaria(&fixture, &["skills", "revoke", "text"]),
+        0,
+    );
+    session
+        .agent
+        .ask(&mut conversation, "second", &mut ignore)
+        .await
+        .unwrap();
+    assert!(
+        !offered_tools(&model, 1).contains(&"text__count".to_owned()),
+        "a revoked skill is not offered: {:?}",
+        offered_tools(&model, 1)
+    );
+
+    // ...and grants it again.
+    assert_exit(
+        &support::talaria(&fixture, &["skills", "grant", "text", "--yes"]),
+        0,
+    );
+    session
+        .agent
+        .ask(&mut conversation, "third", &mut ignore)
+        .await
+        .unwrap();
+    assert!(offered_tools(&model, 2).contains(&"text__count".to_owned()));
 }

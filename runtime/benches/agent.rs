@@ -25,7 +25,7 @@ fn main() -> anyhow::Result<()> {
     println!("== agent loop, zero-latency model on loopback, {TURNS} turns");
     let base_url = instant_model()?;
     let store = SessionStore::open(&scratch.path().join("agent.db"))?;
-    let registry = ToolRegistry::new(
+    let registry = ToolRegistry::fixed(
         Vec::new(),
         Notes::new(scratch.path().join("memories"), NoteLimits::default()),
         store.clone(),

@@ -216,6 +216,9 @@ impl Agent {
         self.record(conversation, ChatMessage::new("user", input))
             .await?;
         for turn in 1..=self.options.max_turns {
+            // The skills are read again for every model call: a grant or a
+            // revoke since the last one takes effect now.
+            self.tools.refresh().await;
             let tools = self.tools.definitions(&conversation.disclosed);
             let body_size = self
                 .provider

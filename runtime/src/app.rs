@@ -194,15 +194,7 @@ impl App {
             backoff: Duration::from_millis(500),
         });
         let tools = ToolRegistry::new(
-            skills
-                .iter()
-                .map(|skill| crate::agent::tools::SkillEntry {
-                    name: skill.name.clone(),
-                    description: skill.description.clone(),
-                    instructions: skill.instructions.clone(),
-                    loaded: skill.loaded.clone(),
-                })
-                .collect(),
+            Arc::clone(&self.registry) as Arc<dyn crate::agent::tools::SkillSource>,
             notes,
             store.clone(),
             config.agent.tool_schema_budget_bytes,

@@ -7,22 +7,39 @@
 //! capability.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::memory::{Notes, SessionStore, Target};
-use crate::sandbox::LoadedSkill;
+pub use crate::skill::registry::OfferedSkill as SkillEntry;
+use crate::skill::registry::{OfferedSkill, SkillRegistry};
 
-/// A skill the agent may use or read about.
-pub struct SkillEntry {
-    pub name: String,
-    pub description: String,
-    /// `SKILL.md`, as read (and hashed) with the skill.
-    pub instructions: Option<String>,
-    /// The loaded component of a granted skill with tools.
-    pub loaded: Option<Arc<LoadedSkill>>,
+/// Where the skills offered to the model come from, asked again at every
+/// model call: the live registry in the application (a grant, a revoke or a
+/// changed skill folder takes effect for the next turn), a fixed list in
+/// tests and embedders.
+#[async_trait::async_trait]
+pub trait SkillSource: Send + Sync {
+    async fn offered(&self) -> anyhow::Result<Arc<[OfferedSkill]>>;
+}
+
+#[async_trait::async_trait]
+impl SkillSource for SkillRegistry {
+    async fn offered(&self) -> anyhow::Result<Arc<[OfferedSkill]>> {
+        SkillRegistry::offered(self).await
+    }
+}
+
+/// The same skills every time.
+pub struct FixedSkills(pub Arc<[OfferedSkill]>);
+
+#[async_trait::async_trait]
+impl SkillSource for FixedSkills {
+    async fn offered(&self) -> anyhow::Result<Arc<[OfferedSkill]>> {
+        Ok(Arc::clone(&self.0))
+    }
 }
 
 /// What a `memory` call changed, shown to the user: memory entries reach
@@ -51,7 +68,10 @@ pub struct CallOutcome {
 }
 
 pub struct ToolRegistry {
-    skills: Vec<SkillEntry>,
+    source: Arc<dyn SkillSource>,
+    /// The skills as read at the last refresh: the tools of one model call
+    /// and the calls it makes all see the same set.
+    skills: RwLock<Arc<[OfferedSkill]>>,
     notes: Notes,
     store: SessionStore,
     schema_budget_bytes: usize,
@@ -61,21 +81,56 @@ const SEPARATOR: &str = "__";
 
 impl ToolRegistry {
     pub fn new(
-        skills: Vec<SkillEntry>,
+        source: Arc<dyn SkillSource>,
         notes: Notes,
         store: SessionStore,
         schema_budget_bytes: usize,
     ) -> Self {
         Self {
-            skills,
+            source,
+            skills: RwLock::new(Arc::from(Vec::new())),
             notes,
             store,
             schema_budget_bytes,
         }
     }
 
-    pub fn skills(&self) -> &[SkillEntry] {
-        &self.skills
+    /// A registry offering `skills`, always the same.
+    pub fn fixed(
+        skills: Vec<SkillEntry>,
+        notes: Notes,
+        store: SessionStore,
+        schema_budget_bytes: usize,
+    ) -> Self {
+        let skills: Arc<[OfferedSkill]> = skills.into();
+        let registry = Self::new(
+            Arc::new(FixedSkills(Arc::clone(&skills))),
+            notes,
+            store,
+            schema_budget_bytes,
+        );
+        *registry.skills.write().unwrap_or_else(|e| e.into_inner()) = skills;
+        registry
+    }
+
+    /// Read the skills from the source again (at the start of every model
+    /// call). A source that fails keeps the previous set, with a warning.
+    pub async fn refresh(&self) -> Arc<[OfferedSkill]> {
+        match self.source.offered().await {
+            Ok(skills) => {
+                *self.skills.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&skills);
+                skills
+            }
+            Err(error) => {
+                tracing::warn!("cannot refresh the skills; offering the previous set: {error:#}");
+                self.skills()
+            }
+        }
+    }
+
+    /// The skills as of the last refresh.
+    pub fn skills(&self) -> Arc<[OfferedSkill]> {
+        Arc::clone(&self.skills.read().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Tool definitions for one request. When all skill schemas together
@@ -83,8 +138,8 @@ impl ToolRegistry {
     /// `disclosed` (viewed with `skill_view` or used in this session).
     pub fn definitions(&self, disclosed: &HashSet<String>) -> Vec<Value> {
         let mut definitions = builtin_definitions();
-        let skill_tools: Vec<(&SkillEntry, Value)> = self
-            .skills
+        let skills = self.skills();
+        let skill_tools: Vec<(&SkillEntry, Value)> = skills
             .iter()
             .filter_map(|skill| skill.loaded.as_ref().map(|loaded| (skill, loaded)))
             .flat_map(|(skill, loaded)| {
@@ -158,8 +213,8 @@ impl ToolRegistry {
         let (skill_name, tool) = name
             .split_once(SEPARATOR)
             .ok_or_else(|| format!("there is no tool named {name:?}"))?;
-        let skill = self
-            .skills
+        let skills = self.skills();
+        let skill = skills
             .iter()
             .find(|s| s.name == skill_name)
             .ok_or_else(|| format!("there is no skill named {skill_name:?}; see skills_list"))?;
@@ -254,7 +309,7 @@ impl ToolRegistry {
     }
 
     fn skills_list(&self) -> String {
-        self.skills
+        self.skills()
             .iter()
             .map(|skill| {
                 let tools = skill
@@ -281,8 +336,8 @@ impl ToolRegistry {
             name: String,
         }
         let args: Args = parse(arguments)?;
-        let skill = self
-            .skills
+        let skills = self.skills();
+        let skill = skills
             .iter()
             .find(|s| s.name == args.name)
             .ok_or_else(|| format!("there is no skill named {:?}; see skills_list", args.name))?;

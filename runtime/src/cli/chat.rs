@@ -139,7 +139,7 @@ async fn repl(
                 Err(error) => eprintln!("error: {error:#}"),
             },
             ("/skills", _) => {
-                for skill in session.agent.tools().skills() {
+                for skill in session.agent.tools().refresh().await.iter() {
                     eprintln!("- {}: {}", skill.name, skill.description);
                 }
             }

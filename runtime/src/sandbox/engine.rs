@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::skill::manifest::MAX_MEMORY_MB;
+use super::policy::MAX_MEMORY_MB;
 
 /// Wall-time granularity of the epoch deadline: a spinning guest is stopped
 /// at most one tick after its timeout.
