@@ -38,21 +38,27 @@ impl Skill {
     /// name, so the name an operator sees on disk is the one that runs.
     pub fn load(dir: &Path) -> Result<Self, ManifestError> {
         let file = dir.join(MANIFEST_FILE);
-        let (manifest, bytes) = Manifest::load_bytes(&file)?;
-        let folder = dir
+        // One handle on the folder for every file read from it: nothing is
+        // read from outside it, whatever links it holds.
+        let folder = crate::untrusted_file::Folder::open(dir).map_err(|error| ManifestError {
+            file: dir.to_owned(),
+            message: format!("cannot open the skill folder: it {error}"),
+        })?;
+        let (manifest, bytes) = Manifest::load_from(&folder)?;
+        let folder_name = dir
             .file_name()
             .map(|name| name.to_string_lossy().into_owned());
-        if folder.as_deref() != Some(manifest.name.as_str()) {
+        if folder_name.as_deref() != Some(manifest.name.as_str()) {
             return Err(ManifestError {
                 file,
                 message: format!(
                     "key `skill.name`: expected the folder name {:?}, found {:?}",
-                    folder.unwrap_or_default(),
+                    folder_name.unwrap_or_default(),
                     manifest.name
                 ),
             });
         }
-        let contents = SkillContents::read(dir, &manifest, bytes)?;
+        let contents = SkillContents::read(&folder, &manifest, bytes)?;
         Ok(Self {
             dir: dir.to_owned(),
             label: format!("{} v{}", manifest.name, manifest.version),

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use super::install;
 use super::{INSTRUCTIONS_FILE, Manifest, ManifestError, MountSource};
 use crate::sandbox::policy::FolderFile;
+use crate::untrusted_file::Folder;
 
 /// Largest `SKILL.md` read; instructions are a few kilobytes.
 pub const MAX_INSTRUCTIONS_BYTES: u64 = 1024 * 1024;
@@ -117,13 +118,14 @@ impl SkillContents {
     /// u8 0, or u8 1 and the folder's tree hash (skills mounting ${skill_dir})
     /// ```
     pub fn read(
-        dir: &Path,
+        folder: &Folder,
         manifest: &Manifest,
         manifest_bytes: Vec<u8>,
     ) -> Result<Self, ManifestError> {
+        let dir = folder.path();
         let instructions_path = dir.join(INSTRUCTIONS_FILE);
         let instructions =
-            match crate::untrusted_file::read_text(&instructions_path, MAX_INSTRUCTIONS_BYTES) {
+            match folder.read_text(Path::new(INSTRUCTIONS_FILE), MAX_INSTRUCTIONS_BYTES) {
                 Ok(text) => Some(text),
                 Err(error) if error.is_not_found() => None,
                 Err(error) => {
@@ -136,7 +138,7 @@ impl SkillContents {
         let component = match &manifest.component {
             Some(relative) => {
                 let path = dir.join(relative);
-                let bytes = crate::untrusted_file::read(&path, MAX_COMPONENT_BYTES).map_err(
+                let bytes = folder.read(relative, MAX_COMPONENT_BYTES).map_err(
                     |error| ManifestError {
                         message: if error.is_not_found() {
                             format!(
@@ -161,7 +163,7 @@ impl SkillContents {
             .iter()
             .any(|mount| mount.source == MountSource::SkillDir);
         let folder = if mounts_own_folder {
-            let files = install::read_tree(dir).map_err(|error| ManifestError {
+            let files = install::read_tree(folder).map_err(|error| ManifestError {
                 file: dir.to_owned(),
                 message: format!("{error:#}"),
             })?;

@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 
 use crate::home::create_private_dir;
 use crate::sandbox::policy::FolderFile;
+use crate::untrusted_file::{EntryKind, Folder};
 
 /// Where a new revision of `name` is assembled before it goes live.
 pub fn staging_dir(skills_dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
@@ -24,35 +25,18 @@ pub fn staging_dir(skills_dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
 
 /// Copy a skill folder: regular files and directories, skipping build output
 /// (`target/`) and hidden entries; symlinks, FIFOs, sockets and devices are
-/// refused rather than followed or skipped.
+/// refused rather than followed or skipped. The source is read through one
+/// folder handle (see [`read_tree`]); the copy is written 0700/0600.
 pub fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
+    let folder = Folder::open(from).map_err(|e| anyhow::anyhow!("{} {e}", from.display()))?;
     create_private_dir(to)?;
-    for entry in
-        std::fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))?
-    {
-        let entry = entry?;
-        let name = entry.file_name();
-        if is_skipped(&name.to_string_lossy()) {
-            continue;
+    for file in read_tree(&folder)? {
+        let destination = to.join(&file.path);
+        if let Some(parent) = destination.parent() {
+            create_private_dir(parent)?;
         }
-        let kind = entry.file_type()?;
-        let (source, destination) = (entry.path(), to.join(&name));
-        if kind.is_dir() {
-            copy_tree(&source, &destination)?;
-        } else if kind.is_file() {
-            // Read through the non-blocking, no-follow reader: the entry may
-            // have been swapped for a FIFO or a link since it was listed.
-            let bytes = crate::untrusted_file::read(&source, MAX_FILE_BYTES)
-                .map_err(|e| anyhow::anyhow!("{} {e}", source.display()))?;
-            std::fs::write(&destination, bytes)
-                .with_context(|| format!("cannot write {}", destination.display()))?;
-        } else {
-            bail!(
-                "{} is {}; a skill folder must hold plain files and folders",
-                source.display(),
-                crate::untrusted_file::kind_name(kind)
-            );
-        }
+        std::fs::write(&destination, &file.bytes)
+            .with_context(|| format!("cannot write {}", destination.display()))?;
     }
     Ok(())
 }
@@ -95,7 +79,8 @@ const MAX_TREE_BYTES: u64 = 256 * 1024 * 1024;
 /// and `target/` skipped), in path order, framed by its relative path and
 /// length. Symlinks and special files are an error, as in [`copy_tree`].
 pub fn tree_hash(dir: &Path) -> anyhow::Result<String> {
-    Ok(hash_tree(&read_tree(dir)?))
+    let folder = Folder::open(dir).map_err(|e| anyhow::anyhow!("{} {e}", dir.display()))?;
+    Ok(hash_tree(&read_tree(&folder)?))
 }
 
 /// [`tree_hash`] of files already read.
@@ -113,56 +98,64 @@ pub fn hash_tree(files: &[FolderFile]) -> String {
 }
 
 /// Every file of a skill folder that is part of the skill (see
-/// [`is_skipped`]), sorted by path, each read once.
-pub fn read_tree(dir: &Path) -> anyhow::Result<Vec<FolderFile>> {
-    let mut paths = Vec::new();
-    collect_files(dir, Path::new(""), &mut paths)?;
-    paths.sort();
+/// [`is_skipped`]), sorted by path, each read once through the folder's
+/// handle: nothing outside it is read, whatever links or `..` it holds.
+pub fn read_tree(folder: &Folder) -> anyhow::Result<Vec<FolderFile>> {
+    let mut files = Vec::new();
     let mut total = 0u64;
-    let mut files = Vec::with_capacity(paths.len());
-    for path in paths {
-        let full = dir.join(&path);
-        let bytes = crate::untrusted_file::read(&full, MAX_FILE_BYTES)
-            .map_err(|e| anyhow::anyhow!("{} {e}", full.display()))?;
-        total += bytes.len() as u64;
-        anyhow::ensure!(
-            total <= MAX_TREE_BYTES,
-            "{} holds more than {} MiB of files; a skill folder must be smaller",
-            dir.display(),
-            MAX_TREE_BYTES >> 20
-        );
-        files.push(FolderFile { path, bytes });
-    }
+    collect_files(folder, folder, Path::new(""), &mut files, &mut total)?;
+    files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(files)
 }
 
-fn collect_files(root: &Path, relative: &Path, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-    let dir = root.join(relative);
-    for entry in
-        std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?
-    {
-        let entry = entry?;
-        let name = entry.file_name();
-        if is_skipped(&name.to_string_lossy()) {
+fn collect_files(
+    root: &Folder,
+    folder: &Folder,
+    relative: &Path,
+    files: &mut Vec<FolderFile>,
+    total: &mut u64,
+) -> anyhow::Result<()> {
+    let shown = |name: &str| root.path().join(relative).join(name).display().to_string();
+    let entries = folder
+        .entries()
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", folder.path().display()))?;
+    for (name, kind) in entries {
+        if is_skipped(&name) {
             continue;
         }
-        let kind = entry.file_type()?;
-        let path = relative.join(&name);
-        if kind.is_dir() {
-            collect_files(root, &path, files)?;
-        } else if kind.is_file() {
-            files.push(path);
-            anyhow::ensure!(
-                files.len() <= MAX_TREE_FILES,
-                "{} holds more than {MAX_TREE_FILES} files; a skill folder must be smaller",
-                root.display()
-            );
-        } else {
-            bail!(
+        match kind {
+            EntryKind::Dir => {
+                let sub = folder
+                    .folder(Path::new(&name))
+                    .map_err(|e| anyhow::anyhow!("{} {e}", shown(&name)))?;
+                collect_files(root, &sub, &relative.join(&name), files, total)?;
+            }
+            EntryKind::File => {
+                let bytes = folder
+                    .read(Path::new(&name), MAX_FILE_BYTES)
+                    .map_err(|e| anyhow::anyhow!("{} {e}", shown(&name)))?;
+                *total += bytes.len() as u64;
+                anyhow::ensure!(
+                    *total <= MAX_TREE_BYTES,
+                    "{} holds more than {} MiB of files; a skill folder must be smaller",
+                    root.path().display(),
+                    MAX_TREE_BYTES >> 20
+                );
+                files.push(FolderFile {
+                    path: relative.join(&name),
+                    bytes,
+                });
+                anyhow::ensure!(
+                    files.len() <= MAX_TREE_FILES,
+                    "{} holds more than {MAX_TREE_FILES} files; a skill folder must be smaller",
+                    root.path().display()
+                );
+            }
+            other => bail!(
                 "{} is {}; a skill folder must hold plain files and folders",
-                entry.path().display(),
-                crate::untrusted_file::kind_name(kind)
-            );
+                shown(&name),
+                other.name()
+            ),
         }
     }
     Ok(())

@@ -86,11 +86,27 @@ impl Manifest {
     /// [`Manifest::load`], also returning the bytes it was parsed from, so
     /// that what is hashed is exactly what was validated.
     pub fn load_bytes(file: &Path) -> Result<(Self, Vec<u8>), ManifestError> {
+        let read = crate::untrusted_file::read(file, MAX_MANIFEST_BYTES);
+        Self::from_read(file, read)
+    }
+
+    /// The manifest `skill.toml` of `folder`, with its bytes.
+    pub fn load_from(
+        folder: &crate::untrusted_file::Folder,
+    ) -> Result<(Self, Vec<u8>), ManifestError> {
+        let read = folder.read(Path::new(crate::skill::MANIFEST_FILE), MAX_MANIFEST_BYTES);
+        Self::from_read(&folder.path().join(crate::skill::MANIFEST_FILE), read)
+    }
+
+    fn from_read(
+        file: &Path,
+        read: Result<Vec<u8>, crate::untrusted_file::ReadError>,
+    ) -> Result<(Self, Vec<u8>), ManifestError> {
         let error = |message: String| ManifestError {
             file: file.to_owned(),
             message,
         };
-        let bytes = crate::untrusted_file::read(file, MAX_MANIFEST_BYTES).map_err(|e| match e {
+        let bytes = read.map_err(|e| match e {
             crate::untrusted_file::ReadError::TooLarge { size, limit } => error(format!(
                 "is {size} bytes; a manifest may be at most {limit} bytes"
             )),
