@@ -2,8 +2,6 @@
 //! home with a skills directory, a workspace, skill data and a cache, and
 //! helpers to install the test skills built by `cargo xtask build-skills`.
 
-#![allow(dead_code)]
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

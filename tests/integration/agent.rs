@@ -2,16 +2,14 @@
 //! loopback (the one part mocked: no model runs here), with real skills,
 //! a real SQLite store and real processes.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Value, json};
-use support::{
+use crate::support::{
     FakeModel, Fixture, Reply, assert_exit, repo_root, skill_source, stderr, stdout, talaria_with,
 };
+use serde_json::{Value, json};
 use talaria_runtime::agent::provider::{ChatMessage, Provider, ProviderConfig, ProviderError};
 use talaria_runtime::agent::tools::{SkillEntry, ToolRegistry};
 use talaria_runtime::agent::{Agent, AgentOptions, Event};
@@ -766,7 +764,7 @@ async fn a_revoke_and_a_grant_take_effect_for_the_next_turn_without_a_restart() 
     let fixture = Fixture::new();
     fixture.install(&skill_source("skills/text"), "text", None);
     assert_exit(
-        &support::talaria(&fixture, &["skills", "grant", "text", "--yes"]),
+        &crate::support::talaria(&fixture, &["skills", "grant", "text", "--yes"]),
         0,
     );
     let model = FakeModel::start(vec![
@@ -801,7 +799,7 @@ async fn a_revoke_and_a_grant_take_effect_for_the_next_turn_without_a_restart() 
 
     // Another process (the operator's CLI) revokes the skill.
     assert_exit(
-        &support::talaria(&fixture, &["skills", "revoke", "text"]),
+        &crate::support::talaria(&fixture, &["skills", "revoke", "text"]),
         0,
     );
     session
@@ -817,7 +815,7 @@ async fn a_revoke_and_a_grant_take_effect_for_the_next_turn_without_a_restart() 
 
     // ...and grants it again.
     assert_exit(
-        &support::talaria(&fixture, &["skills", "grant", "text", "--yes"]),
+        &crate::support::talaria(&fixture, &["skills", "grant", "text", "--yes"]),
         0,
     );
     session

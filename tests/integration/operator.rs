@@ -1,14 +1,12 @@
 //! The operator's commands end to end: grants pinned to a skill's hash,
 //! audit, revoke, transactional install, config, the data home and its lock.
 
-mod support;
-
 use std::path::Path;
 
-use serde_json::Value;
-use support::{
+use crate::support::{
     Fixture, assert_exit, repo_root, skill_source, stderr, stdout, talaria, talaria_with,
 };
+use serde_json::Value;
 use talaria_runtime::home::WriterLock;
 
 fn fixture_with_hostile() -> Fixture {

@@ -1,9 +1,7 @@
 //! The bundled skills (`skills/`), run as real components in the sandbox.
 
-mod support;
-
+use crate::support::{Fixture, repo_root, skill_source};
 use serde_json::{Value, json};
-use support::{Fixture, repo_root, skill_source};
 use talaria_runtime::sandbox::{LoadedSkill, Sandbox, ToolCallErrorKind};
 use talaria_runtime::skill::{self, Skill};
 

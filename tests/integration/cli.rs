@@ -1,12 +1,12 @@
 //! The `talaria` binary end to end: output, exit codes and error messages.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 
+use crate::support::{
+    Fixture, assert_exit, skill_source, stderr, stdout, talaria, talaria_with_stdin,
+};
 use serde_json::Value;
-use support::{Fixture, assert_exit, skill_source, stderr, stdout, talaria, talaria_with_stdin};
 
 fn fixture_with_skills() -> Fixture {
     let fixture = Fixture::new();

@@ -3,13 +3,11 @@
 //! trust decision, the workspace never overlaps what Talaria trusts, and
 //! nothing untrusted can hang the host.
 
-mod support;
-
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{
+use crate::support::{
     Fixture, assert_exit, repo_root, skill_source, stderr, stdout, talaria, talaria_with,
 };
 

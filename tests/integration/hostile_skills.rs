@@ -2,13 +2,11 @@
 //! sandbox. Every case checks the denial AND that the host keeps working
 //! afterwards (the same loaded skill still answers a harmless call).
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::support::{Fixture, skill_source};
 use serde_json::json;
-use support::{Fixture, skill_source};
 use talaria_runtime::sandbox::{
     CacheOutcome, LoadedSkill, PoolSize, Sandbox, SandboxConfig, ToolCallError, ToolCallErrorKind,
 };

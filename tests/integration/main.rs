@@ -1,0 +1,19 @@
+//! Workspace-level integration tests, in one binary (one link instead of
+//! one per file): real processes, real SQLite, real skills built by
+//! `cargo xtask build-skills`; only the model is a scripted server on
+//! loopback.
+//!
+//! - `hostile_skills`: a purpose-built hostile component against the sandbox
+//! - `bundled_skills`: the shipped skills end to end
+//! - `operator`: grants, audit, install, config, doctor, the home's lock
+//! - `cli`: the command line's conventions
+//! - `agent`: the agent loop against the scripted model
+//! - `hardening`: regressions from the outside security review
+
+mod agent;
+mod bundled_skills;
+mod cli;
+mod hardening;
+mod hostile_skills;
+mod operator;
+mod support;
