@@ -495,6 +495,11 @@ fn pick<T>(
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_config_seeded_into_a_new_home_is_valid() {
+        ConfigFile::parse(crate::home::DEFAULT_CONFIG).unwrap();
+    }
+
     fn env(process: &[(&str, &str)], dotenv: &[(&str, &str)]) -> Environment {
         let map = |pairs: &[(&str, &str)]| {
             pairs

@@ -8,9 +8,11 @@
 //! - `operator`: grants, audit, install, config, doctor, the home's lock
 //! - `cli`: the command line's conventions
 //! - `agent`: the agent loop against the scripted model
+//! - `architecture`: no module of the runtime depends the wrong way
 //! - `hardening`: regressions from the outside security review
 
 mod agent;
+mod architecture;
 mod bundled_skills;
 mod cli;
 mod hardening;
