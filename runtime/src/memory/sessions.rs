@@ -63,8 +63,8 @@ mod schema;
 mod writer;
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, mpsc};
+use std::path::Path;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -72,7 +72,7 @@ use rusqlite::Connection;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use readers::{exists, list, messages, open_reader, search};
+use readers::{ReaderPool, exists, list, messages, search};
 use schema::schema_version;
 use writer::{Job, Reply, Write, configure, new_session, serve, writer_stopped};
 
@@ -85,10 +85,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The files SQLite keeps beside the database in WAL mode.
 const COMPANION_SUFFIXES: &[&str] = &["-wal", "-shm"];
-
-/// Idle read connections kept open; more are opened when more reads run at
-/// once, and closed after.
-const MAX_IDLE_READERS: usize = 4;
 
 /// A handle on `state.db`; clones share one writer and one pool of readers
 /// (see the module documentation).
@@ -159,8 +155,7 @@ impl SessionStore {
             shared: Arc::new(Shared {
                 sender: Some(sender),
                 writer: Some(writer),
-                readers: Mutex::new(Vec::new()),
-                path: path.to_owned(),
+                readers: ReaderPool::new(path),
             }),
         })
     }
@@ -304,9 +299,9 @@ impl SessionStore {
 
     /// Run `read` on a read connection of the pool, on this thread.
     fn read<T>(&self, read: impl FnOnce(&Connection) -> anyhow::Result<T>) -> anyhow::Result<T> {
-        let conn = self.shared.take_reader()?;
+        let conn = self.shared.readers.take()?;
         let result = read(&conn);
-        self.shared.return_reader(conn);
+        self.shared.readers.put_back(conn);
         result
     }
 
@@ -326,9 +321,7 @@ struct Shared {
     /// Taken on drop, which closes the channel and ends the writer.
     sender: Option<mpsc::Sender<Job>>,
     writer: Option<std::thread::JoinHandle<()>>,
-    /// Idle read connections. The lock is held only to take or return one.
-    readers: Mutex<Vec<Connection>>,
-    path: PathBuf,
+    readers: ReaderPool,
 }
 
 impl Shared {
@@ -339,39 +332,13 @@ impl Shared {
             .send(job)
             .map_err(|_| writer_stopped())
     }
-
-    fn take_reader(&self) -> anyhow::Result<Connection> {
-        let idle = self
-            .readers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .pop();
-        match idle {
-            Some(conn) => Ok(conn),
-            None => open_reader(&self.path)
-                .with_context(|| format!("cannot open {} to read", self.path.display())),
-        }
-    }
-
-    fn return_reader(&self, conn: Connection) {
-        let mut idle = self
-            .readers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if idle.len() < MAX_IDLE_READERS {
-            idle.push(conn);
-        }
-    }
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
         // Readers first, so that the writer's connection closes last and
         // checkpoints the WAL into the database.
-        self.readers
-            .get_mut()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clear();
+        self.readers.close();
         // Closing the channel ends the writer once it has committed what
         // was queued; wait for that, so the database is closed after this.
         self.sender.take();

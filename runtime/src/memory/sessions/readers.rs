@@ -1,16 +1,70 @@
 //! Reading `state.db`: opening a read connection, and the queries run on
 //! one (the sessions, a session's messages, full-text search).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
+use anyhow::Context;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::{BUSY_TIMEOUT, Message, SearchHit, SessionSummary};
 
+/// Idle read connections kept open; more are opened when more reads run at
+/// once, and closed after.
+const MAX_IDLE_READERS: usize = 4;
+
+/// The read connections of a store: one is taken for each read and put back
+/// after.
+pub(super) struct ReaderPool {
+    /// Idle read connections. The lock is held only to take or return one.
+    idle: Mutex<Vec<Connection>>,
+    path: PathBuf,
+}
+
+impl ReaderPool {
+    pub(super) fn new(path: &Path) -> Self {
+        Self {
+            idle: Mutex::new(Vec::new()),
+            path: path.to_owned(),
+        }
+    }
+
+    pub(super) fn take(&self) -> anyhow::Result<Connection> {
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop();
+        match idle {
+            Some(conn) => Ok(conn),
+            None => open_reader(&self.path)
+                .with_context(|| format!("cannot open {} to read", self.path.display())),
+        }
+    }
+
+    pub(super) fn put_back(&self, conn: Connection) {
+        let mut idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(conn);
+        }
+    }
+
+    /// Close the idle connections.
+    pub(super) fn close(&mut self) {
+        self.idle
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+    }
+}
+
 /// A read connection: never creates the database (the writer did), never
 /// writes, and waits like the writer for the rare moments a reader must
 /// (another process recovering the WAL).
-pub(super) fn open_reader(path: &Path) -> anyhow::Result<Connection> {
+fn open_reader(path: &Path) -> anyhow::Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -105,8 +159,9 @@ mod tests {
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
+    use super::MAX_IDLE_READERS;
+    use crate::memory::sessions::SessionStore;
     use crate::memory::sessions::tests::{contents, lock_for_writing, numbered, user};
-    use crate::memory::sessions::{MAX_IDLE_READERS, SessionStore};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn reads_go_on_while_another_process_holds_the_write_lock() {
@@ -202,6 +257,6 @@ mod tests {
             assert_eq!(seen, EACH);
             assert!(reads > 1);
         }
-        assert!(store.shared.readers.lock().unwrap().len() <= MAX_IDLE_READERS);
+        assert!(store.shared.readers.idle.lock().unwrap().len() <= MAX_IDLE_READERS);
     }
 }
