@@ -289,32 +289,17 @@ impl Sandbox {
         let mounts = self
             .hold_mounts(source.folder, &capabilities)
             .map_err(|e| error(format!("{e:#}")))?;
-        let data_quota = capabilities
-            .mounts
-            .iter()
-            .find(|m| m.source == MountSource::SkillData && m.access == Access::ReadWrite)
-            .map(|m| (m.host.clone(), capabilities.limits.data_mb));
-        let mut loaded = LoadedSkill {
-            label: Arc::from(label.as_str()),
+        LoadedSkill::new(
+            self,
+            &label,
             pre,
             call_export,
             capabilities,
             mounts,
-            data_quota,
-            engine: self.engine.clone(),
-            ticker: Arc::clone(&self.ticker),
-            slots: self.slots.clone(),
-            max_open_handles: self.max_open_handles,
-            tools: Vec::new(),
             cache_outcome,
-            env: Arc::new(|name: &str| std::env::var(name).ok()),
-            _folder_copies: Arc::clone(&self.folder_copies),
-        };
-        loaded.tools = loaded
-            .list_tools()
-            .await
-            .map_err(|e| error(e.to_string()))?;
-        Ok(loaded)
+        )
+        .await
+        .map_err(|e| error(e.to_string()))
     }
 
     /// Compile `wasm`, or fetch it from the cache, without linking or

@@ -16,9 +16,9 @@ use super::data_quota::DataQuota;
 use super::engine::EpochTicker;
 use super::guest_state::{CallSetup, GuestState};
 use super::mounts::{FolderCopies, HeldMount};
-use super::policy::Capabilities;
+use super::policy::{Access, Capabilities, MountSource};
 use super::traps::classify_trap;
-use super::{InstanceSlots, ToolCallError, ToolCallErrorKind, ToolOutput, ToolSpec};
+use super::{InstanceSlots, Sandbox, ToolCallError, ToolCallErrorKind, ToolOutput, ToolSpec};
 use crate::untrusted_text as guest_text;
 
 /// `tool-error` of the WIT contract, its text copied out of the guest only
@@ -49,26 +49,62 @@ type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 /// A skill ready to run: compiled, linked, its mounts held, its tools listed.
 pub struct LoadedSkill {
-    pub(super) label: Arc<str>,
-    pub(super) pre: SkillPre<GuestState>,
-    pub(super) call_export: ComponentExportIndex,
-    pub(super) capabilities: Capabilities,
-    pub(super) mounts: Vec<HeldMount>,
+    label: Arc<str>,
+    pre: SkillPre<GuestState>,
+    call_export: ComponentExportIndex,
+    capabilities: Capabilities,
+    mounts: Vec<HeldMount>,
     /// The read-write `${skill_data}` directory and its quota in MiB.
-    pub(super) data_quota: Option<(PathBuf, u32)>,
-    pub(super) engine: Engine,
-    pub(super) ticker: Arc<EpochTicker>,
-    pub(super) slots: InstanceSlots,
-    pub(super) max_open_handles: usize,
-    pub(super) tools: Vec<ToolSpec>,
-    pub(super) cache_outcome: CacheOutcome,
-    pub(super) env: EnvLookup,
+    data_quota: Option<(PathBuf, u32)>,
+    engine: Engine,
+    ticker: Arc<EpochTicker>,
+    slots: InstanceSlots,
+    max_open_handles: usize,
+    tools: Vec<ToolSpec>,
+    cache_outcome: CacheOutcome,
+    env: EnvLookup,
     /// Keeps the frozen folder copies (when temporary) while this skill
     /// may mount one.
-    pub(super) _folder_copies: Arc<FolderCopies>,
+    _folder_copies: Arc<FolderCopies>,
 }
 
 impl LoadedSkill {
+    /// A skill [`Sandbox::load`] compiled and linked, its mounts held; it is
+    /// ready once it has listed its tools.
+    pub(super) async fn new(
+        sandbox: &Sandbox,
+        label: &str,
+        pre: SkillPre<GuestState>,
+        call_export: ComponentExportIndex,
+        capabilities: Capabilities,
+        mounts: Vec<HeldMount>,
+        cache_outcome: CacheOutcome,
+    ) -> Result<Self, ToolCallError> {
+        let data_quota = capabilities
+            .mounts
+            .iter()
+            .find(|m| m.source == MountSource::SkillData && m.access == Access::ReadWrite)
+            .map(|m| (m.host.clone(), capabilities.limits.data_mb));
+        let mut loaded = Self {
+            label: Arc::from(label),
+            pre,
+            call_export,
+            capabilities,
+            mounts,
+            data_quota,
+            engine: sandbox.engine.clone(),
+            ticker: Arc::clone(&sandbox.ticker),
+            slots: sandbox.slots.clone(),
+            max_open_handles: sandbox.max_open_handles,
+            tools: Vec::new(),
+            cache_outcome,
+            env: Arc::new(|name: &str| std::env::var(name).ok()),
+            _folder_copies: Arc::clone(&sandbox.folder_copies),
+        };
+        loaded.tools = loaded.list_tools().await?;
+        Ok(loaded)
+    }
+
     /// `name vX.Y.Z`
     pub fn label(&self) -> &str {
         &self.label
@@ -285,7 +321,7 @@ impl LoadedSkill {
         Ok(store)
     }
 
-    pub(super) async fn list_tools(&self) -> Result<Vec<ToolSpec>, ToolCallError> {
+    async fn list_tools(&self) -> Result<Vec<ToolSpec>, ToolCallError> {
         let started = Instant::now();
         let error = |kind| ToolCallError {
             skill: self.label.to_string(),
