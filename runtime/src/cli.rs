@@ -2,19 +2,19 @@
 
 mod args;
 mod chat;
-mod output;
+mod config;
+mod doctor;
 mod sessions;
 mod skills;
+mod table;
+mod tool;
 
-use std::io::Read;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use clap::Parser as _;
 
 use crate::app::{App, AppOptions, Settings};
 use crate::config::{Config, LogFormat};
-use crate::skill::registry::SkillRegistry;
 pub use args::Cli;
 use args::{Command, ConfigCommand, SessionsCommand, SkillsCommand, ToolCommand};
 
@@ -123,7 +123,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         let home = crate::home::Home::at(root);
         let findings =
             crate::doctor::run(&home, &options.flags, cli.global.skills_dir.clone()).await;
-        output::print_findings(&home, &findings, json)?;
+        doctor::print_findings(&home, &findings, json)?;
         let worst = findings.iter().map(|f| f.severity).max();
         return Ok(if worst == Some(crate::doctor::Severity::Problem) {
             EXIT_FAILURE
@@ -137,7 +137,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
         Command::Skills(SkillsCommand::List { json }) => {
             let entries = app.registry().entries(true).await?;
-            output::print_skills(&entries, json)?;
+            skills::print_skills(&entries, json)?;
         }
         Command::Skills(SkillsCommand::Audit { json }) => {
             if !skills::audit(&app, json).await? {
@@ -154,97 +154,18 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Tool(ToolCommand::List { json }) => {
             let entries = app.registry().entries(true).await?;
-            output::print_tools(&entries, json)?;
+            tool::print_tools(&entries, json)?;
         }
         Command::Tool(ToolCommand::Call { tool, arguments }) => {
-            call_tool(&app, &tool, &arguments).await?
+            tool::call_tool(&app, &tool, &arguments).await?
         }
-        Command::Config(ConfigCommand::Show { json }) => output::print_config(&app, json)?,
+        Command::Config(ConfigCommand::Show { json }) => config::print_config(&app, json)?,
         Command::Sessions(command) => sessions::run(&app, command)?,
         Command::Chat { query, resume } => chat::run(&app, query, resume).await?,
         // Answered above, before the context is built.
         Command::Config(ConfigCommand::Path) | Command::Doctor { .. } => {}
     }
     Ok(0)
-}
-
-async fn call_tool(app: &App, tool: &str, arguments: &str) -> Result<(), Failure> {
-    let (skill_name, tool_name) = tool
-        .split_once('.')
-        .filter(|(skill, tool)| !skill.is_empty() && !tool.is_empty())
-        .ok_or_else(|| {
-            Failure::usage(anyhow::anyhow!(
-                "expected SKILL.TOOL (e.g. text.count), found {tool:?}"
-            ))
-        })?;
-    let arguments = read_arguments(arguments)?;
-    let registry = app.registry();
-    let skill = registry.find(skill_name).map_err(Failure::usage)?;
-    let assessment = registry.assess(&skill, &registry.grants()?);
-    if let Some(refusal) = SkillRegistry::refusal(&skill, &assessment.state) {
-        return Err(anyhow::anyhow!(refusal).into());
-    }
-    let effective = assessment
-        .effective
-        .context("a granted skill has effective capabilities")?;
-    if skill.manifest.component.is_none() {
-        return Err(Failure::usage(anyhow::anyhow!(
-            "skill {} has instructions only (SKILL.md) and no tools",
-            skill.label()
-        )));
-    }
-    let loaded = registry.load(&skill, effective).await?;
-    if !loaded.tools().iter().any(|t| t.name == tool_name) {
-        let known: Vec<&str> = loaded.tools().iter().map(|t| t.name.as_str()).collect();
-        return Err(Failure::usage(anyhow::anyhow!(
-            "skill {} has no tool {tool_name:?}; it offers: {}",
-            loaded.label(),
-            known.join(", ")
-        )));
-    }
-    let output = loaded.call(tool_name, &arguments).await?;
-    let result = output.result;
-    if result.ends_with('\n') {
-        print!("{result}");
-    } else {
-        println!("{result}");
-    }
-    Ok(())
-}
-
-/// JSON arguments from the command line or stdin, checked to be an object.
-fn read_arguments(arguments: &str) -> Result<String, Failure> {
-    let text = if arguments == "-" {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .context("cannot read the arguments from stdin")
-            .map_err(Failure::usage)?;
-        text
-    } else {
-        arguments.to_owned()
-    };
-    match serde_json::from_str::<serde_json::Value>(&text) {
-        Ok(serde_json::Value::Object(_)) => Ok(text),
-        Ok(other) => Err(Failure::usage(anyhow::anyhow!(
-            "the arguments must be a JSON object like '{{\"text\": \"hi\"}}', found {}",
-            json_kind(&other)
-        ))),
-        Err(error) => Err(Failure::usage(anyhow::anyhow!(
-            "the arguments are not valid JSON: {error}"
-        ))),
-    }
-}
-
-fn json_kind(value: &serde_json::Value) -> &'static str {
-    match value {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
-    }
 }
 
 fn init_logging(config: &Config) {
