@@ -1,4 +1,9 @@
 //! The `talaria` command line: argument parsing and printing only.
+//!
+//! The commands, flags and help texts are in `args`; each command group
+//! prints and asks in a module of its own (`skills`, `tool`, `sessions`,
+//! `chat`, `config`, `doctor`). This file starts the async runtime, hands
+//! each command to its module and maps failures to exit codes.
 
 mod args;
 mod chat;
@@ -97,11 +102,7 @@ fn raise_open_files_limit() {
 async fn run(cli: Cli) -> Result<u8, Failure> {
     if let Command::Config(ConfigCommand::Path) = cli.command {
         // Works even when config.toml is broken: that is when it is needed.
-        let root = match &cli.global.home {
-            Some(root) => root.clone(),
-            None => crate::home::Home::default_root()?,
-        };
-        println!("{}", crate::home::Home::at(root).config_file().display());
+        config::print_path(cli.global.home.as_deref())?;
         return Ok(0);
     }
     let options = AppOptions {
@@ -116,20 +117,13 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
     if let Command::Doctor { json } = cli.command {
         // Runs without the usual start-up, which would stop at the very
         // problems doctor is there to explain.
-        let root = match &cli.global.home {
-            Some(root) => root.clone(),
-            None => crate::home::Home::default_root()?,
-        };
-        let home = crate::home::Home::at(root);
-        let findings =
-            crate::doctor::run(&home, &options.flags, cli.global.skills_dir.clone()).await;
-        doctor::print_findings(&home, &findings, json)?;
-        let worst = findings.iter().map(|f| f.severity).max();
-        return Ok(if worst == Some(crate::doctor::Severity::Problem) {
-            EXIT_FAILURE
-        } else {
-            0
-        });
+        return doctor::run(
+            cli.global.home.as_deref(),
+            &options.flags,
+            cli.global.skills_dir.clone(),
+            json,
+        )
+        .await;
     }
     let settings = Settings::load(&options)?;
     init_logging(&settings.config);

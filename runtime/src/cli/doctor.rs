@@ -1,16 +1,40 @@
-//! `talaria doctor`: the findings of the data home's checks, as text or
-//! JSON.
+//! `talaria doctor`: check the data home and print the findings, as text or
+//! JSON; the checks are `crate::doctor`'s.
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-pub(crate) fn print_findings(
-    home: &crate::home::Home,
-    findings: &[crate::doctor::Finding],
+use super::{EXIT_FAILURE, Failure};
+use crate::config::Flags;
+use crate::doctor::{Finding, Severity};
+use crate::home::Home;
+
+/// Check the home at `home` (the default one when `None`) and print what was
+/// found; the exit code is 1 when any finding is a problem.
+pub(crate) async fn run(
+    home: Option<&Path>,
+    flags: &Flags,
+    skills_dir: Option<PathBuf>,
     as_json: bool,
-) -> anyhow::Result<()> {
-    use crate::doctor::Severity;
+) -> Result<u8, Failure> {
+    let root = match home {
+        Some(root) => root.to_owned(),
+        None => Home::default_root()?,
+    };
+    let home = Home::at(root);
+    let findings = crate::doctor::run(&home, flags, skills_dir).await;
+    print_findings(&home, &findings, as_json)?;
+    let worst = findings.iter().map(|f| f.severity).max();
+    Ok(if worst == Some(Severity::Problem) {
+        EXIT_FAILURE
+    } else {
+        0
+    })
+}
+
+fn print_findings(home: &Home, findings: &[Finding], as_json: bool) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     if as_json {
         let report = json!({ "home": home.root(), "findings": findings });
