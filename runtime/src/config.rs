@@ -2,80 +2,24 @@
 //! environment variables (including those set in the home's `.env`), which
 //! are overridden by command-line flags. Every effective value remembers
 //! where it came from, for `talaria config show`.
+//!
+//! `config.toml` as written is [`ConfigFile`] (in `file`), the environment
+//! and `.env` are [`Environment`] (in `environment`); this module resolves
+//! them with the flags into the effective [`Config`].
 
 mod dotenv;
+mod environment;
+mod file;
 
-use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use environment::Environment;
+pub use file::ConfigFile;
+
 use crate::home::Home;
-
-/// `config.toml` as written. Every key is optional; unknown keys are errors.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConfigFile {
-    workspace: Option<PathBuf>,
-    #[serde(default)]
-    log: LogSection,
-    #[serde(default)]
-    sandbox: SandboxSection,
-    #[serde(default)]
-    model: ModelSection,
-    #[serde(default)]
-    agent: AgentSection,
-    #[serde(default)]
-    memory: MemorySection,
-    #[serde(default)]
-    skills: SkillsSection,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SkillsSection {
-    bundled: Option<PathBuf>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ModelSection {
-    base_url: Option<String>,
-    name: Option<String>,
-    api_key_env: Option<String>,
-    timeout_secs: Option<u64>,
-    max_retries: Option<u32>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AgentSection {
-    max_turns: Option<u32>,
-    tool_output_chars: Option<usize>,
-    tool_schema_budget_bytes: Option<usize>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MemorySection {
-    memory_chars: Option<usize>,
-    user_chars: Option<usize>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LogSection {
-    level: Option<String>,
-    format: Option<LogFormat>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SandboxSection {
-    max_instances: Option<u32>,
-    max_open_handles: Option<usize>,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -101,72 +45,6 @@ impl std::str::FromStr for LogFormat {
             "human" => Ok(Self::Human),
             "json" => Ok(Self::Json),
             other => Err(format!("expected \"human\" or \"json\", found {other:?}")),
-        }
-    }
-}
-
-impl ConfigFile {
-    pub fn parse(text: &str) -> Result<Self, String> {
-        crate::toml_file::parse(text)
-    }
-
-    /// The file at `path`; an absent file is the empty configuration.
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
-        crate::toml_file::load_or_default(path)
-    }
-}
-
-/// The process environment with the home's `.env` underneath: a variable
-/// set in the environment wins over the same name in `.env`.
-#[derive(Debug, Clone, Default)]
-pub struct Environment {
-    process: BTreeMap<String, String>,
-    dotenv: BTreeMap<String, String>,
-}
-
-impl Environment {
-    /// The process environment and `home/.env` (absent is fine).
-    pub fn load(home: &Home) -> anyhow::Result<Self> {
-        let path = home.env_file();
-        let dotenv = match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                dotenv::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
-            }
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(error) => return Err(anyhow::anyhow!("cannot read {}: {error}", path.display())),
-        };
-        Ok(Self {
-            process: std::env::vars().collect(),
-            dotenv,
-        })
-    }
-
-    pub fn from_maps(process: BTreeMap<String, String>, dotenv: BTreeMap<String, String>) -> Self {
-        Self { process, dotenv }
-    }
-
-    /// `name` from the process environment only, never from `.env`: for
-    /// settings that are trust decisions, which a file the service can
-    /// write must not make.
-    pub fn get_from_process(&self, name: &str) -> Option<&str> {
-        self.process.get(name).map(String::as_str)
-    }
-
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.process
-            .get(name)
-            .or_else(|| self.dotenv.get(name))
-            .map(String::as_str)
-    }
-
-    /// Where `name` would be read from, for diagnostics.
-    pub fn origin(&self, name: &str) -> Option<&'static str> {
-        if self.process.contains_key(name) {
-            Some("environment")
-        } else if self.dotenv.contains_key(name) {
-            Some(".env")
-        } else {
-            None
         }
     }
 }
@@ -500,7 +378,7 @@ mod tests {
         ConfigFile::parse(crate::home::DEFAULT_CONFIG).unwrap();
     }
 
-    fn env(process: &[(&str, &str)], dotenv: &[(&str, &str)]) -> Environment {
+    pub(super) fn env(process: &[(&str, &str)], dotenv: &[(&str, &str)]) -> Environment {
         let map = |pairs: &[(&str, &str)]| {
             pairs
                 .iter()
@@ -555,24 +433,7 @@ mod tests {
     }
 
     #[test]
-    fn the_environment_wins_over_dotenv() {
-        let environment = env(&[("KEY", "process")], &[("KEY", "file"), ("ONLY", "file")]);
-        assert_eq!(environment.get("KEY"), Some("process"));
-        assert_eq!(environment.get("ONLY"), Some("file"));
-        assert_eq!(environment.origin("ONLY"), Some(".env"));
-        assert_eq!(environment.get("NONE"), None);
-    }
-
-    #[test]
-    fn unknown_keys_and_bad_values_are_named() {
-        assert_eq!(
-            ConfigFile::parse("[log]\nlevle = \"x\"\n").unwrap_err(),
-            "key `log.levle`: unknown field `levle`, expected `level` or `format` (line 2, column 1)"
-        );
-        assert_eq!(
-            ConfigFile::parse("[log]\nformat = \"xml\"\n").unwrap_err(),
-            "key `log.format`: unknown variant `xml`, expected `human` or `json` (line 2, column 10)"
-        );
+    fn bad_values_in_the_environment_are_named() {
         let bad = env(&[("TALARIA_SANDBOX_MAX_INSTANCES", "lots")], &[]);
         let error = Config::resolve(
             &Home::at("/d"),

@@ -1,17 +1,117 @@
-//! `talaria skills grant | revoke | install | reset | audit`: printing and
-//! asking; the work is the registry's.
+//! `talaria skills list | grant | revoke | install | reset | audit`: printing
+//! and asking; the work is the registry's.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::{Failure, output};
+use super::Failure;
+use super::table::write_table;
 use crate::app::App;
 use crate::config::Environment;
 use crate::skill::grants::{self, Grant, GrantedBy, SkillState, describe_exec, short_hash};
 use crate::skill::registry::{ActionError, GrantOutcome, SkillEntry, SkillRegistry};
 use crate::skill::{self, Limits};
+use crate::untrusted_text::log_line;
+
+pub(crate) fn print_skills(entries: &[SkillEntry], as_json: bool) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if as_json {
+        let skills: Vec<serde_json::Value> = entries.iter().map(skill_json).collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&skills)?)?;
+        return Ok(());
+    }
+    if entries.is_empty() {
+        writeln!(out, "no skills installed")?;
+        return Ok(());
+    }
+    let rows: Vec<[String; 5]> = entries
+        .iter()
+        .map(|entry| match entry {
+            SkillEntry::Invalid(error) => [
+                folder_name(&error.file),
+                "-".into(),
+                "-".into(),
+                "invalid".into(),
+                log_line(&error.message),
+            ],
+            SkillEntry::Known {
+                skill,
+                assessment,
+                loaded,
+            } => {
+                let (tools, state, note) = match loaded {
+                    Some(Ok(loaded)) => (
+                        loaded.tools().len().to_string(),
+                        "granted",
+                        skill.manifest.description.clone(),
+                    ),
+                    Some(Err(error)) => ("-".into(), "failed", log_line(error)),
+                    None if skill.manifest.component.is_none() => (
+                        "0".into(),
+                        assessment.state.name(),
+                        skill.manifest.description.clone(),
+                    ),
+                    None => (
+                        "-".into(),
+                        assessment.state.name(),
+                        skill.manifest.description.clone(),
+                    ),
+                };
+                [
+                    skill.name().to_owned(),
+                    skill.manifest.version.to_string(),
+                    tools,
+                    state.into(),
+                    note,
+                ]
+            }
+        })
+        .collect();
+    write_table(
+        &mut out,
+        ["NAME", "VERSION", "TOOLS", "STATE", "DESCRIPTION"],
+        &rows,
+    )?;
+    Ok(())
+}
+
+fn skill_json(entry: &SkillEntry) -> serde_json::Value {
+    match entry {
+        SkillEntry::Invalid(error) => json!({
+            "name": folder_name(&error.file),
+            "state": "invalid",
+            "error": error.to_string(),
+            "dir": error.file.parent(),
+        }),
+        SkillEntry::Known {
+            skill,
+            assessment,
+            loaded,
+        } => {
+            let (state, tools, error) = match loaded {
+                Some(Ok(loaded)) => (
+                    "granted",
+                    loaded.tools().iter().map(|t| t.name.clone()).collect(),
+                    None,
+                ),
+                Some(Err(error)) => ("failed", Vec::new(), Some(error.clone())),
+                None => (assessment.state.name(), Vec::new(), None),
+            };
+            json!({
+                "name": skill.name(),
+                "version": skill.manifest.version.to_string(),
+                "description": skill.manifest.description,
+                "state": state,
+                "instructions_only": skill.manifest.component.is_none(),
+                "tools": tools,
+                "error": error,
+                "dir": skill.dir,
+            })
+        }
+    }
+}
 
 /// `talaria skills grant NAME`: show exactly what will be granted, with the
 /// difference from the previous grant, and record it once confirmed.
@@ -234,7 +334,7 @@ pub(crate) async fn audit(app: &App, as_json: bool) -> Result<bool, Failure> {
     for entry in &entries {
         match entry {
             SkillEntry::Invalid(error) => {
-                writeln!(out, "{}  invalid", output::folder_name(&error.file))?;
+                writeln!(out, "{}  invalid", folder_name(&error.file))?;
                 writeln!(out, "  error    {error}")?;
             }
             SkillEntry::Known {
@@ -309,7 +409,7 @@ pub(crate) async fn audit(app: &App, as_json: bool) -> Result<bool, Failure> {
 fn audit_json(entry: &SkillEntry, grants: &grants::Grants, env: &Environment) -> serde_json::Value {
     match entry {
         SkillEntry::Invalid(error) => json!({
-            "name": output::folder_name(&error.file),
+            "name": folder_name(&error.file),
             "state": "invalid",
             "error": error.to_string(),
         }),
@@ -358,4 +458,27 @@ fn audit_json(entry: &SkillEntry, grants: &grants::Grants, env: &Environment) ->
 /// The path given to `skills install`, made absolute for messages.
 pub(crate) fn install_source(path: PathBuf) -> PathBuf {
     std::path::absolute(&path).unwrap_or(path)
+}
+
+/// The folder of a skill, for display: any name can be created on disk,
+/// escape sequences included.
+pub(crate) fn folder_name(manifest: &std::path::Path) -> String {
+    manifest
+        .parent()
+        .and_then(|dir| dir.file_name())
+        .map(|name| log_line(&name.to_string_lossy()))
+        .unwrap_or_else(|| "?".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folder_names_from_disk_are_sanitised() {
+        assert_eq!(
+            folder_name(std::path::Path::new("/skills/evil\u{1b}[2J/skill.toml")),
+            "evil"
+        );
+    }
 }

@@ -17,7 +17,7 @@
 //!
 //! Shipping a skill is a trust decision, so the folder of shipped skills is
 //! only ever the one beside the binary or one the operator named on the
-//! command line or in `config.toml` (never `.env`, see `cli::context`). Even
+//! command line or in `config.toml` (never `.env`, see `app`). Even
 //! then an automatic grant holds no environment variables, no read-write
 //! mount and no exec rule: those wait for `talaria skills grant`.
 

@@ -1,0 +1,238 @@
+//! The command line as clap reads it: every command, flag and argument, and
+//! the help text shown for them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "talaria",
+    version,
+    about = "An AI agent runtime whose skills run as sandboxed WebAssembly components",
+    long_about = "An AI agent runtime whose skills run as sandboxed WebAssembly components.\n\n\
+        Each skill is a folder with skill.toml, an optional SKILL.md and an optional .wasm component. \
+        Components run under wasmtime with only the mounts and environment variables the operator \
+        granted, no network, and hard memory, time and output limits.\n\n\
+        All state lives in the data home (--home, TALARIA_HOME, default ~/.talaria).",
+    after_help = "Examples:\n  \
+        talaria skills list\n  \
+        talaria skills audit\n  \
+        talaria skills grant files\n  \
+        talaria tool call text.count '{\"text\": \"hello world\"}'\n  \
+        talaria config show"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub(super) global: GlobalArgs,
+    #[command(subcommand)]
+    pub(super) command: Command,
+}
+
+#[derive(Args)]
+pub(super) struct GlobalArgs {
+    /// Data home: config, grants, skills, skill data, caches [default: ~/.talaria].
+    #[arg(long, global = true, env = "TALARIA_HOME", value_name = "DIR")]
+    pub(super) home: Option<PathBuf>,
+    /// Read skills from DIR instead of HOME/skills (also TALARIA_SKILLS_DIR).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub(super) skills_dir: Option<PathBuf>,
+    /// Directory mounted for skills that request ${workspace} (also TALARIA_WORKSPACE,
+    /// config `workspace`) [default: HOME/workspace].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub(super) workspace: Option<PathBuf>,
+    /// Log filter for stderr, e.g. `info` or `talaria=debug` (also TALARIA_LOG, config
+    /// `log.level`) [default: warn].
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub(super) log: Option<String>,
+    /// Folder of shipped skills to sync into the home and grant read-only access without
+    /// review (also TALARIA_BUNDLED_SKILLS in the environment, config `skills.bundled`; never
+    /// .env) [default: share/talaria/skills beside the binary].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub(super) bundled_skills: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub(super) enum Command {
+    /// Inspect, install and grant skills.
+    #[command(subcommand)]
+    Skills(SkillsCommand),
+    /// List and call the tools of granted skills.
+    #[command(subcommand)]
+    Tool(ToolCommand),
+    /// Talk with the agent: one question with -q, or a conversation at a terminal.
+    ///
+    /// The model endpoint is any OpenAI-compatible server (config `model.base_url`,
+    /// `model.name`; the API key is read from the variable named by
+    /// `model.api_key_env`, in the environment or .env). With -q the answer goes
+    /// to stdout and progress to stderr.
+    Chat {
+        /// Ask one question, print the answer and exit.
+        #[arg(short = 'q', long = "query", value_name = "TEXT")]
+        query: Option<String>,
+        /// Continue an earlier session (see `talaria sessions list`).
+        #[arg(long, value_name = "ID")]
+        resume: Option<String>,
+    },
+    /// List, read, search, export and delete past sessions (state.db).
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+    /// Show the effective configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Check the data home and explain each problem with the command that fixes it.
+    ///
+    /// Checks: the home exists, is writable and everything in it belongs to
+    /// the user Talaria runs as (files created by root are the classic
+    /// failure); .env is private; config.toml is valid; the lock's holder is
+    /// alive (a dead holder's record is cleared); every skill is granted and
+    /// its component loads. Exits 1 when a problem is found.
+    Doctor {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub(super) enum SkillsCommand {
+    /// List skills with their version, number of tools and state.
+    ///
+    /// States: `granted` (tools offered), `pending` (never granted),
+    /// `drifted` (changed or asking for more since its grant), `invalid`
+    /// (skill.toml rejected), `failed` (granted, but the component does not
+    /// load).
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print what every skill may touch: mounts with host paths, env, exec,
+    /// network, limits, state.
+    ///
+    /// Exits 0 when every skill is granted and 1 when any is pending, drifted
+    /// or invalid, so it can gate a deployment.
+    Audit {
+        /// Print JSON (schema `talaria.skills.audit/v1`) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Grant a skill exactly the capabilities its manifest requests, pinned
+    /// to its current hash.
+    ///
+    /// Prints the host paths, environment variables, commands and limits
+    /// that will be granted (and what changed since the previous grant), then
+    /// asks for confirmation. Without a terminal it refuses unless --yes is
+    /// given.
+    Grant {
+        /// The skill's name.
+        name: String,
+        /// Grant without asking (for scripts).
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Remove a skill's grant; its tools are no longer offered.
+    Revoke {
+        /// The skill's name.
+        name: String,
+    },
+    /// Copy a skill folder into the skills directory, validated; it stays
+    /// pending until granted.
+    ///
+    /// The copy is validated (manifest, component loads) before it replaces
+    /// an installed revision; a skill that fails leaves the previous one in
+    /// place.
+    Install {
+        /// The skill folder (with skill.toml).
+        path: PathBuf,
+    },
+    /// Restore the shipped copy of a bundled skill (after local edits or a
+    /// deletion), with its bundled grant.
+    ///
+    /// Bundled skills are read from TALARIA_BUNDLED_SKILLS, or from
+    /// share/talaria/skills beside the binary's folder.
+    Reset {
+        /// The bundled skill's name.
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub(super) enum ToolCommand {
+    /// List every tool of every granted skill as SKILL.TOOL with its description and arguments.
+    List {
+        /// Print JSON (with each tool's full JSON Schema) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Call one tool in a fresh sandbox and print its result.
+    ///
+    /// Exits 0 with the result on stdout, 1 when the tool fails or the skill
+    /// is not granted (the error on stderr), 2 on usage errors such as an
+    /// unknown tool or malformed JSON.
+    #[command(after_help = "Examples:\n  \
+        talaria tool call text.count '{\"text\": \"one two three\"}'\n  \
+        echo '{\"path\": \"README.md\"}' | talaria tool call files.read -")]
+    Call {
+        /// The tool, as SKILL.TOOL (see `talaria tool list`).
+        #[arg(value_name = "SKILL.TOOL")]
+        tool: String,
+        /// Arguments as a JSON object; `-` reads them from stdin.
+        #[arg(value_name = "JSON", default_value = "{}")]
+        arguments: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum SessionsCommand {
+    /// The most recently active sessions.
+    List {
+        /// How many to show.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every message of a session.
+    Show {
+        /// The session id (see `talaria sessions list`).
+        id: String,
+    },
+    /// Find messages containing every word of QUERY, across all sessions.
+    Search {
+        /// Words to look for (plain words; no query syntax).
+        query: String,
+        /// How many messages to show.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a session to stdout as JSON lines or Markdown.
+    Export {
+        /// The session id.
+        id: String,
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: super::sessions::ExportFormat,
+    },
+    /// Delete a session and its messages.
+    Delete {
+        /// The session id.
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub(super) enum ConfigCommand {
+    /// Print every setting with its effective value and where it came from
+    /// (flag, environment, config.toml or default). Secrets are never shown.
+    Show {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the path of config.toml.
+    Path,
+}

@@ -1,0 +1,210 @@
+//! `talaria tool list | call`: the tools of the granted skills, and one
+//! call in a fresh sandbox.
+
+use std::io::{Read, Write};
+
+use anyhow::Context as _;
+use serde_json::json;
+
+use super::Failure;
+use crate::app::App;
+use crate::skill::registry::{SkillEntry, SkillRegistry};
+use crate::untrusted_text::{log_line, message};
+
+pub(crate) fn print_tools(entries: &[SkillEntry], as_json: bool) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    let ready = entries.iter().filter_map(|entry| match entry {
+        SkillEntry::Known {
+            skill,
+            loaded: Some(Ok(loaded)),
+            ..
+        } => Some((skill, loaded)),
+        _ => None,
+    });
+    if as_json {
+        let tools: Vec<serde_json::Value> = ready
+            .flat_map(|(skill, loaded)| {
+                loaded.tools().iter().map(move |tool| {
+                    json!({
+                        "name": format!("{}.{}", skill.name(), tool.name),
+                        "skill": skill.name(),
+                        "tool": tool.name,
+                        "description": tool.description,
+                        "parameters": tool.parameters,
+                    })
+                })
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&tools)?)?;
+        return Ok(());
+    }
+    let mut any = false;
+    for (skill, loaded) in ready {
+        for tool in loaded.tools() {
+            any = true;
+            // Names and descriptions come from the component: untrusted.
+            writeln!(out, "{}.{}", skill.name(), log_line(&tool.name))?;
+            writeln!(out, "    {}", message(&tool.description))?;
+            let arguments = describe_arguments(&tool.parameters);
+            if !arguments.is_empty() {
+                writeln!(out, "    arguments: {arguments}")?;
+            }
+        }
+    }
+    if !any {
+        writeln!(
+            out,
+            "no tools: no skill is ready (see `talaria skills list`)"
+        )?;
+    }
+    Ok(())
+}
+
+/// `path (string, required), limit (integer)` from a JSON Schema object.
+/// The schema comes from the component, so every name in it is sanitised.
+fn describe_arguments(schema: &serde_json::Value) -> String {
+    let Some(properties) = schema.get("properties").and_then(|p| p.as_object()) else {
+        return String::new();
+    };
+    let required: Vec<&str> = schema
+        .get("required")
+        .and_then(|r| r.as_array())
+        .map(|r| r.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    properties
+        .iter()
+        .map(|(name, property)| {
+            let kind = match property.get("type") {
+                Some(serde_json::Value::String(kind)) => kind.clone(),
+                Some(serde_json::Value::Array(kinds)) => kinds
+                    .iter()
+                    .filter_map(|k| k.as_str())
+                    .filter(|k| *k != "null")
+                    .collect::<Vec<_>>()
+                    .join("|"),
+                _ => "any".into(),
+            };
+            let (shown, kind) = (log_line(name), log_line(&kind));
+            if required.contains(&name.as_str()) {
+                format!("{shown} ({kind}, required)")
+            } else {
+                format!("{shown} ({kind})")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub(crate) async fn call_tool(app: &App, tool: &str, arguments: &str) -> Result<(), Failure> {
+    let (skill_name, tool_name) = tool
+        .split_once('.')
+        .filter(|(skill, tool)| !skill.is_empty() && !tool.is_empty())
+        .ok_or_else(|| {
+            Failure::usage(anyhow::anyhow!(
+                "expected SKILL.TOOL (e.g. text.count), found {tool:?}"
+            ))
+        })?;
+    let arguments = read_arguments(arguments)?;
+    let registry = app.registry();
+    let skill = registry.find(skill_name).map_err(Failure::usage)?;
+    let assessment = registry.assess(&skill, &registry.grants()?);
+    if let Some(refusal) = SkillRegistry::refusal(&skill, &assessment.state) {
+        return Err(anyhow::anyhow!(refusal).into());
+    }
+    let effective = assessment
+        .effective
+        .context("a granted skill has effective capabilities")?;
+    if skill.manifest.component.is_none() {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "skill {} has instructions only (SKILL.md) and no tools",
+            skill.label()
+        )));
+    }
+    let loaded = registry.load(&skill, effective).await?;
+    if !loaded.tools().iter().any(|t| t.name == tool_name) {
+        let known: Vec<&str> = loaded.tools().iter().map(|t| t.name.as_str()).collect();
+        return Err(Failure::usage(anyhow::anyhow!(
+            "skill {} has no tool {tool_name:?}; it offers: {}",
+            loaded.label(),
+            known.join(", ")
+        )));
+    }
+    let output = loaded.call(tool_name, &arguments).await?;
+    let result = output.result;
+    if result.ends_with('\n') {
+        print!("{result}");
+    } else {
+        println!("{result}");
+    }
+    Ok(())
+}
+
+/// JSON arguments from the command line or stdin, checked to be an object.
+fn read_arguments(arguments: &str) -> Result<String, Failure> {
+    let text = if arguments == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read the arguments from stdin")
+            .map_err(Failure::usage)?;
+        text
+    } else {
+        arguments.to_owned()
+    };
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(serde_json::Value::Object(_)) => Ok(text),
+        Ok(other) => Err(Failure::usage(anyhow::anyhow!(
+            "the arguments must be a JSON object like '{{\"text\": \"hi\"}}', found {}",
+            json_kind(&other)
+        ))),
+        Err(error) => Err(Failure::usage(anyhow::anyhow!(
+            "the arguments are not valid JSON: {error}"
+        ))),
+    }
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_are_summarised_from_the_schema() {
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "path": {"type": "string"},
+                "limit": {"type": ["integer", "null"]},
+                "anything": {}
+            },
+            "required": ["path"]
+        });
+        assert_eq!(
+            describe_arguments(&schema),
+            "anything (any), limit (integer), path (string, required)"
+        );
+        assert_eq!(describe_arguments(&json!({"type": "object"})), "");
+    }
+
+    #[test]
+    fn schema_names_from_a_component_are_sanitised() {
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "\u{1b}[2Jpath\u{1b}]0;pwned\u{7}": {"type": "string\u{1b}[31m"},
+            },
+            "required": ["\u{1b}[2Jpath\u{1b}]0;pwned\u{7}"]
+        });
+        assert_eq!(describe_arguments(&schema), "path (string, required)");
+    }
+}

@@ -1,0 +1,100 @@
+//! `config.toml` as written: every section and key, all optional, unknown
+//! keys refused. What the keys resolve to is the parent module's.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::LogFormat;
+
+/// `config.toml` as written. Every key is optional; unknown keys are errors.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub(super) workspace: Option<PathBuf>,
+    #[serde(default)]
+    pub(super) log: LogSection,
+    #[serde(default)]
+    pub(super) sandbox: SandboxSection,
+    #[serde(default)]
+    pub(super) model: ModelSection,
+    #[serde(default)]
+    pub(super) agent: AgentSection,
+    #[serde(default)]
+    pub(super) memory: MemorySection,
+    #[serde(default)]
+    pub(super) skills: SkillsSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SkillsSection {
+    pub(super) bundled: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ModelSection {
+    pub(super) base_url: Option<String>,
+    pub(super) name: Option<String>,
+    pub(super) api_key_env: Option<String>,
+    pub(super) timeout_secs: Option<u64>,
+    pub(super) max_retries: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AgentSection {
+    pub(super) max_turns: Option<u32>,
+    pub(super) tool_output_chars: Option<usize>,
+    pub(super) tool_schema_budget_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MemorySection {
+    pub(super) memory_chars: Option<usize>,
+    pub(super) user_chars: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LogSection {
+    pub(super) level: Option<String>,
+    pub(super) format: Option<LogFormat>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SandboxSection {
+    pub(super) max_instances: Option<u32>,
+    pub(super) max_open_handles: Option<usize>,
+}
+
+impl ConfigFile {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        crate::toml_file::parse(text)
+    }
+
+    /// The file at `path`; an absent file is the empty configuration.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        crate::toml_file::load_or_default(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        assert_eq!(
+            ConfigFile::parse("[log]\nlevle = \"x\"\n").unwrap_err(),
+            "key `log.levle`: unknown field `levle`, expected `level` or `format` (line 2, column 1)"
+        );
+        assert_eq!(
+            ConfigFile::parse("[log]\nformat = \"xml\"\n").unwrap_err(),
+            "key `log.format`: unknown variant `xml`, expected `human` or `json` (line 2, column 10)"
+        );
+    }
+}
