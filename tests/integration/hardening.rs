@@ -367,3 +367,53 @@ fn processes_starting_at_once_compile_each_component_once() {
     }
     assert_eq!(compiled, 3, "each of the three components compiled once");
 }
+
+#[test]
+fn another_workspace_is_the_operators_choice_not_a_drift() {
+    let fixture = Fixture::new();
+    fixture.install(&skill_source("skills/files"), "files", None);
+    grant(&fixture, "files");
+    let grants = std::fs::read_to_string(fixture.root.path().join("grants.toml")).unwrap();
+    assert!(
+        grants.contains("source = \"${workspace}\"") && !grants.contains("host ="),
+        "the grant names the template, not a path: {grants}"
+    );
+    let other = tempfile::tempdir().unwrap();
+    std::fs::write(other.path().join("notes.md"), "other project\n").unwrap();
+    let output = talaria(
+        &fixture,
+        &[
+            "--workspace",
+            other.path().to_str().unwrap(),
+            "tool",
+            "call",
+            "files.read",
+            r#"{"path": "notes.md"}"#,
+        ],
+    );
+    assert_exit(&output, 0);
+    assert!(
+        stdout(&output).contains("other project"),
+        "{}",
+        stdout(&output)
+    );
+    // Audit shows where the template points at this start.
+    let output = talaria(
+        &fixture,
+        &[
+            "--workspace",
+            other.path().to_str().unwrap(),
+            "skills",
+            "audit",
+        ],
+    );
+    assert_exit(&output, 0);
+    assert!(
+        stdout(&output).contains(&format!(
+            "${{workspace}} = {} → /workspace (ro)",
+            other.path().canonicalize().unwrap().display()
+        )),
+        "{}",
+        stdout(&output)
+    );
+}

@@ -199,7 +199,7 @@ fn audit_lists_host_paths_env_presence_and_limits_but_no_secret() {
     assert!(text.contains("pending"), "{text}");
     assert!(
         text.contains(&format!(
-            "mounts   {} → /workspace (ro)",
+            "mounts   ${{workspace}} = {} → /workspace (ro)",
             fixture.workspace.display()
         )),
         "{text}"

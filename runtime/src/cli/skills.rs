@@ -12,7 +12,7 @@ use crate::app::App;
 use crate::config::Environment;
 use crate::skill::grants::{self, Grant, GrantedBy, SkillState, describe_exec, short_hash};
 use crate::skill::registry::{ActionError, GrantOutcome, SkillEntry, SkillRegistry};
-use crate::skill::{self, Limits};
+use crate::skill::{self, GrantedMount, Limits};
 use crate::untrusted_text::log_line;
 
 pub(crate) fn print_skills(entries: &[SkillEntry], as_json: bool) -> anyhow::Result<()> {
@@ -127,7 +127,7 @@ pub(crate) async fn grant(app: &App, name: &str, yes: bool) -> Result<(), Failur
                 request.skill.label(),
                 short_hash(&request.grant.hash)
             )?;
-            write_capabilities(&mut out, request.grant, env)?;
+            write_capabilities(&mut out, request.grant, &request.requested.mounts, env)?;
             if let Some(previous) = request.previous {
                 writeln!(
                     out,
@@ -234,6 +234,7 @@ struct NoTerminal;
 fn write_capabilities(
     out: &mut impl Write,
     grant: &Grant,
+    resolved: &[GrantedMount],
     env: &Environment,
 ) -> std::io::Result<()> {
     if grant.mounts.is_empty() {
@@ -241,10 +242,16 @@ fn write_capabilities(
     }
     for (index, mount) in grant.mounts.iter().enumerate() {
         let label = if index == 0 { "mounts" } else { "" };
+        // The grant names the template; show where it points at this start.
+        let now = resolved
+            .iter()
+            .find(|m| m.source.variable() == mount.source && m.guest == mount.guest)
+            .map(|m| format!(" = {}", m.host.display()))
+            .unwrap_or_default();
         writeln!(
             out,
-            "  {label:<8} {} → {} ({})",
-            mount.host.display(),
+            "  {label:<8} {}{now} → {} ({})",
+            mount.source,
             mount.guest,
             mount.access.short()
         )?;
@@ -387,7 +394,7 @@ pub(crate) async fn audit(app: &App, as_json: bool) -> Result<bool, Failure> {
                     &assessment.requested,
                     GrantedBy::Operator,
                 );
-                write_capabilities(&mut out, &shown, &app.env)?;
+                write_capabilities(&mut out, &shown, &assessment.requested.mounts, &app.env)?;
             }
         }
         writeln!(out)?;

@@ -74,13 +74,21 @@ pub struct Grant {
     pub limits: Limits,
 }
 
+/// A granted mount, as the manifest names it: the operator grants "read-only
+/// access to the workspace", and which folder is the workspace stays the
+/// operator's choice at every start (`--workspace`, config), never the
+/// model's. The current resolution is shown by `skills audit`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MountGrant {
+    /// `${workspace}`, `${skill_data}` or `${skill_dir}`.
     pub source: String,
-    pub host: PathBuf,
     pub guest: String,
     pub access: Access,
+    /// The resolved host path, as grants written by earlier versions pinned
+    /// it: read and ignored, never written.
+    #[serde(default, skip_serializing, rename = "host")]
+    pub pinned_host: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,9 +144,9 @@ impl Grant {
                 .iter()
                 .map(|mount| MountGrant {
                     source: mount.source.variable().to_owned(),
-                    host: mount.host.clone(),
                     guest: mount.guest.clone(),
                     access: mount.access,
+                    pinned_host: None,
                 })
                 .collect(),
             env: requested.env.clone(),
@@ -151,7 +159,6 @@ impl Grant {
     fn covers_mount(&self, mount: &GrantedMount) -> bool {
         self.mounts.iter().any(|granted| {
             granted.source == mount.source.variable()
-                && granted.host == mount.host
                 && granted.guest == mount.guest
                 && granted.access.allows(mount.access)
         })
@@ -220,6 +227,21 @@ mod tests {
             changed.parts.changes_since(&first.parts),
             ["a file of the folder (mounted as ${skill_dir}) changed"]
         );
+    }
+
+    #[test]
+    fn grants_that_pinned_a_host_path_still_load() {
+        let text = "[skills.demo]\nversion = \"1.0.0\"\nhash = \"blake3:aa\"\ngranted_by = \"operator\"\n\
+                    granted_at = \"2026-11-22T00:00:00Z\"\n\
+                    mounts = [{ source = \"${workspace}\", host = \"/srv/old\", guest = \"/workspace\", access = \"read-only\" }]\n\
+                    [skills.demo.limits]\nmemory_mb = 64\ntimeout_ms = 5000\nmax_output_bytes = 1048576\n";
+        let grants: Grants = crate::toml_file::parse(text).unwrap();
+        let mount = &grants.skills["demo"].mounts[0];
+        assert_eq!(mount.source, "${workspace}");
+        assert_eq!(mount.pinned_host.as_deref(), Some(Path::new("/srv/old")));
+        // Written back, the grant names the template only.
+        let written = toml::to_string(&grants).unwrap();
+        assert!(!written.contains("/srv/old"), "{written}");
     }
 
     #[test]

@@ -97,6 +97,8 @@ struct OfferedSet {
 pub struct GrantRequest<'a> {
     pub skill: &'a Skill,
     pub grant: &'a Grant,
+    /// What the manifest requests, host paths resolved as of this start.
+    pub requested: &'a Capabilities,
     pub previous: Option<&'a Grant>,
     /// `+`/`-`/`~` lines against the previous grant.
     pub changes: Vec<String>,
@@ -420,6 +422,7 @@ impl SkillRegistry {
         let request = GrantRequest {
             skill: &skill,
             grant: &grant,
+            requested: &assessment.requested,
             previous: previous.as_ref(),
             changes,
         };

@@ -68,7 +68,7 @@ pub fn assess(hash: SkillHash, requested: Capabilities, grant: Option<&Grant>) -
         if !grant.covers_mount(mount) {
             reasons.push(format!(
                 "mount {} → {} ({}) is not granted",
-                mount.host.display(),
+                mount.source,
                 mount.guest,
                 mount.access.short()
             ));
@@ -178,14 +178,10 @@ mod tests {
         let SkillState::Drifted(reasons) = assess(hash.clone(), wider, Some(&grant)).state else {
             panic!("must drift");
         };
-        let workspace = dir.path().join("workspace");
         assert_eq!(
             reasons,
             [
-                format!(
-                    "mount {} → /workspace (rw) is not granted",
-                    workspace.display()
-                ),
+                "mount ${workspace} → /workspace (rw) is not granted".to_owned(),
                 "env ANOTHER is not granted".to_owned(),
                 format!(
                     "limits.memory_mb {} exceeds the granted {}",
@@ -193,6 +189,15 @@ mod tests {
                     grant.limits.memory_mb
                 ),
             ]
+        );
+
+        // Another workspace is the operator's choice at start, not a drift:
+        // the grant names the template.
+        let mut elsewhere = requested.clone();
+        elsewhere.mounts[0].host = dir.path().join("another-project");
+        assert_eq!(
+            assess(hash.clone(), elsewhere, Some(&grant)).state,
+            SkillState::Granted
         );
 
         // Asking for less stays granted, with the smaller limits.

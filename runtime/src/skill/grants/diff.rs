@@ -16,14 +16,7 @@ pub fn grant_diff(old: &Grant, new: &Grant) -> Vec<String> {
             short_hash(&new.hash)
         ));
     }
-    let mount = |m: &MountGrant| {
-        format!(
-            "mount {} → {} ({})",
-            m.host.display(),
-            m.guest,
-            m.access.short()
-        )
-    };
+    let mount = |m: &MountGrant| format!("mount {} → {} ({})", m.source, m.guest, m.access.short());
     diff_lists(&mut lines, &old.mounts, &new.mounts, mount);
     diff_lists(&mut lines, &old.env, &new.env, |name| format!("env {name}"));
     diff_lists(&mut lines, &old.exec, &new.exec, |rule| {
