@@ -467,7 +467,15 @@ impl SkillRegistry {
         if outcome.is_err() {
             let _ = std::fs::remove_dir_all(&staged);
         }
-        let skill = outcome?;
+        // The staged copy is the source's bytes: an error names the file the
+        // operator can fix, never the staging folder that is already gone.
+        let skill = outcome.map_err(|error| {
+            anyhow::anyhow!(
+                "{}",
+                format!("{error:#}")
+                    .replace(&staged.display().to_string(), &source.display().to_string())
+            )
+        })?;
         let state = self.assess(&skill, &self.grants()?).state;
         Ok((skill, state))
     }
