@@ -90,7 +90,8 @@ fn main() -> anyhow::Result<()> {
         skill_data: scratch.path().join("skill-data"),
     };
     let capabilities = talaria_runtime::skill::capabilities::as_requested(&skill, &roots)?;
-    let loaded = runtime.block_on(cached.load(skill.component_source().unwrap(), capabilities))?;
+    let loaded =
+        runtime.block_on(cached.load(skill.component_source().unwrap().unwrap(), capabilities))?;
     let arguments = r#"{"text":"hello"}"#;
 
     println!();

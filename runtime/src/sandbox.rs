@@ -83,7 +83,7 @@ impl Default for SandboxConfig {
 pub struct Sandbox {
     engine: Engine,
     linker: Linker<GuestState>,
-    cache: Option<ComponentCache>,
+    cache: Option<Arc<ComponentCache>>,
     ticker: Arc<EpochTicker>,
     slots: InstanceSlots,
     max_open_handles: usize,
@@ -103,7 +103,7 @@ pub struct ComponentSource<'a> {
     /// `name vX.Y.Z`, the prefix of every message about it.
     pub label: &'a str,
     /// The bytes to compile: the very ones whose hash the owner checked.
-    pub wasm: &'a [u8],
+    pub wasm: Arc<[u8]>,
     /// Where the bytes were read from, for messages.
     pub origin: &'a Path,
     /// The versions of the WIT package the component says it works with.
@@ -114,7 +114,7 @@ pub struct ComponentSource<'a> {
 }
 
 /// A tool a skill offers, as the skill described it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ToolSpec {
     pub name: String,
     pub description: String,
@@ -213,7 +213,7 @@ impl Sandbox {
         let cache = config
             .cache_dir
             .and_then(|dir| match ComponentCache::open(&dir, &engine) {
-                Ok(cache) => Some(cache),
+                Ok(cache) => Some(Arc::new(cache)),
                 Err(error) => {
                     tracing::warn!("component cache disabled: {error:#}");
                     None
@@ -262,12 +262,13 @@ impl Sandbox {
             )));
         }
         let path = source.origin;
-        let (component, cache_outcome) = self.compile(source.wasm).map_err(|e| {
-            error(format!(
-                "{} is not a valid WebAssembly component: {e:#}",
-                path.display()
-            ))
-        })?;
+        let (component, cache_outcome) =
+            self.compile_off_thread(source.wasm).await.map_err(|e| {
+                error(format!(
+                    "{} is not a valid WebAssembly component: {e:#}",
+                    path.display()
+                ))
+            })?;
         let api = bindings::version_of(&component).map_err(error)?;
         let instance_pre = self
             .linker
@@ -309,13 +310,21 @@ impl Sandbox {
     }
 
     fn compile(&self, wasm: &[u8]) -> anyhow::Result<(Component, CacheOutcome)> {
-        match &self.cache {
-            // The cache key is derived from the same bytes that are compiled.
-            Some(cache) => cache.load_or_compile(&self.engine, wasm, &blake3::hash(wasm)),
-            None => Component::new(&self.engine, wasm)
-                .map(|component| (component, CacheOutcome::Disabled))
-                .map_err(anyhow::Error::from),
-        }
+        compile(&self.engine, self.cache.as_deref(), wasm)
+    }
+
+    /// [`Sandbox::compile`] on a blocking thread: compiling takes from tens
+    /// of milliseconds to seconds of CPU, which must not stall the async
+    /// workers, and several skills loading at once compile in parallel.
+    async fn compile_off_thread(
+        &self,
+        wasm: Arc<[u8]>,
+    ) -> anyhow::Result<(Component, CacheOutcome)> {
+        let engine = self.engine.clone();
+        let cache = self.cache.clone();
+        tokio::task::spawn_blocking(move || compile(&engine, cache.as_deref(), &wasm))
+            .await
+            .map_err(|e| anyhow::anyhow!("the compile task failed: {e}"))?
     }
 
     /// Open every granted mount once. `${skill_dir}` is the frozen copy of
@@ -347,6 +356,20 @@ impl Sandbox {
                 HeldMount::open(&host, &mount.guest, perms)
             })
             .collect()
+    }
+}
+
+fn compile(
+    engine: &Engine,
+    cache: Option<&ComponentCache>,
+    wasm: &[u8],
+) -> anyhow::Result<(Component, CacheOutcome)> {
+    match cache {
+        // The cache key is derived from the same bytes that are compiled.
+        Some(cache) => cache.load_or_compile(engine, wasm, &blake3::hash(wasm)),
+        None => Component::new(engine, wasm)
+            .map(|component| (component, CacheOutcome::Disabled))
+            .map_err(anyhow::Error::from),
     }
 }
 

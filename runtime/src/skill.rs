@@ -5,8 +5,10 @@ pub mod bundled;
 pub mod capabilities;
 pub mod contents;
 pub mod grants;
+pub mod hash_cache;
 pub mod install;
 pub mod manifest;
+pub mod offered;
 pub mod registry;
 
 use std::path::{Path, PathBuf};
@@ -14,7 +16,8 @@ use std::sync::Arc;
 
 pub use crate::sandbox::policy::{Capabilities, FolderFile, GrantedMount};
 pub use capabilities::MountRoots;
-pub use contents::{HashParts, SkillContents, SkillHash};
+pub use contents::{ComponentError, HashParts, SkillContents, SkillHash};
+use hash_cache::HashCache;
 pub use manifest::{Access, ExecRule, Limits, Manifest, ManifestError, MountRequest, MountSource};
 
 pub const MANIFEST_FILE: &str = "skill.toml";
@@ -34,9 +37,17 @@ pub struct Skill {
 }
 
 impl Skill {
-    /// Read the skill in `dir`. The manifest's name must match the folder
-    /// name, so the name an operator sees on disk is the one that runs.
+    /// Read the skill in `dir`, hashing its component now. The manifest's
+    /// name must match the folder name, so the name an operator sees on disk
+    /// is the one that runs.
     pub fn load(dir: &Path) -> Result<Self, ManifestError> {
+        Self::load_with(dir, None)
+    }
+
+    /// [`Skill::load`], taking the component's hash from `hashes` when its
+    /// entry still matches the file (the component is then read at its
+    /// first use, and checked against that hash).
+    pub fn load_with(dir: &Path, hashes: Option<&HashCache>) -> Result<Self, ManifestError> {
         let file = dir.join(MANIFEST_FILE);
         // One handle on the folder for every file read from it: nothing is
         // read from outside it, whatever links it holds.
@@ -58,7 +69,7 @@ impl Skill {
                 ),
             });
         }
-        let contents = SkillContents::read(&folder, &manifest, bytes)?;
+        let contents = SkillContents::read(Arc::new(folder), &manifest, bytes, hashes)?;
         Ok(Self {
             dir: dir.to_owned(),
             label: format!("{} v{}", manifest.name, manifest.version),
@@ -92,12 +103,18 @@ impl Skill {
         self.component_path.as_deref()
     }
 
-    /// The component as read with the skill, for the sandbox; `None` for an
-    /// instruction-only skill.
-    pub fn component_source(&self) -> Option<crate::sandbox::ComponentSource<'_>> {
-        Some(crate::sandbox::ComponentSource {
+    /// The component for the sandbox, its bytes checked against the hash
+    /// the skill was judged on; `None` for an instruction-only skill.
+    pub fn component_source(
+        &self,
+    ) -> Option<Result<crate::sandbox::ComponentSource<'_>, ComponentError>> {
+        let wasm = match self.contents.component()? {
+            Ok(wasm) => wasm,
+            Err(error) => return Some(Err(error)),
+        };
+        Some(Ok(crate::sandbox::ComponentSource {
             label: &self.label,
-            wasm: self.contents.component()?,
+            wasm,
             origin: self.component_path.as_deref()?,
             api: &self.manifest.api,
             folder: self
@@ -105,7 +122,7 @@ impl Skill {
                 .folder()
                 .zip(self.hash().parts.folder.as_deref())
                 .map(|(files, hash)| (hash, &files[..])),
-        })
+        }))
     }
 
     /// The description for the model's skills index: the `description` of
@@ -154,6 +171,14 @@ pub type Discovered = Result<Skill, ManifestError>;
 /// plain files are ignored; a folder without a valid `skill.toml` is
 /// reported, not skipped, so an operator sees why a skill is missing.
 pub fn discover(skills_dir: &Path) -> anyhow::Result<Vec<Discovered>> {
+    discover_with(skills_dir, None)
+}
+
+/// [`discover`], taking components' hashes from `hashes` where they hold.
+pub fn discover_with(
+    skills_dir: &Path,
+    hashes: Option<&HashCache>,
+) -> anyhow::Result<Vec<Discovered>> {
     use anyhow::Context;
     let entries = std::fs::read_dir(skills_dir)
         .with_context(|| format!("cannot read the skills directory {}", skills_dir.display()))?;
@@ -171,11 +196,23 @@ pub fn discover(skills_dir: &Path) -> anyhow::Result<Vec<Discovered>> {
         }
     }
     dirs.sort();
-    Ok(dirs.iter().map(|dir| Skill::load(dir)).collect())
+    Ok(dirs
+        .iter()
+        .map(|dir| Skill::load_with(dir, hashes))
+        .collect())
 }
 
 /// The skill named `name` in `skills_dir`.
 pub fn find(skills_dir: &Path, name: &str) -> anyhow::Result<Option<Skill>> {
+    find_with(skills_dir, name, None)
+}
+
+/// [`find`], taking the component's hash from `hashes` where it holds.
+pub fn find_with(
+    skills_dir: &Path,
+    name: &str,
+    hashes: Option<&HashCache>,
+) -> anyhow::Result<Option<Skill>> {
     if !manifest::is_skill_name(name) {
         return Ok(None);
     }
@@ -183,7 +220,7 @@ pub fn find(skills_dir: &Path, name: &str) -> anyhow::Result<Option<Skill>> {
     if std::fs::symlink_metadata(dir.join(MANIFEST_FILE)).is_err() {
         return Ok(None);
     }
-    Ok(Some(Skill::load(&dir)?))
+    Ok(Some(Skill::load_with(&dir, hashes)?))
 }
 
 #[cfg(test)]
@@ -250,6 +287,46 @@ mod tests {
         assert_eq!(
             frontmatter_description("---\nname: x\ndescription: Does X well\n---\nbody"),
             Some("Does X well".into())
+        );
+    }
+
+    #[test]
+    fn a_component_read_later_must_match_the_hash_it_was_judged_on() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("demo");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(
+            dir.join(MANIFEST_FILE),
+            "[skill]\nname = \"demo\"\nversion = \"1.0.0\"\ndescription = \"d\"\ncomponent = \"demo.wasm\"\napi = \"^0.1\"\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("demo.wasm"), b"granted bytes").unwrap();
+        let cache = HashCache::new(root.path().join("hashes"));
+
+        // The first load hashes the file and remembers it; the next one takes
+        // the hash from the cache and reads the bytes only when asked.
+        let first = Skill::load_with(&dir, Some(&cache)).unwrap();
+        let later = Skill::load_with(&dir, Some(&cache)).unwrap();
+        assert_eq!(later.hash(), first.hash());
+        assert_eq!(
+            &*later.component_source().unwrap().unwrap().wasm,
+            b"granted bytes"
+        );
+
+        // A forged entry names another hash for the same file: the bytes read
+        // at use do not match it, and are not handed to the sandbox.
+        let folder = crate::untrusted_file::Folder::open(&dir).unwrap();
+        let stamp = hash_cache::Stamp::of(&folder, Path::new("demo.wasm")).unwrap();
+        cache.put(&dir.join("demo.wasm"), &stamp, "blake3:00");
+        let forged = Skill::load_with(&dir, Some(&cache)).unwrap();
+        let Some(Err(error)) = forged.component_source() else {
+            panic!("bytes that do not match must be refused");
+        };
+        assert!(
+            error
+                .to_string()
+                .contains("changed since the skill was checked"),
+            "{error}"
         );
     }
 

@@ -23,6 +23,12 @@ pub struct Folder {
     path: PathBuf,
 }
 
+impl std::fmt::Debug for Folder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Folder").field(&self.path).finish()
+    }
+}
+
 impl Folder {
     /// Open the directory at `path` (trusted: the caller chose it).
     pub fn open(path: &Path) -> Result<Self, ReadError> {
@@ -70,6 +76,27 @@ impl Folder {
         })
     }
 
+    /// Identity, size and change times of the regular file at `relative`,
+    /// without reading or following it.
+    pub fn stat(&self, relative: &Path) -> Result<FileStat, ReadError> {
+        use cap_std::fs::MetadataExt;
+        let metadata = self
+            .dir
+            .symlink_metadata(relative)
+            .map_err(ReadError::from_io)?;
+        let kind = EntryKind::from(metadata.file_type());
+        if kind != EntryKind::File {
+            return Err(ReadError::NotRegular(kind.name()));
+        }
+        Ok(FileStat {
+            device: metadata.dev(),
+            inode: metadata.ino(),
+            size: metadata.size(),
+            modified: (metadata.mtime(), metadata.mtime_nsec()),
+            changed: (metadata.ctime(), metadata.ctime_nsec()),
+        })
+    }
+
     /// The entries of this folder: name and kind, without following links.
     pub fn entries(&self) -> Result<Vec<(String, EntryKind)>, ReadError> {
         let mut entries = Vec::new();
@@ -99,6 +126,18 @@ impl Folder {
             Err(ReadError::NotRegular(EntryKind::from(kind).name()))
         }
     }
+}
+
+/// What identifies a file's content without reading it: a write changes
+/// its change time (which no unprivileged process can set back), a
+/// replacement its inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStat {
+    pub device: u64,
+    pub inode: u64,
+    pub size: u64,
+    pub modified: (i64, i64),
+    pub changed: (i64, i64),
 }
 
 /// Why an untrusted file was not read. The messages omit the path: callers

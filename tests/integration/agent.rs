@@ -14,6 +14,7 @@ use talaria_runtime::agent::provider::{ChatMessage, Provider, ProviderConfig, Pr
 use talaria_runtime::agent::tools::{SkillEntry, ToolRegistry};
 use talaria_runtime::agent::{Agent, AgentOptions, Event};
 use talaria_runtime::memory::{NoteLimits, Notes, SessionStore};
+use talaria_runtime::skill::offered::SkillComponent;
 
 fn chat(fixture: &Fixture, model: &FakeModel, question: &str) -> std::process::Output {
     let skills = repo_root().join("skills");
@@ -293,7 +294,7 @@ async fn tool_calls_of_one_turn_run_concurrently_and_keep_their_order() {
             name: "hostile".into(),
             description: "test".into(),
             instructions: None,
-            loaded: Some(Arc::new(hostile)),
+            loaded: Some(Arc::new(SkillComponent::loaded(hostile))),
         }],
         Notes::new(fixture.root.path().join("memories"), NoteLimits::default()),
         store.clone(),
@@ -824,4 +825,54 @@ async fn a_revoke_and_a_grant_take_effect_for_the_next_turn_without_a_restart() 
         .await
         .unwrap();
     assert!(offered_tools(&model, 2).contains(&"text__count".to_owned()));
+}
+
+#[test]
+fn a_chat_compiles_only_the_components_it_calls() {
+    let fixture = Fixture::new();
+    let skills = repo_root().join("skills");
+    let run = |model: &FakeModel| {
+        talaria_with(
+            &fixture,
+            &[
+                ("TALARIA_BUNDLED_SKILLS", skills.as_path()),
+                ("TALARIA_MODEL_BASE_URL", Path::new(&model.base_url)),
+                ("TALARIA_LOG", Path::new("talaria_runtime::sandbox=debug")),
+            ],
+            &["chat", "-q", "hello"],
+            None,
+        )
+    };
+    let compiled = |output: &std::process::Output| {
+        stderr(output)
+            .matches("compiled a component into the cache")
+            .count()
+    };
+    // The first start learns the bundled skills' tools: each is loaded once.
+    let model = FakeModel::start(vec![Reply::answer("hi")]);
+    let first = run(&model);
+    assert_exit(&first, 0);
+    assert_eq!(compiled(&first), 3, "{}", stderr(&first));
+
+    // With the compiled components gone (an upgrade changes the engine),
+    // a chat that calls one tool compiles that one component only, while
+    // every skill's tools are still offered.
+    std::fs::remove_dir_all(fixture.root.path().join("cache/components")).unwrap();
+    let model = FakeModel::start(vec![
+        Reply::calls(&[("text__count", json!({"text": "a b c"}))]),
+        Reply::answer("3 words"),
+    ]);
+    let second = run(&model);
+    assert_exit(&second, 0);
+    assert_eq!(stdout(&second), "3 words\n");
+    assert_eq!(compiled(&second), 1, "{}", stderr(&second));
+    let offered: Vec<String> = model.requests()[0]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    for name in ["text__count", "files__read", "json__query"] {
+        assert!(offered.contains(&name.to_owned()), "{name}: {offered:?}");
+    }
 }

@@ -900,7 +900,7 @@ async fn the_component_compiled_is_the_one_whose_hash_was_checked() {
     let capabilities =
         talaria_runtime::skill::capabilities::as_requested(&skill, &fixture.roots()).unwrap();
     let loaded = sandbox
-        .load(skill.component_source().unwrap(), capabilities)
+        .load(skill.component_source().unwrap().unwrap(), capabilities)
         .await
         .unwrap();
     assert!(

@@ -116,7 +116,7 @@ impl Fixture {
         let capabilities =
             talaria_runtime::skill::capabilities::as_requested(&skill, &self.roots()).unwrap();
         sandbox
-            .load(skill.component_source().unwrap(), capabilities)
+            .load(skill.component_source().unwrap().unwrap(), capabilities)
             .await
     }
 

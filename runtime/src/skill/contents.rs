@@ -1,18 +1,25 @@
-//! What the host and the guest read from a skill folder, read once.
+//! What the host and the guest read from a skill folder.
 //!
-//! The operator's grant is pinned to a hash of these bytes, and the sandbox
-//! compiles, mounts and prompts from these same bytes: a file swapped in
-//! the folder after the check is never what runs. Reading a file a second
-//! time (once to hash it, once to compile it) would let anyone who can
-//! write the folder run ungranted code under another component's grant.
+//! The operator's grant is pinned to a hash of every file the host or the
+//! guest reads from the folder, and the sandbox compiles, mounts and prompts
+//! from the very bytes that were hashed: a file swapped in the folder after
+//! the check is never what runs. `skill.toml`, `SKILL.md` and (for a skill
+//! mounting its own folder) every file are read once, when the skill is
+//! loaded. The component, the one large file, is read when it is first
+//! needed: its hash at load may come from a [`HashCache`] entry (keyed by
+//! the file's identity and change time, so a start does not hash every
+//! component again), and the bytes read later are hashed again and refused
+//! unless they match the hash the grant was judged on. Compiling a buffer
+//! other than the one that was hashed is therefore impossible.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
+use super::hash_cache::{HashCache, Stamp};
 use super::install;
 use super::{INSTRUCTIONS_FILE, Manifest, ManifestError, MountSource};
 use crate::sandbox::policy::FolderFile;
-use crate::untrusted_file::Folder;
+use crate::untrusted_file::{Folder, ReadError};
 
 /// Largest `SKILL.md` read; instructions are a few kilobytes.
 pub const MAX_INSTRUCTIONS_BYTES: u64 = 1024 * 1024;
@@ -23,16 +30,29 @@ pub const MAX_COMPONENT_BYTES: u64 = 64 * 1024 * 1024;
 /// below ever changes.
 const HASH_DOMAIN: &[u8] = b"talaria-skill-hash-v2\0";
 
-/// The bytes of one skill, as read when it was loaded.
+/// The files of one skill, as read when it was loaded.
 #[derive(Debug)]
 pub struct SkillContents {
     manifest: Vec<u8>,
     instructions: Option<String>,
-    component: Option<Arc<[u8]>>,
+    component: Option<ComponentFile>,
     /// Every file of the folder, for a skill that mounts `${skill_dir}`:
     /// its guest is shown a copy of exactly these files.
     folder: Option<Arc<[FolderFile]>>,
     hash: SkillHash,
+}
+
+/// The component of a skill: where it is, the hash the skill was judged
+/// on, and its bytes once read.
+#[derive(Debug)]
+struct ComponentFile {
+    /// Relative to the skill folder, as the manifest names it.
+    relative: PathBuf,
+    /// The folder handle it is read through.
+    folder: Arc<Folder>,
+    /// `blake3:HEX` of the bytes.
+    hash: String,
+    bytes: Mutex<Option<Arc<[u8]>>>,
 }
 
 /// The hash a grant is pinned to, and the hash of each part, so that a
@@ -101,12 +121,31 @@ fn part_hash(bytes: &[u8]) -> String {
     format!("blake3:{}", blake3::hash(bytes).to_hex())
 }
 
+/// A component read when it was needed, checked against the hash the skill
+/// was judged on.
+#[derive(Debug, thiserror::Error)]
+pub enum ComponentError {
+    #[error("cannot read the component {path}: it {error}")]
+    Unreadable { path: PathBuf, error: ReadError },
+    #[error(
+        "the component {path} changed since the skill was checked ({expected}, now {found}); \
+         the new bytes are not run: check the skill again (`talaria skills audit`)"
+    )]
+    Changed {
+        path: PathBuf,
+        expected: String,
+        found: String,
+    },
+}
+
 impl SkillContents {
-    /// Read the skill in `dir` whose manifest was parsed from
-    /// `manifest_bytes`: `SKILL.md` when present, the component when the
-    /// manifest names one, and every file of the folder when the skill
-    /// mounts `${skill_dir}`. Each file is read once, as a regular file
-    /// (never through a symlink, never blocking on a FIFO), within a bound.
+    /// Read the skill in `folder` whose manifest was parsed from
+    /// `manifest_bytes`: `SKILL.md` when present, every file of the folder
+    /// when the skill mounts `${skill_dir}`, and the component's hash (from
+    /// `hashes` when its entry still matches the file, else by reading and
+    /// hashing it, keeping the bytes). Each file is read as a regular file
+    /// through the folder handle (never through a symlink, never blocking on
+    /// a FIFO), within a bound.
     ///
     /// The skill hash is `blake3:` and the hex digest of
     ///
@@ -114,15 +153,16 @@ impl SkillContents {
     /// "talaria-skill-hash-v2\0"
     /// u64 LE length of skill.toml, skill.toml bytes
     /// u8 0, or u8 1 and u64 LE length and bytes of SKILL.md
-    /// u8 0, or u8 1 and u64 LE length and bytes of the component
+    /// u8 0, or u8 1 and the 64 hex digits of the component's blake3
     /// u8 0, or u8 1 and the folder's tree hash (skills mounting ${skill_dir})
     /// ```
     pub fn read(
-        folder: &Folder,
+        folder: Arc<Folder>,
         manifest: &Manifest,
         manifest_bytes: Vec<u8>,
+        hashes: Option<&HashCache>,
     ) -> Result<Self, ManifestError> {
-        let dir = folder.path();
+        let dir = folder.path().to_owned();
         let instructions_path = dir.join(INSTRUCTIONS_FILE);
         let instructions =
             match folder.read_text(Path::new(INSTRUCTIONS_FILE), MAX_INSTRUCTIONS_BYTES) {
@@ -136,25 +176,11 @@ impl SkillContents {
                 }
             };
         let component = match &manifest.component {
-            Some(relative) => {
-                let path = dir.join(relative);
-                let bytes = folder.read(relative, MAX_COMPONENT_BYTES).map_err(
-                    |error| ManifestError {
-                        message: if error.is_not_found() {
-                            format!(
-                                "key `skill.component`: {} does not exist; build it \
-                                 (`cargo build --target wasm32-wasip2 --release`, or `cargo xtask \
-                                 build-skills` in the Talaria repository) or install the skill again",
-                                path.display()
-                            )
-                        } else {
-                            format!("key `skill.component`: cannot read {}: {error}", path.display())
-                        },
-                        file: dir.join(super::MANIFEST_FILE),
-                    },
-                )?;
-                Some(Arc::<[u8]>::from(bytes))
-            }
+            Some(relative) => Some(ComponentFile::locate(
+                Arc::clone(&folder),
+                relative,
+                hashes,
+            )?),
             None => None,
         };
         let mounts_own_folder = manifest
@@ -162,9 +188,9 @@ impl SkillContents {
             .mounts
             .iter()
             .any(|mount| mount.source == MountSource::SkillDir);
-        let folder = if mounts_own_folder {
-            let files = install::read_tree(folder).map_err(|error| ManifestError {
-                file: dir.to_owned(),
+        let folder_files = if mounts_own_folder {
+            let files = install::read_tree(&folder).map_err(|error| ManifestError {
+                file: dir.clone(),
                 message: format!("{error:#}"),
             })?;
             Some(Arc::<[FolderFile]>::from(files))
@@ -174,14 +200,14 @@ impl SkillContents {
         let hash = hash(
             &manifest_bytes,
             instructions.as_deref(),
-            component.as_deref(),
-            folder.as_deref(),
+            component.as_ref().map(|c| c.hash.as_str()),
+            folder_files.as_deref(),
         );
         Ok(Self {
             manifest: manifest_bytes,
             instructions,
             component,
-            folder,
+            folder: folder_files,
             hash,
         })
     }
@@ -198,8 +224,10 @@ impl SkillContents {
         self.instructions.as_deref()
     }
 
-    pub fn component(&self) -> Option<&Arc<[u8]>> {
-        self.component.as_ref()
+    /// The component's bytes: read now if they were not read with the
+    /// skill, and refused unless they hash to what the skill was judged on.
+    pub fn component(&self) -> Option<Result<Arc<[u8]>, ComponentError>> {
+        self.component.as_ref().map(ComponentFile::bytes)
     }
 
     pub fn folder(&self) -> Option<&Arc<[FolderFile]>> {
@@ -207,10 +235,90 @@ impl SkillContents {
     }
 }
 
+impl ComponentFile {
+    /// Find the component and its hash: from the cache when its entry
+    /// matches the file's stamp, else by reading and hashing the file (the
+    /// bytes are kept: they are the ones that will be compiled).
+    fn locate(
+        folder: Arc<Folder>,
+        relative: &Path,
+        hashes: Option<&HashCache>,
+    ) -> Result<Self, ManifestError> {
+        let path = folder.path().join(relative);
+        let missing = |error: ReadError| ManifestError {
+            message: if error.is_not_found() {
+                format!(
+                    "key `skill.component`: {} does not exist; build it \
+                     (`cargo build --target wasm32-wasip2 --release`, or `cargo xtask \
+                     build-skills` in the Talaria repository) or install the skill again",
+                    path.display()
+                )
+            } else {
+                format!(
+                    "key `skill.component`: cannot read {}: {error}",
+                    path.display()
+                )
+            },
+            file: folder.path().join(super::MANIFEST_FILE),
+        };
+        let stamp = Stamp::of(&folder, relative).map_err(missing)?;
+        if let Some(hash) = hashes.and_then(|cache| cache.get(&path, &stamp)) {
+            return Ok(Self {
+                relative: relative.to_owned(),
+                folder,
+                hash,
+                bytes: Mutex::new(None),
+            });
+        }
+        let bytes: Arc<[u8]> = folder
+            .read(relative, MAX_COMPONENT_BYTES)
+            .map_err(missing)?
+            .into();
+        let hash = part_hash(&bytes);
+        if let Some(cache) = hashes {
+            // Only the stamp taken before the read is recorded: a change
+            // during the read gives the file a newer stamp, never this one.
+            cache.put(&path, &stamp, &hash);
+        }
+        Ok(Self {
+            relative: relative.to_owned(),
+            folder,
+            hash,
+            bytes: Mutex::new(Some(bytes)),
+        })
+    }
+
+    fn bytes(&self) -> Result<Arc<[u8]>, ComponentError> {
+        let mut held = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(bytes) = held.as_ref() {
+            return Ok(Arc::clone(bytes));
+        }
+        let path = self.folder.path().join(&self.relative);
+        let bytes: Arc<[u8]> = self
+            .folder
+            .read(&self.relative, MAX_COMPONENT_BYTES)
+            .map_err(|error| ComponentError::Unreadable {
+                path: path.clone(),
+                error,
+            })?
+            .into();
+        let found = part_hash(&bytes);
+        if found != self.hash {
+            return Err(ComponentError::Changed {
+                path,
+                expected: super::grants::short_hash(&self.hash).to_owned(),
+                found: super::grants::short_hash(&found).to_owned(),
+            });
+        }
+        *held = Some(Arc::clone(&bytes));
+        Ok(bytes)
+    }
+}
+
 fn hash(
     manifest: &[u8],
     instructions: Option<&str>,
-    component: Option<&[u8]>,
+    component: Option<&str>,
     folder: Option<&[FolderFile]>,
 ) -> SkillHash {
     let folder_hash = folder.map(install::hash_tree);
@@ -218,16 +326,23 @@ fn hash(
     hasher.update(HASH_DOMAIN);
     hasher.update(&(manifest.len() as u64).to_le_bytes());
     hasher.update(manifest);
-    for part in [instructions.map(str::as_bytes), component] {
-        match part {
-            Some(bytes) => {
-                hasher.update(&[1]);
-                hasher.update(&(bytes.len() as u64).to_le_bytes());
-                hasher.update(bytes);
-            }
-            None => {
-                hasher.update(&[0]);
-            }
+    match instructions {
+        Some(text) => {
+            hasher.update(&[1]);
+            hasher.update(&(text.len() as u64).to_le_bytes());
+            hasher.update(text.as_bytes());
+        }
+        None => {
+            hasher.update(&[0]);
+        }
+    }
+    match component.and_then(|hash| hash.strip_prefix("blake3:")) {
+        Some(hex) => {
+            hasher.update(&[1]);
+            hasher.update(hex.as_bytes());
+        }
+        None => {
+            hasher.update(&[0]);
         }
     }
     match &folder_hash {
@@ -244,7 +359,7 @@ fn hash(
         parts: HashParts {
             manifest: part_hash(manifest),
             instructions: instructions.map(|text| part_hash(text.as_bytes())),
-            component: component.map(part_hash),
+            component: component.map(str::to_owned),
             folder: folder_hash,
         },
     }

@@ -23,6 +23,9 @@ use anyhow::Context;
 
 use super::bundled::{self, Outcome};
 use super::grants::{self, Assessment, Grant, GrantedBy, Grants, SkillState, grant_diff};
+use super::hash_cache::HashCache;
+pub use super::offered::OfferedSkill;
+use super::offered::{self, Loader, SkillComponent, ToolCache};
 use super::{Discovered, ManifestError, MountRoots, Skill, capabilities, install};
 use crate::home::{Home, LockError};
 use crate::sandbox::policy::Capabilities;
@@ -52,6 +55,8 @@ pub struct SkillRegistry {
     sandbox_config: SandboxConfig,
     sandbox: OnceLock<Arc<Sandbox>>,
     env: EnvLookup,
+    hashes: HashCache,
+    tools: ToolCache,
     offered: tokio::sync::Mutex<Option<OfferedSet>>,
 }
 
@@ -69,18 +74,6 @@ pub enum SkillEntry {
     },
 }
 
-/// A granted skill the agent may offer to the model.
-#[derive(Clone)]
-pub struct OfferedSkill {
-    pub name: String,
-    /// For the skills index (see [`Skill::description`]).
-    pub description: String,
-    /// `SKILL.md`, as read (and hashed) with the skill.
-    pub instructions: Option<String>,
-    /// The loaded component of a skill with tools.
-    pub loaded: Option<Arc<LoadedSkill>>,
-}
-
 /// The skills offered, and what they were read from.
 struct OfferedSet {
     fingerprint: Fingerprint,
@@ -88,9 +81,9 @@ struct OfferedSet {
     /// reads, for the next fingerprint.
     facts: HashMap<PathBuf, FolderFacts>,
     skills: Arc<[OfferedSkill]>,
-    /// Loaded components by skill name, with the hash and capabilities they
-    /// were loaded for: reused when neither changed.
-    loaded: HashMap<String, (String, Capabilities, Arc<LoadedSkill>)>,
+    /// Components by skill name, with the hash and capabilities they were
+    /// offered for: reused (loaded or not) when neither changed.
+    components: HashMap<String, (String, Capabilities, Arc<SkillComponent>)>,
 }
 
 /// What a grant would record, for the operator to confirm.
@@ -130,12 +123,14 @@ pub enum ActionError {
 impl SkillRegistry {
     pub fn new(config: RegistryConfig) -> Self {
         Self {
-            home: config.home,
+            home: config.home.clone(),
             skills_dir: config.skills_dir,
             roots: config.roots,
             sandbox_config: config.sandbox,
             sandbox: OnceLock::new(),
             env: config.env,
+            hashes: HashCache::new(config.home.root().join("cache").join("component-hashes")),
+            tools: ToolCache::new(config.home.root().join("cache").join("component-tools")),
             offered: tokio::sync::Mutex::new(None),
         }
     }
@@ -163,13 +158,15 @@ impl SkillRegistry {
     }
 
     /// Every skill folder, sorted by name; broken ones are reported.
+    /// Components are not read when their hash is remembered (see
+    /// [`HashCache`]).
     pub fn discover(&self) -> anyhow::Result<Vec<Discovered>> {
-        super::discover(&self.skills_dir)
+        super::discover_with(&self.skills_dir, Some(&self.hashes))
     }
 
     /// The skill named `name`, or a usage error listing the names that exist.
     pub fn find(&self, name: &str) -> Result<Skill, ActionError> {
-        match super::find(&self.skills_dir, name) {
+        match super::find_with(&self.skills_dir, name, Some(&self.hashes)) {
             Ok(Some(skill)) => Ok(skill),
             Ok(None) => Err(self.no_such_skill(name)),
             Err(error) => match error.downcast::<ManifestError>() {
@@ -206,27 +203,44 @@ impl SkillRegistry {
         )
     }
 
-    /// Load a granted skill's component with its effective capabilities.
+    /// Load a granted skill's component with its effective capabilities,
+    /// and remember its tools for the next start.
     pub async fn load(
         &self,
         skill: &Skill,
         effective: Capabilities,
     ) -> anyhow::Result<LoadedSkill> {
-        capabilities::prepare(&effective).with_context(|| format!("skill {}", skill.label()))?;
-        let source = skill
-            .component_source()
-            .with_context(|| format!("skill {} has no component", skill.label()))?;
-        let loaded = self.sandbox()?.load(source, effective).await?;
-        let env = Arc::clone(&self.env);
-        Ok(loaded.with_env(move |name| env(name)))
+        let loaded = offered::load(&self.loader(skill, effective)?).await?;
+        self.remember_tools(skill, &loaded);
+        Ok(loaded)
     }
 
-    /// Check that the component loads with this host, giving it nothing.
+    fn loader(&self, skill: &Skill, effective: Capabilities) -> anyhow::Result<Loader> {
+        Ok(Loader {
+            skill: skill.clone(),
+            effective,
+            sandbox: Arc::clone(self.sandbox()?),
+            env: Arc::clone(&self.env),
+        })
+    }
+
+    fn remember_tools(&self, skill: &Skill, loaded: &LoadedSkill) {
+        if let Some(hash) = &skill.hash().parts.component {
+            self.tools.put(hash, loaded.tools());
+        }
+    }
+
+    /// Check that the component loads with this host, giving it nothing;
+    /// this also compiles it into the cache and remembers its tools, so the
+    /// first call after an install or a grant starts fast.
     pub async fn validate_component(&self, skill: &Skill) -> anyhow::Result<()> {
         if let Some(source) = skill.component_source() {
-            self.sandbox()?
+            let source = source.with_context(|| format!("skill {}", skill.label()))?;
+            let loaded = self
+                .sandbox()?
                 .load(source, capabilities::for_validation(skill))
                 .await?;
+            self.remember_tools(skill, &loaded);
         }
         Ok(())
     }
@@ -265,8 +279,10 @@ impl SkillRegistry {
 
     /// The granted skills to offer the model now. Re-reads the skills
     /// directory and the grants only when something changed on disk; a
-    /// skill whose hash and capabilities are unchanged keeps its loaded
-    /// component.
+    /// skill whose hash and capabilities are unchanged keeps its component.
+    /// Components are not loaded here when their tools are known: a skill
+    /// is loaded at the first call of one of its tools. Those whose tools
+    /// are not known yet are loaded now, in parallel.
     pub async fn offered(&self) -> anyhow::Result<Arc<[OfferedSkill]>> {
         let mut offered = self.offered.lock().await;
         if let Some(current) = offered.as_ref()
@@ -274,11 +290,10 @@ impl SkillRegistry {
         {
             return Ok(Arc::clone(&current.skills));
         }
-        let mut previous = offered.take().map(|set| set.loaded).unwrap_or_default();
+        let mut previous = offered.take().map(|set| set.components).unwrap_or_default();
         let grants = self.grants()?;
-        let mut skills = Vec::new();
-        let mut loaded_now = HashMap::new();
         let mut facts = HashMap::new();
+        let mut granted = Vec::new();
         for discovered in self.discover()? {
             let Ok(skill) = discovered else {
                 continue;
@@ -290,39 +305,70 @@ impl SkillRegistry {
                     mounts_own_folder: skill.hash().parts.folder.is_some(),
                 },
             );
-            let assessment = self.assess(&skill, &grants);
-            let Some(effective) = assessment.effective else {
+            if let Some(effective) = self.assess(&skill, &grants).effective {
+                granted.push((skill, effective));
+            }
+        }
+        // Components: kept, offered from their remembered tools, or loaded
+        // now (all at once: compiling is what takes time).
+        let mut components: Vec<Option<Arc<SkillComponent>>> = Vec::new();
+        let mut to_load = tokio::task::JoinSet::new();
+        for (index, (skill, effective)) in granted.iter().enumerate() {
+            let Some(component_hash) = skill.hash().parts.component.clone() else {
+                components.push(None);
                 continue;
             };
-            let loaded = if skill.manifest.component.is_some() {
-                let reused = previous
-                    .remove(skill.name())
-                    .filter(|(hash, capabilities, _)| {
-                        *hash == skill.hash().full && *capabilities == effective
-                    });
-                let loaded = match reused {
-                    Some((_, _, loaded)) => loaded,
-                    None => match self.load(&skill, effective.clone()).await {
-                        Ok(loaded) => Arc::new(loaded),
-                        Err(error) => {
-                            tracing::warn!(skill = skill.name(), "not offered: {error:#}");
-                            continue;
-                        }
-                    },
-                };
-                loaded_now.insert(
-                    skill.name().to_owned(),
-                    (skill.hash().full.clone(), effective, Arc::clone(&loaded)),
-                );
-                Some(loaded)
-            } else {
-                None
+            let kept = previous
+                .remove(skill.name())
+                .filter(|(hash, capabilities, _)| {
+                    *hash == skill.hash().full && capabilities == effective
+                });
+            let component = match kept {
+                Some((_, _, component)) => Some(component),
+                None => match self.tools.get(&component_hash) {
+                    Some(tools) => Some(Arc::new(SkillComponent::lazy(
+                        tools,
+                        self.loader(skill, effective.clone())?,
+                    ))),
+                    None => {
+                        let loader = self.loader(skill, effective.clone())?;
+                        to_load.spawn(async move { (index, offered::load(&loader).await) });
+                        None
+                    }
+                },
             };
+            components.push(component);
+        }
+        while let Some(joined) = to_load.join_next().await {
+            let (index, outcome) =
+                joined.map_err(|e| anyhow::anyhow!("a load task failed: {e}"))?;
+            let skill = &granted[index].0;
+            match outcome {
+                Ok(loaded) => {
+                    self.remember_tools(skill, &loaded);
+                    components[index] = Some(Arc::new(SkillComponent::loaded(loaded)));
+                }
+                Err(error) => tracing::warn!(skill = skill.name(), "not offered: {error:#}"),
+            }
+        }
+        let mut skills = Vec::new();
+        let mut kept_components = HashMap::new();
+        for ((skill, effective), component) in granted.into_iter().zip(components) {
+            if skill.manifest.component.is_some() && component.is_none() {
+                // It failed to load; already reported.
+                continue;
+            }
+            if let Some(component) = &component {
+                kept_components.insert(
+                    skill.name().to_owned(),
+                    (skill.hash().full.clone(), effective, Arc::clone(component)),
+                );
+            }
             skills.push(OfferedSkill {
                 name: skill.name().to_owned(),
                 description: skill.description(),
                 instructions: skill.instructions().map(str::to_owned),
-                loaded,
+                loaded: component,
             });
         }
         let skills: Arc<[OfferedSkill]> = skills.into();
@@ -333,7 +379,7 @@ impl SkillRegistry {
             fingerprint,
             facts,
             skills: Arc::clone(&skills),
-            loaded: loaded_now,
+            components: kept_components,
         });
         Ok(skills)
     }
