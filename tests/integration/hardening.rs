@@ -423,13 +423,11 @@ fn install_errors_name_the_source_never_the_staging_folder() {
     let fixture = Fixture::new();
     let source = fixture.root.path().join("incoming/hostile");
     std::fs::create_dir_all(&source).unwrap();
-    for file in ["skill.toml"] {
-        std::fs::copy(
-            skill_source("tests/skills/hostile").join(file),
-            source.join(file),
-        )
-        .unwrap();
-    }
+    std::fs::copy(
+        skill_source("tests/skills/hostile").join("skill.toml"),
+        source.join("skill.toml"),
+    )
+    .unwrap();
     std::fs::write(source.join("hostile.wasm"), b"not a component").unwrap();
     let output = talaria(&fixture, &["skills", "install", source.to_str().unwrap()]);
     assert_exit(&output, 1);
