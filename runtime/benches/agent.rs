@@ -1,12 +1,17 @@
-//! Agent benchmark: `cargo bench -p talaria-runtime --bench agent`.
+//! Agent benchmark: `cargo bench --bench agent` (see BENCHMARKS.md).
 //!
 //! - Agent-loop overhead per turn against a model on loopback that answers
 //!   instantly: HTTP round trip, JSON, prompt and tool definitions, two
 //!   SQLite commits. The model's own time is zero, so this is the overhead.
+//!   Compared, in the same run, with the baseline: the same request sent
+//!   straight to the model over a kept-alive connection.
 //! - `session search` latency over 100k and 1M generated messages.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod support;
+
 use std::time::{Duration, Instant};
+
+use support::{DirectClient, instant_model, machine, ratio, report};
 
 use talaria_runtime::agent::provider::{Provider, ProviderConfig};
 use talaria_runtime::agent::tools::ToolRegistry;
@@ -22,6 +27,8 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
 
+    println!("machine: {}", machine());
+    println!();
     println!("== agent loop, zero-latency model on loopback, {TURNS} turns");
     let base_url = instant_model()?;
     let store = SessionStore::open(&scratch.path().join("agent.db"))?;
@@ -33,7 +40,7 @@ fn main() -> anyhow::Result<()> {
     );
     let agent = Agent::new(
         Provider::new(ProviderConfig {
-            base_url,
+            base_url: base_url.clone(),
             model: "bench".into(),
             api_key: None,
             timeout: Duration::from_secs(10),
@@ -59,6 +66,24 @@ fn main() -> anyhow::Result<()> {
     }
     turns.sort();
     report("per turn (request, reply, 2 commits)", &turns);
+    // The same request body an agent sends, straight to the model.
+    let body = r#"{"model":"bench","messages":[{"role":"system","content":"You are a benchmark."},{"role":"user","content":"hello"}],"stream":false}"#;
+    let mut client = DirectClient::connect(&base_url)?;
+    let mut direct = Vec::with_capacity(TURNS);
+    for _ in 0..TURNS {
+        let started = Instant::now();
+        client.ask(body)?;
+        direct.push(started.elapsed());
+    }
+    direct.sort();
+    report("baseline: the request sent straight to the model", &direct);
+    println!(
+        "  the agent's turn costs {:.1}x the bare request; its overhead, p50: {:.3} ms",
+        ratio(&turns, &direct),
+        (support::percentile(&turns, 50).saturating_sub(support::percentile(&direct, 50)))
+            .as_secs_f64()
+            * 1e3
+    );
 
     for messages in [100_000usize, 1_000_000] {
         let path = scratch.path().join(format!("search-{messages}.db"));
@@ -86,57 +111,9 @@ fn main() -> anyhow::Result<()> {
             report(&format!("{what} ({found} hits shown)"), &samples);
         }
     }
+    println!();
+    println!("after the run: {}", support::load());
     Ok(())
-}
-
-/// A model endpoint that answers every request at once with "ok".
-fn instant_model() -> anyhow::Result<String> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let url = format!("http://{}/v1", listener.local_addr()?);
-    std::thread::spawn(move || {
-        let body = r#"{"choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]}"#;
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let Ok(clone) = stream.try_clone() else {
-                continue;
-            };
-            let mut reader = BufReader::new(clone);
-            // Keep-alive: serve requests on this connection until it closes.
-            loop {
-                let mut length = 0;
-                let mut line = String::new();
-                let mut ended = false;
-                loop {
-                    line.clear();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        ended = true;
-                        break;
-                    }
-                    if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                        length = value.trim().parse().unwrap_or(0);
-                    }
-                    if line == "\r\n" {
-                        break;
-                    }
-                }
-                if ended {
-                    break;
-                }
-                let mut request = vec![0; length];
-                if reader.read_exact(&mut request).is_err() {
-                    break;
-                }
-                let reply = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                    body.len()
-                );
-                if stream.write_all(reply.as_bytes()).is_err() {
-                    break;
-                }
-            }
-        }
-    });
-    Ok(url)
 }
 
 /// `messages` messages of 12–30 words over 1,000 sessions, in one
@@ -183,13 +160,4 @@ fn generate(path: &std::path::Path, messages: usize) -> anyhow::Result<()> {
     }
     tx.commit()?;
     Ok(())
-}
-
-fn report(what: &str, sorted: &[Duration]) {
-    let pick = |p: usize| sorted[(sorted.len() - 1) * p / 100];
-    println!(
-        "  {what:<44} p50 {:>9.3} ms   p99 {:>9.3} ms",
-        pick(50).as_secs_f64() * 1e3,
-        pick(99).as_secs_f64() * 1e3
-    );
 }
