@@ -18,6 +18,12 @@ pub fn load_or_default<T: DeserializeOwned + Default>(path: &Path) -> anyhow::Re
 }
 
 pub fn parse<T: DeserializeOwned>(text: &str) -> Result<T, String> {
+    // Tracking the key path costs as much as the parse itself; a valid file
+    // (nearly every one) is parsed without it, and an invalid one parsed
+    // again to name the key.
+    if let Ok(value) = toml::from_str(text) {
+        return Ok(value);
+    }
     let deserializer = toml::Deserializer::parse(text).map_err(|e| describe(text, &e, None))?;
     serde_path_to_error::deserialize(deserializer).map_err(|e| {
         let path = e.path().to_string();
