@@ -416,6 +416,20 @@ impl SkillRegistry {
         Fingerprint(files)
     }
 
+    /// Grants whose skill folder is gone (removed by hand, or a skills
+    /// directory that changed): they grant nothing, but an operator should
+    /// see and clear them (`talaria skills revoke NAME`).
+    pub fn orphaned_grants<'a>(&self, grants: &'a Grants) -> Vec<(&'a str, &'a Grant)> {
+        grants
+            .skills
+            .iter()
+            .filter(|(name, _)| {
+                std::fs::symlink_metadata(self.skills_dir.join(name)).is_err()
+            })
+            .map(|(name, grant)| (name.as_str(), grant))
+            .collect()
+    }
+
     /// Why `skill` may not run, with the command that fixes it, or `None`
     /// when it is granted.
     pub fn refusal(skill: &Skill, state: &SkillState) -> Option<String> {
