@@ -9,6 +9,7 @@ mod args;
 mod chat;
 mod config;
 mod doctor;
+mod output;
 mod sessions;
 mod skills;
 mod table;
@@ -75,6 +76,8 @@ pub fn main() -> ExitCode {
     runtime.shutdown_timeout(SHUTDOWN_GRACE);
     match outcome {
         Ok(code) => ExitCode::from(code),
+        // The reader of stdout went away (`| head -1`): it has what it wanted.
+        Err(failure) if output::is_closed_stdout(&failure.error) => ExitCode::SUCCESS,
         Err(failure) => {
             eprintln!("error: {:#}", failure.error);
             ExitCode::from(failure.code)

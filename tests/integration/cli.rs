@@ -399,3 +399,59 @@ fn stored_escape_sequences_never_reach_the_terminal() {
     let first: Value = serde_json::from_str(stdout(&output).lines().next().unwrap()).unwrap();
     assert_eq!(first["content"], nasty, "JSON output stays byte-exact");
 }
+
+/// `talaria tool list | head -1`: a reader that stops early closes the
+/// pipe; the command ends quietly with 0, as Unix tools do.
+#[test]
+fn a_reader_that_stops_early_ends_the_command_quietly_with_0() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let fixture = fixture_with_skills();
+    let spawn = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_talaria"))
+            .env_clear()
+            .env("TALARIA_HOME", fixture.root.path())
+            .env("TALARIA_SKILLS_DIR", &fixture.skills_dir)
+            .env("TALARIA_WORKSPACE", &fixture.workspace)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let commands: &[&[&str]] = &[
+        &["tool", "list"],
+        &["tool", "list", "--json"],
+        &["skills", "list"],
+        &["config", "show"],
+    ];
+    for args in commands {
+        // `| head -1`: one line read, then the pipe closed.
+        let mut child = spawn(args);
+        let mut reader = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        reader.read_line(&mut first).unwrap();
+        assert!(!first.is_empty(), "{args:?}");
+        drop(reader);
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert_eq!(stderr(&output), "", "{args:?}");
+        // `| true`: closed before anything is written, so the first write fails.
+        let mut child = spawn(args);
+        drop(child.stdout.take());
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert_eq!(stderr(&output), "", "{args:?}");
+    }
+}

@@ -12,7 +12,7 @@ use crate::home::Home;
 
 pub(crate) fn print_config(app: &App, as_json: bool) -> anyhow::Result<()> {
     let settings = app.config.shown();
-    let mut out = std::io::stdout().lock();
+    let mut out = super::output::stdout();
     if as_json {
         let report = json!({
             "home": app.home.root(),
@@ -39,6 +39,10 @@ pub(crate) fn print_path(home: Option<&Path>) -> anyhow::Result<()> {
         Some(root) => root.to_owned(),
         None => Home::default_root()?,
     };
-    println!("{}", Home::at(root).config_file().display());
+    writeln!(
+        super::output::stdout(),
+        "{}",
+        Home::at(root).config_file().display()
+    )?;
     Ok(())
 }

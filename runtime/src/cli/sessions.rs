@@ -22,7 +22,7 @@ pub(crate) enum ExportFormat {
 
 pub(crate) fn run(app: &App, command: SessionsCommand) -> Result<(), Failure> {
     let store = app.session_store()?;
-    let mut out = std::io::stdout().lock();
+    let mut out = super::output::stdout();
     match command {
         SessionsCommand::List { limit, json } => {
             let sessions = store.list(limit)?;

@@ -16,7 +16,7 @@ use crate::skill::{self, Limits};
 use crate::untrusted_text::log_line;
 
 pub(crate) fn print_skills(entries: &[SkillEntry], as_json: bool) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
+    let mut out = super::output::stdout();
     if as_json {
         let skills: Vec<serde_json::Value> = entries.iter().map(skill_json).collect();
         writeln!(out, "{}", serde_json::to_string_pretty(&skills)?)?;
@@ -120,7 +120,7 @@ pub(crate) async fn grant(app: &App, name: &str, yes: bool) -> Result<(), Failur
     let outcome = app
         .registry()
         .grant(name, |request| {
-            let mut out = std::io::stdout().lock();
+            let mut out = super::output::stdout();
             writeln!(
                 out,
                 "Grant skill {} ({})",
@@ -150,10 +150,11 @@ pub(crate) async fn grant(app: &App, name: &str, yes: bool) -> Result<(), Failur
         .await
         .map_err(usage_if_unknown)?;
     match outcome {
-        GrantOutcome::Granted => println!("granted {name}"),
-        GrantOutcome::Unchanged => {
-            println!("skill {name} is already granted exactly this; nothing to do")
-        }
+        GrantOutcome::Granted => writeln!(super::output::stdout(), "granted {name}")?,
+        GrantOutcome::Unchanged => writeln!(
+            super::output::stdout(),
+            "skill {name} is already granted exactly this; nothing to do"
+        )?,
         GrantOutcome::Declined => return Err(anyhow::anyhow!("not granted").into()),
     }
     Ok(())
@@ -172,11 +173,15 @@ fn usage_if_unknown(error: anyhow::Error) -> Failure {
 /// `talaria skills revoke NAME`.
 pub(crate) fn revoke(app: &App, name: &str) -> Result<(), Failure> {
     match app.registry().revoke(name).map_err(usage_if_unknown)? {
-        Some(grant) => println!(
+        Some(grant) => writeln!(
+            super::output::stdout(),
             "revoked the grant of {name} v{}; the skill is pending",
             grant.version
-        ),
-        None => println!("{name} had no grant; nothing to revoke"),
+        )?,
+        None => writeln!(
+            super::output::stdout(),
+            "{name} had no grant; nothing to revoke"
+        )?,
     }
     Ok(())
 }
@@ -190,8 +195,16 @@ pub(crate) async fn install(app: &App, source: &Path) -> Result<(), Failure> {
     }
     let (skill, state) = app.registry().install(source).await?;
     match SkillRegistry::refusal(&skill, &state) {
-        None => println!("installed {}; it is granted", skill.label()),
-        Some(why) => println!("installed {}; {why}", skill.label()),
+        None => writeln!(
+            super::output::stdout(),
+            "installed {}; it is granted",
+            skill.label()
+        )?,
+        Some(why) => writeln!(
+            super::output::stdout(),
+            "installed {}; {why}",
+            skill.label()
+        )?,
     }
     Ok(())
 }
@@ -208,7 +221,10 @@ pub(crate) fn reset(app: &App, name: &str) -> Result<(), Failure> {
         .registry()
         .reset(shipped, name)
         .map_err(Failure::usage)?;
-    println!("{name}: restored the shipped copy; {outcome}");
+    writeln!(
+        super::output::stdout(),
+        "{name}: restored the shipped copy; {outcome}"
+    )?;
     Ok(())
 }
 
@@ -217,8 +233,10 @@ fn confirm(question: &str) -> anyhow::Result<bool> {
     if !std::io::stdin().is_terminal() {
         return Err(anyhow::Error::new(NoTerminal));
     }
-    print!("{question} [y/N] ");
-    std::io::stdout().flush()?;
+    let mut out = super::output::stdout();
+    write!(out, "{question} [y/N] ")?;
+    out.flush()?;
+    drop(out);
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES"))
@@ -320,10 +338,14 @@ pub(crate) async fn audit(app: &App, as_json: bool) -> Result<bool, Failure> {
             "all_granted": all_granted,
             "skills": skills,
         });
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        writeln!(
+            super::output::stdout(),
+            "{}",
+            serde_json::to_string_pretty(&report)?
+        )?;
         return Ok(all_granted);
     }
-    let mut out = std::io::stdout().lock();
+    let mut out = super::output::stdout();
     if entries.is_empty() {
         writeln!(
             out,

@@ -12,7 +12,7 @@ use crate::skill::registry::{SkillEntry, SkillRegistry};
 use crate::untrusted_text::{log_line, message};
 
 pub(crate) fn print_tools(entries: &[SkillEntry], as_json: bool) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
+    let mut out = super::output::stdout();
     let ready = entries.iter().filter_map(|entry| match entry {
         SkillEntry::Known {
             skill,
@@ -131,10 +131,11 @@ pub(crate) async fn call_tool(app: &App, tool: &str, arguments: &str) -> Result<
     }
     let output = loaded.call(tool_name, &arguments).await?;
     let result = output.result;
+    let mut out = super::output::stdout();
     if result.ends_with('\n') {
-        print!("{result}");
+        write!(out, "{result}")?;
     } else {
-        println!("{result}");
+        writeln!(out, "{result}")?;
     }
     Ok(())
 }
