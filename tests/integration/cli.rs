@@ -265,13 +265,52 @@ fn sessions_can_be_listed_searched_exported_and_deleted() {
         }
         id
     };
+    // A session as the agent stores it: untitled, the system prompt first.
+    let chat = {
+        let store = SessionStore::open(&fixture.root.path().join("state.db")).unwrap();
+        let id = store.create_session(None, None).unwrap();
+        for (role, content) in [
+            (
+                "system",
+                "Skills offered: okapi-facts (schema: {\"topic\": \"string\"})",
+            ),
+            (
+                "user",
+                "Where do okapis live,\nand what do they eat? Answer in one paragraph please.",
+            ),
+            ("assistant", "In the rainforests of the Congo."),
+        ] {
+            store
+                .append(
+                    &id,
+                    &NewMessage {
+                        role,
+                        content,
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
+        }
+        id
+    };
     let output = talaria(&fixture, &["sessions", "list"]);
     assert_exit(&output, 0);
-    assert!(stdout(&output).starts_with(&id), "{}", stdout(&output));
+    let text = stdout(&output);
+    let lines: Vec<Vec<&str>> = text
+        .lines()
+        .map(|line| line.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines[0], ["ID", "UPDATED", "MESSAGES", "TITLE"], "{text}");
+    let row = |id: &str| {
+        text.lines()
+            .find(|line| line.starts_with(id))
+            .unwrap_or_else(|| panic!("no row for {id}: {text}"))
+    };
+    assert!(row(&id).ends_with("  2         zebra talk"), "{text}");
     assert!(
-        stdout(&output).contains("2 messages  zebra talk"),
-        "{}",
-        stdout(&output)
+        row(&chat)
+            .ends_with("  3         Where do okapis live, and what do they eat? Answer in one…"),
+        "{text}"
     );
 
     let output = talaria(&fixture, &["sessions", "search", "stripes"]);
@@ -281,6 +320,19 @@ fn sessions_can_be_listed_searched_exported_and_deleted() {
         "{}",
         stdout(&output)
     );
+    // The conversation is searched, the system prompt is not.
+    let output = talaria(&fixture, &["sessions", "search", "okapis"]);
+    assert_exit(&output, 0);
+    assert_eq!(stdout(&output).lines().count(), 1, "{}", stdout(&output));
+    assert!(stdout(&output).contains("user"), "{}", stdout(&output));
+    for only_in_the_system_prompt in ["Skills", "schema", "topic"] {
+        let output = talaria(&fixture, &["sessions", "search", only_in_the_system_prompt]);
+        assert_exit(&output, 0);
+        assert_eq!(
+            stdout(&output),
+            format!("no message contains {only_in_the_system_prompt:?}\n")
+        );
+    }
 
     let output = talaria(&fixture, &["sessions", "export", &id]);
     assert_exit(&output, 0);

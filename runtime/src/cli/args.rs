@@ -185,7 +185,8 @@ pub(super) enum ToolCommand {
 
 #[derive(Subcommand)]
 pub(crate) enum SessionsCommand {
-    /// The most recently active sessions.
+    /// The most recently active sessions, newest first, each titled by its
+    /// first message.
     List {
         /// How many to show.
         #[arg(long, default_value_t = 20)]
@@ -200,6 +201,9 @@ pub(crate) enum SessionsCommand {
         id: String,
     },
     /// Find messages containing every word of QUERY, across all sessions.
+    ///
+    /// Searches what was said (user, assistant and tool messages), never the
+    /// system prompt.
     Search {
         /// Words to look for (plain words; no query syntax).
         query: String,
