@@ -156,7 +156,9 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Tool(ToolCommand::Call { tool, arguments }) => {
             tool::call_tool(&app, &tool, &arguments).await?
         }
-        Command::Config(ConfigCommand::Show { json }) => config::print_config(&app, json)?,
+        Command::Config(ConfigCommand::Show { json }) => {
+            config::print_config(&app, cli.global.skills_dir.is_some(), json)?
+        }
         Command::Sessions(command) => sessions::run(&app, command)?,
         Command::Chat { query, resume } => chat::run(&app, query, resume).await?,
         // Answered above, before the context is built.

@@ -507,3 +507,101 @@ fn a_reader_that_stops_early_ends_the_command_quietly_with_0() {
         assert_eq!(stderr(&output), "", "{args:?}");
     }
 }
+
+/// `config show`: every key config.toml accepts, where each value came
+/// from, and never a secret.
+#[test]
+fn config_show_prints_every_key_with_its_source_and_no_secret() {
+    use crate::support::talaria_with;
+    let fixture = Fixture::new();
+    let home = fixture.root.path();
+    std::fs::write(
+        home.join("config.toml"),
+        "[model]\nbase_url = \"https://me:hunter2@llm.example/v1\"\ntimeout_secs = 30\n\
+         [agent]\nmax_turns = 9\n[memory]\nuser_chars = 900\n",
+    )
+    .unwrap();
+    std::fs::write(home.join(".env"), "OPENAI_API_KEY=sk-very-secret\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(home.join(".env"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let output = talaria_with(
+        &fixture,
+        &[("TALARIA_MODEL", Path::new("qwen3"))],
+        &["--log", "info", "config", "show"],
+        None,
+    );
+    assert_exit(&output, 0);
+    let text = stdout(&output);
+    assert!(
+        !text.contains("sk-very-secret") && !text.contains("hunter2"),
+        "{text}"
+    );
+    let source = |key: &str| {
+        let line = text
+            .lines()
+            .find(|line| line.split_whitespace().next() == Some(key))
+            .unwrap_or_else(|| panic!("{key} is not shown:\n{text}"));
+        let (value, source) = line[key.len()..].trim().rsplit_once("  ").unwrap();
+        (value.trim().to_owned(), source.trim().to_owned())
+    };
+    let expected = [
+        (
+            "workspace",
+            fixture.workspace.display().to_string(),
+            "(env TALARIA_WORKSPACE)",
+        ),
+        ("log.level", "info".into(), "(flag --log)"),
+        ("log.format", "human".into(), "(default)"),
+        ("sandbox.max_instances", "64".into(), "(default)"),
+        ("sandbox.max_open_handles", "256".into(), "(default)"),
+        (
+            "skills.bundled",
+            "share/talaria/skills beside the binary".into(),
+            "(default)",
+        ),
+        (
+            "model.base_url",
+            "https://me:***@llm.example/v1".into(),
+            "(config.toml)",
+        ),
+        ("model.name", "qwen3".into(), "(env TALARIA_MODEL)"),
+        (
+            "model.api_key_env",
+            "OPENAI_API_KEY (the key is set, in .env; never shown)".into(),
+            "(default)",
+        ),
+        ("model.timeout_secs", "30".into(), "(config.toml)"),
+        ("model.max_retries", "3".into(), "(default)"),
+        ("agent.max_turns", "9".into(), "(config.toml)"),
+        ("agent.tool_output_chars", "16000".into(), "(default)"),
+        (
+            "agent.tool_schema_budget_bytes",
+            "24000".into(),
+            "(default)",
+        ),
+        ("memory.memory_chars", "2200".into(), "(default)"),
+        ("memory.user_chars", "900".into(), "(config.toml)"),
+    ];
+    for (key, value, from) in &expected {
+        assert_eq!(source(key), (value.clone(), from.to_string()), "{key}");
+    }
+    assert!(
+        text.contains(&format!(
+            "# skills directory: {} (env TALARIA_SKILLS_DIR, in environment)",
+            fixture.skills_dir.display()
+        )),
+        "{text}"
+    );
+
+    let output = talaria(&fixture, &["config", "show", "--json"]);
+    assert_exit(&output, 0);
+    assert!(!stdout(&output).contains("sk-very-secret"));
+    let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let keys: Vec<&str> = report["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, expected.map(|(key, _, _)| key));
+}
