@@ -9,6 +9,7 @@ mod args;
 mod chat;
 mod config;
 mod doctor;
+mod hint;
 mod output;
 mod sessions;
 mod skills;
@@ -17,7 +18,7 @@ mod tool;
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
+use clap::{CommandFactory as _, FromArgMatches as _};
 
 use crate::app::{App, AppOptions, Settings};
 use crate::config::{Config, LogFormat};
@@ -55,7 +56,12 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
+    hint::remember(&matches);
     // Two workers: the tool calls of one turn run in parallel.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -144,6 +150,9 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Skills(SkillsCommand::Grant { name, yes }) => {
             skills::grant(&app, &name, yes).await?
         }
+        Command::Skills(SkillsCommand::Info { name, json }) => {
+            skills::info(&app, &name, json).await?
+        }
         Command::Skills(SkillsCommand::Revoke { name }) => skills::revoke(&app, &name)?,
         Command::Skills(SkillsCommand::Reset { name }) => skills::reset(&app, &name)?,
         Command::Skills(SkillsCommand::Install { path }) => {
@@ -153,6 +162,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             let entries = app.registry().entries(true).await?;
             tool::print_tools(&entries, json)?;
         }
+        Command::Tool(ToolCommand::Info { tool, json }) => tool::info(&app, &tool, json).await?,
         Command::Tool(ToolCommand::Call { tool, arguments }) => {
             tool::call_tool(&app, &tool, &arguments).await?
         }

@@ -476,6 +476,7 @@ fn a_reader_that_stops_early_ends_the_command_quietly_with_0() {
         &["tool", "list"],
         &["tool", "list", "--json"],
         &["skills", "list"],
+        &["skills", "info", "hostile"],
         &["config", "show"],
     ];
     for args in commands {
@@ -506,6 +507,155 @@ fn a_reader_that_stops_early_ends_the_command_quietly_with_0() {
         );
         assert_eq!(stderr(&output), "", "{args:?}");
     }
+}
+
+#[test]
+fn skills_info_shows_the_request_the_grant_the_state_the_tools_and_the_data() {
+    let fixture = fixture_with_skills();
+    std::fs::create_dir_all(fixture.skill_data.join("hostile")).unwrap();
+    std::fs::write(fixture.skill_data.join("hostile/kept.txt"), "x").unwrap();
+    let output = talaria(&fixture, &["skills", "info", "hostile"]);
+    assert_exit(&output, 0);
+    let text = stdout(&output);
+    let workspace = fixture.workspace.display().to_string();
+    for expected in [
+        "hostile v0.1.0 — Tries to escape its sandbox",
+        "  component  hostile.wasm",
+        "  api        ^0.1",
+        "  hash       blake3:",
+        "  state      granted (by operator, ",
+        "requested\n  mounts   ",
+        &format!("{workspace} → /workspace (ro)"),
+        "  env      TALARIA_TEST_ALLOWED (not set)",
+        "  limits   memory 32 MiB, timeout 1000 ms",
+        "granted\n  exactly what is requested, at blake3:",
+        "tools\n  hostile.",
+        "data\n  ",
+        "of its 256 MiB quota in ",
+    ] {
+        assert!(text.contains(expected), "{expected:?} in:\n{text}");
+    }
+
+    // Drifted: the reason is named, and the component is not run.
+    std::fs::write(
+        fixture.skills_dir.join("word-stats/SKILL.md"),
+        "changed since the grant\n",
+    )
+    .unwrap();
+    let output = talaria(&fixture, &["skills", "info", "word-stats"]);
+    assert_exit(&output, 0);
+    let text = stdout(&output);
+    assert!(text.contains("  state      drifted\n"), "{text}");
+    assert!(text.contains("  drift      "), "{text}");
+    assert!(text.contains("SKILL.md"), "{text}");
+    assert!(
+        text.contains("tools\n  listed once the skill is granted"),
+        "{text}"
+    );
+    assert!(
+        text.contains("data\n  none (the skill mounts no ${skill_data})"),
+        "{text}"
+    );
+
+    let output = talaria(&fixture, &["skills", "info", "notes"]);
+    assert_exit(&output, 0);
+    assert!(
+        stdout(&output).contains("tools\n  none: the skill has instructions only"),
+        "{}",
+        stdout(&output)
+    );
+
+    let output = talaria(&fixture, &["skills", "info", "hostile", "--json"]);
+    assert_exit(&output, 0);
+    let info: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(info["schema"], "talaria.skills.info/v1");
+    assert_eq!(info["state"], "granted");
+    assert_eq!(info["requested"]["env"][0]["name"], "TALARIA_TEST_ALLOWED");
+    assert_eq!(info["requested"], {
+        let mut granted = info["granted"].clone();
+        for key in ["by", "at", "hash", "version", "moved_from"] {
+            granted.as_object_mut().unwrap().remove(key);
+        }
+        granted
+    });
+    assert_eq!(info["granted"]["by"], "operator");
+    assert!(info["tools"].as_array().unwrap().len() > 10);
+    assert!(info["data"]["used_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(info["data"]["quota_mb"], 256);
+    let output = talaria(&fixture, &["skills", "info", "word-stats", "--json"]);
+    let info: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(info["state"], "drifted");
+    assert_eq!(info["tools"], Value::Null);
+    assert!(!info["drift"].as_array().unwrap().is_empty());
+
+    let output = talaria(&fixture, &["skills", "info", "nosuch"]);
+    assert_exit(&output, 2);
+    assert!(
+        stderr(&output).contains("no skill named \"nosuch\"")
+            && stderr(&output).contains("hostile"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn tool_info_shows_the_tool_as_the_model_sees_it() {
+    let fixture = fixture_with_skills();
+    let output = talaria(&fixture, &["tool", "info", "word-stats.top_words"]);
+    assert_exit(&output, 0);
+    let text = stdout(&output);
+    for expected in [
+        "word-stats.top_words\n",
+        "  model name   word-stats__top_words\n",
+        "  description  List the most frequent words of a text with their counts.\n",
+        "  arguments    limit (integer), text (string, required)\n",
+        "JSON Schema of the arguments, as sent to the model:\n{\n",
+        "\"required\": [\n    \"text\"\n  ],",
+    ] {
+        assert!(text.contains(expected), "{expected:?} in:\n{text}");
+    }
+
+    let output = talaria(
+        &fixture,
+        &["tool", "info", "word-stats.top_words", "--json"],
+    );
+    assert_exit(&output, 0);
+    let definition: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let listed: Value =
+        serde_json::from_str(&stdout(&talaria(&fixture, &["tool", "list", "--json"]))).unwrap();
+    let listed = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "word-stats.top_words")
+        .unwrap();
+    assert_eq!(
+        definition,
+        serde_json::json!({
+            "type": "function",
+            "function": {
+                "name": "word-stats__top_words",
+                "description": listed["description"],
+                "parameters": listed["parameters"],
+            }
+        })
+    );
+
+    let output = talaria(&fixture, &["tool", "info", "word-stats.nope"]);
+    assert_exit(&output, 2);
+    assert!(
+        stderr(&output).contains("it offers: top_words"),
+        "{}",
+        stderr(&output)
+    );
+    std::fs::write(fixture.skills_dir.join("word-stats/SKILL.md"), "changed\n").unwrap();
+    let output = talaria(&fixture, &["tool", "info", "word-stats.top_words"]);
+    assert_exit(&output, 1);
+    assert!(
+        stderr(&output).contains("is drifted"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 /// `config show`: every key config.toml accepts, where each value came

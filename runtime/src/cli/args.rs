@@ -107,6 +107,18 @@ pub(super) enum SkillsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Everything about one skill: its manifest, what it requests and what
+    /// is granted, its hash and state, its tools, its data.
+    ///
+    /// The component is loaded (to list its tools) only when the skill is
+    /// granted. Exits 2 when there is no such skill.
+    Info {
+        /// The skill's name (see `talaria skills list`).
+        name: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print what every skill may touch: mounts with host paths, env, exec,
     /// network, limits, state.
     ///
@@ -162,6 +174,19 @@ pub(super) enum ToolCommand {
     /// List every tool of every granted skill as SKILL.TOOL with its description and arguments.
     List {
         /// Print JSON (with each tool's full JSON Schema) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one tool as the model sees it: its name, description and the
+    /// JSON Schema of its arguments.
+    ///
+    /// The skill must be granted (its component is loaded to ask for its
+    /// tools).
+    Info {
+        /// The tool, as SKILL.TOOL (see `talaria tool list`).
+        #[arg(value_name = "SKILL.TOOL")]
+        tool: String,
+        /// Print the tool definition sent to the model, as JSON.
         #[arg(long)]
         json: bool,
     },

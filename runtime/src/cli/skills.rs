@@ -1,5 +1,8 @@
-//! `talaria skills list | grant | revoke | install | reset | audit`: printing
-//! and asking; the work is the registry's.
+//! `talaria skills list | info | grant | revoke | install | reset | audit`:
+//! printing and asking; the work is the registry's. `info` has a module of
+//! its own.
+
+mod info;
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -14,6 +17,8 @@ use crate::skill::grants::{self, Grant, GrantedBy, SkillState, describe_exec, sh
 use crate::skill::registry::{ActionError, GrantOutcome, SkillEntry, SkillRegistry};
 use crate::skill::{self, Limits};
 use crate::untrusted_text::log_line;
+
+pub(crate) use info::info;
 
 pub(crate) fn print_skills(entries: &[SkillEntry], as_json: bool) -> anyhow::Result<()> {
     let mut out = super::output::stdout();
@@ -286,6 +291,25 @@ fn write_capabilities(
     writeln!(out, "  exec     {}", list_or_none(&exec))?;
     writeln!(out, "  network  none")?;
     writeln!(out, "  limits   {}", describe_limits(&grant.limits))
+}
+
+/// A grant's capabilities as JSON, in the shape of `skills audit --json`.
+fn capabilities_json(grant: &Grant, env: &Environment) -> serde_json::Value {
+    json!({
+        "mounts": grant.mounts.iter().map(|m| json!({
+            "source": m.source,
+            "host": m.host,
+            "guest": m.guest,
+            "access": m.access,
+        })).collect::<Vec<_>>(),
+        "env": grant.env.iter().map(|name| json!({
+            "name": name,
+            "set": env.get(name).is_some(),
+        })).collect::<Vec<_>>(),
+        "exec": grant.exec,
+        "network": grant.network,
+        "limits": grant.limits,
+    })
 }
 
 fn list_or_none(items: &[String]) -> String {
