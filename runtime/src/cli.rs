@@ -154,6 +154,11 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             skills::info(&app, &name, json).await?
         }
         Command::Skills(SkillsCommand::Revoke { name }) => skills::revoke(&app, &name)?,
+        Command::Skills(SkillsCommand::Remove {
+            name,
+            yes,
+            purge_data,
+        }) => skills::remove(&app, &name, yes, purge_data)?,
         Command::Skills(SkillsCommand::Reset { name }) => skills::reset(&app, &name)?,
         Command::Skills(SkillsCommand::Install { path }) => {
             skills::install(&app, &skills::install_source(path)).await?

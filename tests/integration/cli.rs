@@ -599,6 +599,108 @@ fn skills_info_shows_the_request_the_grant_the_state_the_tools_and_the_data() {
 }
 
 #[test]
+fn skills_remove_asks_revokes_the_grant_and_keeps_the_data_unless_purged() {
+    let fixture = fixture_with_skills();
+    let data = fixture.skill_data.join("hostile");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("notes.txt"), "the skill's own data").unwrap();
+    let grants = || std::fs::read_to_string(fixture.root.path().join("grants.toml")).unwrap();
+
+    // Without a terminal and without --yes: nothing happens.
+    let output = talaria(&fixture, &["skills", "remove", "hostile"]);
+    assert_exit(&output, 2);
+    assert!(
+        stderr(&output).contains(
+            "refusing to remove without confirmation: stdin is not a terminal; review the above \
+             and run `talaria skills remove hostile --yes`"
+        ),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        stdout(&output).contains("keep     its data"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(fixture.skills_dir.join("hostile").is_dir());
+    assert!(grants().contains("[skills.hostile]"));
+
+    let output = talaria(&fixture, &["skills", "remove", "hostile", "--yes"]);
+    assert_exit(&output, 0);
+    let text = stdout(&output);
+    assert!(
+        text.contains("removed hostile\n  revoked its grant (v0.1.0)\n  kept its data"),
+        "{text}"
+    );
+    assert!(!fixture.skills_dir.join("hostile").exists());
+    assert!(!grants().contains("hostile"), "{}", grants());
+    assert!(data.join("notes.txt").is_file(), "data is kept");
+    let output = talaria(&fixture, &["skills", "list"]);
+    assert!(!stdout(&output).contains("hostile"), "{}", stdout(&output));
+
+    // --purge-data deletes the data too.
+    std::fs::create_dir_all(fixture.skill_data.join("word-stats")).unwrap();
+    let output = talaria(
+        &fixture,
+        &["skills", "remove", "word-stats", "--yes", "--purge-data"],
+    );
+    assert_exit(&output, 0);
+    assert!(
+        stdout(&output).contains("deleted its data"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(!fixture.skill_data.join("word-stats").exists());
+
+    // A folder whose manifest is invalid can be removed too; no grant to revoke.
+    let output = talaria(&fixture, &["skills", "remove", "broken", "--yes"]);
+    assert_exit(&output, 0);
+    assert!(
+        stdout(&output).contains("it had no grant"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(!fixture.skills_dir.join("broken").exists());
+
+    let output = talaria(&fixture, &["skills", "remove", "nosuch", "--yes"]);
+    assert_exit(&output, 2);
+    assert!(
+        stderr(&output).ends_with("; skills: notes\n"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn a_removed_bundled_skill_stays_removed() {
+    use crate::support::{repo_root, talaria_with};
+    let fixture = Fixture::new();
+    let shipped = repo_root().join("skills");
+    let bundled = [("TALARIA_BUNDLED_SKILLS", shipped.as_path())];
+    let run = |args: &[&str]| talaria_with(&fixture, &bundled, args, None);
+    let listed = |name: &str| {
+        let output = run(&["skills", "list"]);
+        assert_exit(&output, 0);
+        stdout(&output)
+            .lines()
+            .any(|line| line.starts_with(&format!("{name} ")))
+    };
+    assert!(listed("text"));
+    let output = run(&["skills", "remove", "text", "--yes"]);
+    assert_exit(&output, 0);
+    assert!(
+        stdout(&output).contains("stays removed; `talaria skills reset text` brings it back"),
+        "{}",
+        stdout(&output)
+    );
+    // Every later start syncs the bundled skills: `text` is not added back.
+    assert!(!listed("text"));
+    assert!(listed("files"));
+    assert_exit(&run(&["skills", "reset", "text"]), 0);
+    assert!(listed("text"));
+}
+
+#[test]
 fn tool_info_shows_the_tool_as_the_model_sees_it() {
     let fixture = fixture_with_skills();
     let output = talaria(&fixture, &["tool", "info", "word-stats.top_words"]);

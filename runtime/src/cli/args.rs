@@ -158,6 +158,23 @@ pub(super) enum SkillsCommand {
         /// The skill folder (with skill.toml).
         path: PathBuf,
     },
+    /// Delete an installed skill: its folder and its grant.
+    ///
+    /// Prints what will be done and asks for confirmation; without a terminal
+    /// it refuses unless --yes is given. The grant is revoked. The skill's
+    /// data directory (HOME/skill-data/NAME) is kept unless --purge-data is
+    /// given. A bundled skill removed this way stays removed (`talaria skills
+    /// reset NAME` brings it back).
+    Remove {
+        /// The skill's name.
+        name: String,
+        /// Remove without asking (for scripts).
+        #[arg(long)]
+        yes: bool,
+        /// Also delete the skill's data directory.
+        #[arg(long)]
+        purge_data: bool,
+    },
     /// Restore the shipped copy of a bundled skill (after local edits or a
     /// deletion), with its bundled grant.
     ///

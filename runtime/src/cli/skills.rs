@@ -1,8 +1,9 @@
-//! `talaria skills list | info | grant | revoke | install | reset | audit`:
-//! printing and asking; the work is the registry's. `info` has a module of
-//! its own.
+//! `talaria skills list | info | grant | revoke | install | remove | reset |
+//! audit`: printing and asking; the work is the registry's. `info` and
+//! `remove` have modules of their own.
 
 mod info;
+mod remove;
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ use crate::skill::{self, Limits};
 use crate::untrusted_text::log_line;
 
 pub(crate) use info::info;
+pub(crate) use remove::remove;
 
 pub(crate) fn print_skills(entries: &[SkillEntry], as_json: bool) -> anyhow::Result<()> {
     let mut out = super::output::stdout();
@@ -147,10 +149,10 @@ pub(crate) async fn grant(app: &App, name: &str, yes: bool) -> Result<(), Failur
             if yes {
                 return Ok(true);
             }
-            confirm(&format!(
-                "Grant these capabilities to {}?",
-                request.skill.label()
-            ))
+            confirm(
+                &format!("Grant these capabilities to {}?", request.skill.label()),
+                NoTerminal::Grant,
+            )
         })
         .await
         .map_err(usage_if_unknown)?;
@@ -234,9 +236,9 @@ pub(crate) fn reset(app: &App, name: &str) -> Result<(), Failure> {
 }
 
 /// Ask the operator at the terminal; refuse outright without one.
-fn confirm(question: &str) -> anyhow::Result<bool> {
+fn confirm(question: &str, refusal: NoTerminal) -> anyhow::Result<bool> {
     if !std::io::stdin().is_terminal() {
-        return Err(anyhow::Error::new(NoTerminal));
+        return Err(anyhow::Error::new(refusal));
     }
     let mut out = super::output::stdout();
     write!(out, "{question} [y/N] ")?;
@@ -247,12 +249,20 @@ fn confirm(question: &str) -> anyhow::Result<bool> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES"))
 }
 
+/// An action that needs confirmation, asked for without a terminal.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "refusing to grant without confirmation: stdin is not a terminal; review the capabilities \
-     above and pass --yes to grant them"
-)]
-struct NoTerminal;
+enum NoTerminal {
+    #[error(
+        "refusing to grant without confirmation: stdin is not a terminal; review the capabilities \
+         above and pass --yes to grant them"
+    )]
+    Grant,
+    #[error(
+        "refusing to remove without confirmation: stdin is not a terminal; review the above and \
+         run `{0}`"
+    )]
+    Remove(String),
+}
 
 fn write_capabilities(
     out: &mut impl Write,
@@ -310,6 +320,21 @@ fn capabilities_json(grant: &Grant, env: &Environment) -> serde_json::Value {
         "network": grant.network,
         "limits": grant.limits,
     })
+}
+
+/// `512 bytes`, `3.4 KiB`, `12.0 MiB`.
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 3] = ["KiB", "MiB", "GiB"];
+    if bytes < 1024 {
+        return format!("{bytes} bytes");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
 }
 
 fn list_or_none(items: &[String]) -> String {
@@ -519,6 +544,14 @@ pub(crate) fn folder_name(manifest: &std::path::Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_are_readable() {
+        assert_eq!(human_size(0), "0 bytes");
+        assert_eq!(human_size(4096), "4.0 KiB");
+        assert_eq!(human_size(3 << 20), "3.0 MiB");
+        assert_eq!(human_size(5 << 30), "5.0 GiB");
+    }
 
     #[test]
     fn folder_names_from_disk_are_sanitised() {
