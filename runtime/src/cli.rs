@@ -109,10 +109,18 @@ fn raise_open_files_limit() {
 }
 
 async fn run(cli: Cli) -> Result<u8, Failure> {
-    if let Command::Config(ConfigCommand::Path) = cli.command {
-        // Works even when config.toml is broken: that is when it is needed.
-        config::print_path(cli.global.home.as_deref())?;
-        return Ok(0);
+    // Commands that need no data home.
+    match &cli.command {
+        Command::Config(ConfigCommand::Path) => {
+            // Works even when config.toml is broken: that is when it is needed.
+            config::print_path(cli.global.home.as_deref())?;
+            return Ok(0);
+        }
+        Command::Skills(SkillsCommand::New { name, dir, sdk }) => {
+            skills::new(name, dir.as_deref(), sdk.as_deref())?;
+            return Ok(0);
+        }
+        _ => {}
     }
     let options = AppOptions {
         home: cli.global.home.clone(),
@@ -177,7 +185,9 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Sessions(command) => sessions::run(&app, command)?,
         Command::Chat { query, resume } => chat::run(&app, query, resume).await?,
         // Answered above, before the context is built.
-        Command::Config(ConfigCommand::Path) | Command::Doctor { .. } => {}
+        Command::Config(ConfigCommand::Path)
+        | Command::Doctor { .. }
+        | Command::Skills(SkillsCommand::New { .. }) => {}
     }
     Ok(0)
 }

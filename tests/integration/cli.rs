@@ -760,6 +760,162 @@ fn tool_info_shows_the_tool_as_the_model_sees_it() {
     );
 }
 
+/// `talaria skills new`: the files parse, and, where the wasm32-wasip2
+/// target is installed (it is in CI), the printed commands are run as
+/// printed: build, copy, install, grant, call.
+#[test]
+fn a_new_skill_builds_installs_and_runs_with_the_printed_commands() {
+    let fixture = Fixture::new();
+    let parent = fixture.root.path().join("src");
+    let output = talaria(
+        &fixture,
+        &[
+            "skills",
+            "new",
+            "demo-skill",
+            "--dir",
+            parent.to_str().unwrap(),
+        ],
+    );
+    assert_exit(&output, 0);
+    let folder = parent.join("demo-skill");
+    let manifest = talaria_runtime::skill::Manifest::load(&folder.join("skill.toml"))
+        .expect("the manifest validates");
+    assert_eq!(manifest.name, "demo-skill");
+    let skill_md = std::fs::read_to_string(folder.join("SKILL.md")).unwrap();
+    let frontmatter = skill_md
+        .strip_prefix("---\n")
+        .and_then(|rest| rest.split_once("\n---\n"))
+        .expect("SKILL.md has frontmatter")
+        .0;
+    assert!(
+        frontmatter.lines().any(|line| line == "name: demo-skill"),
+        "{skill_md}"
+    );
+    assert_eq!(
+        talaria_runtime::skill::frontmatter_description(&skill_md).as_deref(),
+        Some(manifest.description.as_str())
+    );
+    let cargo_toml: toml::Table =
+        toml::from_str(&std::fs::read_to_string(folder.join("Cargo.toml")).unwrap()).unwrap();
+    assert!(cargo_toml["workspace"].as_table().unwrap().is_empty());
+    assert_eq!(
+        cargo_toml["lib"]["crate-type"],
+        toml::Value::Array(vec!["cdylib".into()])
+    );
+    let sdk = cargo_toml["dependencies"]["talaria-sdk"]["path"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        Path::new(sdk),
+        crate::support::repo_root()
+            .join("sdk")
+            .canonicalize()
+            .unwrap()
+    );
+    assert!(
+        folder.join("Cargo.lock").is_file(),
+        "the workspace's lock is copied"
+    );
+    assert!(folder.join("src/lib.rs").is_file());
+
+    // A second time, or a name that is not one: usage errors, nothing touched.
+    let again = talaria(
+        &fixture,
+        &[
+            "skills",
+            "new",
+            "demo-skill",
+            "--dir",
+            parent.to_str().unwrap(),
+        ],
+    );
+    assert_exit(&again, 2);
+    assert!(
+        stderr(&again).contains("already exists"),
+        "{}",
+        stderr(&again)
+    );
+    let bad = talaria(&fixture, &["skills", "new", "Demo_Skill"]);
+    assert_exit(&bad, 2);
+    assert!(
+        stderr(&bad).contains("is not a skill name"),
+        "{}",
+        stderr(&bad)
+    );
+
+    let text = stdout(&output);
+    let commands: Vec<&str> = text
+        .split("Build it, install it, grant it and call its tool:\n")
+        .nth(1)
+        .expect("the next commands are printed")
+        .lines()
+        .take_while(|line| !line.is_empty())
+        .map(str::trim)
+        .collect();
+    assert_eq!(commands.len(), 6, "{text}");
+    if !wasm_target_installed() {
+        eprintln!("wasm32-wasip2 is not installed: the scaffold is not built here");
+        return;
+    }
+    // Dependencies compiled once are reused by every later run.
+    let shared_target = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("scaffold-test");
+    std::fs::create_dir_all(&shared_target).unwrap();
+    std::os::unix::fs::symlink(&shared_target, folder.join("target")).unwrap();
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_talaria")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cwd = fixture.root.path().to_owned();
+    let mut last = None;
+    for command in commands {
+        if let Some(dir) = command.strip_prefix("cd ") {
+            cwd = dir.into();
+            continue;
+        }
+        // The grant asks at a terminal; the test has none.
+        let command = if command.contains(" skills grant ") {
+            format!("{command} --yes")
+        } else {
+            command.to_owned()
+        };
+        let output = Command::new("sh")
+            .args(["-c", &command])
+            .current_dir(&cwd)
+            .env("PATH", &path)
+            .env("TALARIA_HOME", fixture.root.path())
+            .env("TALARIA_WORKSPACE", &fixture.workspace)
+            // Everything is in the copied lock and cargo's cache.
+            .env("CARGO_NET_OFFLINE", "true")
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("CARGO_BUILD_TARGET")
+            .env_remove("TALARIA_SKILLS_DIR")
+            .output()
+            .unwrap();
+        assert_exit(&output, 0);
+        last = Some(output);
+    }
+    assert_eq!(stdout(&last.unwrap()), "Hello, world!\n");
+}
+
+fn wasm_target_installed() -> bool {
+    Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        .is_some_and(|sysroot| {
+            Path::new(&sysroot)
+                .join("lib/rustlib/wasm32-wasip2")
+                .is_dir()
+        })
+}
+
 /// `config show`: every key config.toml accepts, where each value came
 /// from, and never a secret.
 #[test]

@@ -20,6 +20,7 @@ use clap::{Args, Parser, Subcommand};
         talaria skills audit\n  \
         talaria skills grant files\n  \
         talaria tool call text.count '{\"text\": \"hello world\"}'\n  \
+        talaria skills new my-skill\n  \
         talaria config show"
 )]
 pub struct Cli {
@@ -174,6 +175,28 @@ pub(super) enum SkillsCommand {
         /// Also delete the skill's data directory.
         #[arg(long)]
         purge_data: bool,
+    },
+    /// Create a new skill folder to start from: skill.toml, SKILL.md and a
+    /// Rust crate with one example tool.
+    ///
+    /// The crate is a cdylib depending on talaria-sdk by path (the sdk
+    /// folder of the source tree this talaria was built from, or --sdk);
+    /// it builds on its own with `cargo build --target wasm32-wasip2
+    /// --release`. The commands that build, install and grant it are
+    /// printed at the end.
+    #[command(after_help = "Examples:\n  \
+        talaria skills new my-skill                 # creates ./my-skill\n  \
+        talaria skills new my-skill --dir ~/skills  # creates ~/skills/my-skill")]
+    New {
+        /// The skill's name: a-z, 0-9 and `-`, starting with a letter.
+        name: String,
+        /// Create the skill folder inside DIR [default: the current directory].
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// The talaria-sdk crate to depend on: the `sdk` folder of a Talaria
+        /// source tree [default: the one this talaria was built from].
+        #[arg(long, value_name = "PATH")]
+        sdk: Option<PathBuf>,
     },
     /// Restore the shipped copy of a bundled skill (after local edits or a
     /// deletion), with its bundled grant.

@@ -1,9 +1,10 @@
-//! `talaria skills list | info | grant | revoke | install | remove | reset |
-//! audit`: printing and asking; the work is the registry's. `info` and
-//! `remove` have modules of their own.
+//! `talaria skills list | info | grant | revoke | install | remove | new |
+//! reset | audit`: printing and asking; the work is the registry's. `info`,
+//! `remove` and the scaffold of `new` have modules of their own.
 
 mod info;
 mod remove;
+mod scaffold;
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ use crate::untrusted_text::log_line;
 
 pub(crate) use info::info;
 pub(crate) use remove::remove;
+pub(crate) use scaffold::new;
 
 pub(crate) fn print_skills(entries: &[SkillEntry], as_json: bool) -> anyhow::Result<()> {
     let mut out = super::output::stdout();
