@@ -116,6 +116,10 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             config::print_path(cli.global.home.as_deref())?;
             return Ok(0);
         }
+        Command::Completions { shell } => {
+            completions(*shell)?;
+            return Ok(0);
+        }
         Command::Skills(SkillsCommand::New { name, dir, sdk }) => {
             skills::new(name, dir.as_deref(), sdk.as_deref())?;
             return Ok(0);
@@ -187,9 +191,20 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         // Answered above, before the context is built.
         Command::Config(ConfigCommand::Path)
         | Command::Doctor { .. }
+        | Command::Completions { .. }
         | Command::Skills(SkillsCommand::New { .. }) => {}
     }
     Ok(0)
+}
+
+/// `talaria completions SHELL`: the script clap writes for `shell`.
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    // Written to a buffer first: clap_complete panics on a failed write.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "talaria", &mut script);
+    output::stdout().write_all(&script)?;
+    Ok(())
 }
 
 fn init_logging(config: &Config) {

@@ -216,6 +216,59 @@ fn help_explains_every_command() {
     );
     let output = talaria(&fixture, &["skills", "list", "--help"]);
     assert!(stdout(&output).contains("drifted"));
+
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["skills", "info", "--help"],
+            &[
+                "requests and what",
+                "only when the skill is granted",
+                "--json",
+            ],
+        ),
+        (
+            &["skills", "remove", "--help"],
+            &[
+                "--yes",
+                "--purge-data",
+                "skill-data/NAME",
+                "skills reset NAME",
+            ],
+        ),
+        (
+            &["skills", "new", "--help"],
+            &[
+                "cargo build --target wasm32-wasip2",
+                "--dir",
+                "--sdk",
+                "talaria skills new my-skill",
+            ],
+        ),
+        (
+            &["tool", "info", "--help"],
+            &["as the model sees it", "JSON Schema", "--json"],
+        ),
+        (
+            &["completions", "--help"],
+            &["bash", "zsh", "fish", "source <(talaria completions bash)"],
+        ),
+        (
+            &["sessions", "search", "--help"],
+            &["never the system prompt"],
+        ),
+    ];
+    for (args, expected) in cases {
+        let output = talaria(&fixture, args);
+        assert_exit(&output, 0);
+        for text in *expected {
+            assert!(
+                stdout(&output).contains(text),
+                "`talaria {}` lacks {text:?}: {}",
+                args.join(" "),
+                stdout(&output)
+            );
+        }
+    }
 }
 
 #[test]
@@ -478,6 +531,7 @@ fn a_reader_that_stops_early_ends_the_command_quietly_with_0() {
         &["skills", "list"],
         &["skills", "info", "hostile"],
         &["config", "show"],
+        &["completions", "bash"],
     ];
     for args in commands {
         // `| head -1`: one line read, then the pipe closed.
@@ -758,6 +812,33 @@ fn tool_info_shows_the_tool_as_the_model_sees_it() {
         "{}",
         stderr(&output)
     );
+}
+
+#[test]
+fn completions_are_printed_for_bash_zsh_and_fish() {
+    let fixture = Fixture::new();
+    for (shell, expected) in [
+        ("bash", "complete -F _talaria"),
+        ("zsh", "#compdef talaria"),
+        ("fish", "complete -c talaria"),
+    ] {
+        let output = talaria(&fixture, &["completions", shell]);
+        assert_exit(&output, 0);
+        let script = stdout(&output);
+        assert!(script.contains(expected), "{shell}: {script:.300}");
+        for command in ["skills", "remove", "completions", "skills-dir"] {
+            assert!(script.contains(command), "{shell} completes {command}");
+        }
+    }
+    let output = talaria(&fixture, &["completions", "tcsh"]);
+    assert_exit(&output, 2);
+    assert!(
+        stderr(&output).contains("possible values"),
+        "{}",
+        stderr(&output)
+    );
+    let output = talaria(&fixture, &["completions", "--help"]);
+    assert!(stdout(&output).contains("source <(talaria completions bash)"));
 }
 
 /// `talaria skills new`: the files parse, and, where the wasm32-wasip2

@@ -93,6 +93,19 @@ pub(super) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a shell completion script for talaria.
+    ///
+    /// Load it in the running shell, or save it where the shell looks for
+    /// completions.
+    #[command(after_help = "Examples:\n  \
+        source <(talaria completions bash)   # bash; add this line to ~/.bashrc to keep it\n  \
+        source <(talaria completions zsh)    # zsh, after compinit; add it to ~/.zshrc\n  \
+        talaria completions fish | source    # fish; or save it as ~/.config/fish/completions/talaria.fish")]
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Subcommand)]
