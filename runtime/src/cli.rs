@@ -9,6 +9,8 @@ mod args;
 mod chat;
 mod config;
 mod doctor;
+mod hint;
+mod output;
 mod sessions;
 mod skills;
 mod table;
@@ -16,7 +18,7 @@ mod tool;
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
+use clap::{CommandFactory as _, FromArgMatches as _};
 
 use crate::app::{App, AppOptions, Settings};
 use crate::config::{Config, LogFormat};
@@ -54,7 +56,12 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
+    hint::remember(&matches);
     // Two workers: the tool calls of one turn run in parallel.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -75,6 +82,8 @@ pub fn main() -> ExitCode {
     runtime.shutdown_timeout(SHUTDOWN_GRACE);
     match outcome {
         Ok(code) => ExitCode::from(code),
+        // The reader of stdout went away (`| head -1`): it has what it wanted.
+        Err(failure) if output::is_closed_stdout(&failure.error) => ExitCode::SUCCESS,
         Err(failure) => {
             eprintln!("error: {:#}", failure.error);
             ExitCode::from(failure.code)
@@ -100,10 +109,22 @@ fn raise_open_files_limit() {
 }
 
 async fn run(cli: Cli) -> Result<u8, Failure> {
-    if let Command::Config(ConfigCommand::Path) = cli.command {
-        // Works even when config.toml is broken: that is when it is needed.
-        config::print_path(cli.global.home.as_deref())?;
-        return Ok(0);
+    // Commands that need no data home.
+    match &cli.command {
+        Command::Config(ConfigCommand::Path) => {
+            // Works even when config.toml is broken: that is when it is needed.
+            config::print_path(cli.global.home.as_deref())?;
+            return Ok(0);
+        }
+        Command::Completions { shell } => {
+            completions(*shell)?;
+            return Ok(0);
+        }
+        Command::Skills(SkillsCommand::New { name, dir, sdk }) => {
+            skills::new(name, dir.as_deref(), sdk.as_deref())?;
+            return Ok(0);
+        }
+        _ => {}
     }
     let options = AppOptions {
         home: cli.global.home.clone(),
@@ -141,7 +162,15 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Skills(SkillsCommand::Grant { name, yes }) => {
             skills::grant(&app, &name, yes).await?
         }
+        Command::Skills(SkillsCommand::Info { name, json }) => {
+            skills::info(&app, &name, json).await?
+        }
         Command::Skills(SkillsCommand::Revoke { name }) => skills::revoke(&app, &name)?,
+        Command::Skills(SkillsCommand::Remove {
+            name,
+            yes,
+            purge_data,
+        }) => skills::remove(&app, &name, yes, purge_data)?,
         Command::Skills(SkillsCommand::Reset { name }) => skills::reset(&app, &name)?,
         Command::Skills(SkillsCommand::Install { path }) => {
             skills::install(&app, &skills::install_source(path)).await?
@@ -150,16 +179,32 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             let entries = app.registry().entries(true).await?;
             tool::print_tools(&entries, json)?;
         }
+        Command::Tool(ToolCommand::Info { tool, json }) => tool::info(&app, &tool, json).await?,
         Command::Tool(ToolCommand::Call { tool, arguments }) => {
             tool::call_tool(&app, &tool, &arguments).await?
         }
-        Command::Config(ConfigCommand::Show { json }) => config::print_config(&app, json)?,
+        Command::Config(ConfigCommand::Show { json }) => {
+            config::print_config(&app, cli.global.skills_dir.is_some(), json)?
+        }
         Command::Sessions(command) => sessions::run(&app, command)?,
         Command::Chat { query, resume } => chat::run(&app, query, resume).await?,
         // Answered above, before the context is built.
-        Command::Config(ConfigCommand::Path) | Command::Doctor { .. } => {}
+        Command::Config(ConfigCommand::Path)
+        | Command::Doctor { .. }
+        | Command::Completions { .. }
+        | Command::Skills(SkillsCommand::New { .. }) => {}
     }
     Ok(0)
+}
+
+/// `talaria completions SHELL`: the script clap writes for `shell`.
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    // Written to a buffer first: clap_complete panics on a failed write.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "talaria", &mut script);
+    output::stdout().write_all(&script)?;
+    Ok(())
 }
 
 fn init_logging(config: &Config) {

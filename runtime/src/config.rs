@@ -99,6 +99,22 @@ pub struct Config {
     pub agent: AgentConfig,
     pub memory_chars: usize,
     pub user_chars: usize,
+    /// The keys only config.toml sets, as written, for `config show`.
+    written: Written,
+}
+
+/// The keys of config.toml that no variable or flag sets, as written
+/// (`None`: absent, the default applies).
+#[derive(Debug, Clone, Default)]
+struct Written {
+    api_key_env: Option<String>,
+    timeout_secs: Option<u64>,
+    max_retries: Option<u32>,
+    max_turns: Option<u32>,
+    tool_output_chars: Option<usize>,
+    tool_schema_budget_bytes: Option<usize>,
+    memory_chars: Option<usize>,
+    user_chars: Option<usize>,
 }
 
 /// Where the model is. The API key itself is read from the environment
@@ -234,6 +250,16 @@ impl Config {
             file.model.name,
             "default".to_owned(),
         );
+        let written = Written {
+            api_key_env: file.model.api_key_env.clone(),
+            timeout_secs: file.model.timeout_secs,
+            max_retries: file.model.max_retries,
+            max_turns: file.agent.max_turns,
+            tool_output_chars: file.agent.tool_output_chars,
+            tool_schema_budget_bytes: file.agent.tool_schema_budget_bytes,
+            memory_chars: file.memory.memory_chars,
+            user_chars: file.memory.user_chars,
+        };
         let api_key_env = file
             .model
             .api_key_env
@@ -276,67 +302,126 @@ impl Config {
                 .memory
                 .user_chars
                 .unwrap_or(crate::memory::notes::DEFAULT_USER_CHARS),
+            written,
         })
     }
 
-    /// Every effective value with its source. No setting holds a secret yet;
-    /// secrets live in `.env` and are never shown.
-    pub fn shown(&self) -> Vec<ShownSetting> {
-        let line = |key, value: String, source: &Source| ShownSetting {
-            key,
-            value,
-            source: source.to_string(),
+    /// Every key config.toml accepts, with its effective value and where
+    /// it came from. Secrets are never shown: the API key is named by
+    /// `model.api_key_env` and only said to be set or not (`env` tells), and
+    /// a password in `model.base_url` is masked.
+    pub fn shown(&self, env: &Environment) -> Vec<ShownSetting> {
+        fn line<T: fmt::Display>(key: &'static str, setting: &Setting<T>) -> ShownSetting {
+            ShownSetting {
+                key,
+                value: setting.value.to_string(),
+                source: setting.source.to_string(),
+            }
+        }
+        /// A key only config.toml sets: `config.toml` when written there,
+        /// and what was written when it was brought within bounds.
+        fn file_only<T: fmt::Display + PartialEq>(
+            key: &'static str,
+            effective: T,
+            written: Option<T>,
+        ) -> ShownSetting {
+            let source = match written {
+                None => "default".to_owned(),
+                Some(written) if written == effective => Source::File.to_string(),
+                Some(written) => format!("{} ({written}, out of bounds)", Source::File),
+            };
+            ShownSetting {
+                key,
+                value: effective.to_string(),
+                source,
+            }
+        }
+        let written = &self.written;
+        let key_state = match env.origin(&self.model.api_key_env) {
+            Some(origin) => format!("set, in {origin}"),
+            None => "not set".to_owned(),
         };
         vec![
-            line(
-                "workspace",
-                self.workspace.value.display().to_string(),
-                &self.workspace.source,
-            ),
-            line(
-                "log.level",
-                self.log_level.value.clone(),
-                &self.log_level.source,
-            ),
-            line(
-                "log.format",
-                self.log_format.value.to_string(),
-                &self.log_format.source,
-            ),
-            line(
-                "sandbox.max_instances",
-                self.max_instances.value.to_string(),
-                &self.max_instances.source,
-            ),
-            line(
-                "sandbox.max_open_handles",
-                self.max_open_handles.value.to_string(),
-                &self.max_open_handles.source,
-            ),
-            line(
-                "skills.bundled",
-                self.bundled_skills.value.as_ref().map_or_else(
+            ShownSetting {
+                key: "workspace",
+                value: self.workspace.value.display().to_string(),
+                source: self.workspace.source.to_string(),
+            },
+            line("log.level", &self.log_level),
+            line("log.format", &self.log_format),
+            line("sandbox.max_instances", &self.max_instances),
+            line("sandbox.max_open_handles", &self.max_open_handles),
+            ShownSetting {
+                key: "skills.bundled",
+                value: self.bundled_skills.value.as_ref().map_or_else(
                     || "share/talaria/skills beside the binary".to_owned(),
                     |p| p.display().to_string(),
                 ),
-                &self.bundled_skills.source,
-            ),
-            line(
-                "model.base_url",
-                self.model.base_url.value.clone(),
-                &self.model.base_url.source,
-            ),
-            line(
-                "model.name",
-                self.model.name.value.clone(),
-                &self.model.name.source,
-            ),
+                source: self.bundled_skills.source.to_string(),
+            },
+            ShownSetting {
+                key: "model.base_url",
+                value: mask_password(&self.model.base_url.value),
+                source: self.model.base_url.source.to_string(),
+            },
+            line("model.name", &self.model.name),
             ShownSetting {
                 key: "model.api_key_env",
-                value: self.model.api_key_env.clone(),
-                source: "the key itself is never shown".into(),
+                value: format!(
+                    "{} (the key is {key_state}; never shown)",
+                    self.model.api_key_env
+                ),
+                source: if written.api_key_env.is_some() {
+                    Source::File.to_string()
+                } else {
+                    "default".to_owned()
+                },
             },
+            file_only(
+                "model.timeout_secs",
+                self.model.timeout_secs,
+                written.timeout_secs,
+            ),
+            file_only(
+                "model.max_retries",
+                self.model.max_retries,
+                written.max_retries,
+            ),
+            file_only("agent.max_turns", self.agent.max_turns, written.max_turns),
+            file_only(
+                "agent.tool_output_chars",
+                self.agent.tool_output_chars,
+                written.tool_output_chars,
+            ),
+            file_only(
+                "agent.tool_schema_budget_bytes",
+                self.agent.tool_schema_budget_bytes,
+                written.tool_schema_budget_bytes,
+            ),
+            file_only(
+                "memory.memory_chars",
+                self.memory_chars,
+                written.memory_chars,
+            ),
+            file_only("memory.user_chars", self.user_chars, written.user_chars),
         ]
+    }
+}
+
+/// `url` with the password of its `user:password@` part masked (the whole
+/// part when it has no `:`: a token is often passed as the user name).
+fn mask_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{path}"),
+            None => format!("{scheme}://***@{host}{path}"),
+        },
+        None => url.to_owned(),
     }
 }
 
@@ -430,6 +515,90 @@ mod tests {
         .unwrap();
         assert_eq!(config.workspace.value, PathBuf::from("/data/workspace"));
         assert_eq!(config.workspace.source, Source::Default);
+    }
+
+    #[test]
+    fn every_key_of_config_toml_is_shown_with_its_source() {
+        let file = ConfigFile::parse(
+            "[model]\nbase_url = \"https://me:hunter2@llm.example/v1\"\ntimeout_secs = 99999\n\
+             max_retries = 2\n[agent]\nmax_turns = 7\n[memory]\nuser_chars = 500\n",
+        )
+        .unwrap();
+        let environment = env(
+            &[("TALARIA_MODEL", "qwen")],
+            &[("OPENAI_API_KEY", "sk-secret")],
+        );
+        let config =
+            Config::resolve(&Home::at("/d"), file, &environment, &Flags::default()).unwrap();
+        let shown = config.shown(&environment);
+        let row = |key: &str| {
+            let setting = shown
+                .iter()
+                .find(|s| s.key == key)
+                .unwrap_or_else(|| panic!("{key} is not shown"));
+            (setting.value.as_str(), setting.source.as_str())
+        };
+        // Every key config.toml accepts.
+        let keys: Vec<&str> = shown.iter().map(|s| s.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "workspace",
+                "log.level",
+                "log.format",
+                "sandbox.max_instances",
+                "sandbox.max_open_handles",
+                "skills.bundled",
+                "model.base_url",
+                "model.name",
+                "model.api_key_env",
+                "model.timeout_secs",
+                "model.max_retries",
+                "agent.max_turns",
+                "agent.tool_output_chars",
+                "agent.tool_schema_budget_bytes",
+                "memory.memory_chars",
+                "memory.user_chars",
+            ]
+        );
+        assert_eq!(
+            row("model.base_url"),
+            ("https://me:***@llm.example/v1", "config.toml")
+        );
+        assert_eq!(row("model.name"), ("qwen", "env TALARIA_MODEL"));
+        assert_eq!(
+            row("model.api_key_env"),
+            (
+                "OPENAI_API_KEY (the key is set, in .env; never shown)",
+                "default"
+            )
+        );
+        assert_eq!(
+            row("model.timeout_secs"),
+            ("3600", "config.toml (99999, out of bounds)")
+        );
+        assert_eq!(row("model.max_retries"), ("2", "config.toml"));
+        assert_eq!(row("agent.max_turns"), ("7", "config.toml"));
+        assert_eq!(row("agent.tool_output_chars"), ("16000", "default"));
+        assert_eq!(row("memory.user_chars"), ("500", "config.toml"));
+        assert!(
+            !format!("{shown:?}").contains("sk-secret")
+                && !format!("{shown:?}").contains("hunter2")
+        );
+    }
+
+    #[test]
+    fn passwords_in_urls_are_masked() {
+        assert_eq!(
+            mask_password("http://127.0.0.1:8080/v1"),
+            "http://127.0.0.1:8080/v1"
+        );
+        assert_eq!(
+            mask_password("https://u:p@h/v1?k=v"),
+            "https://u:***@h/v1?k=v"
+        );
+        assert_eq!(mask_password("https://token@h"), "https://***@h");
+        assert_eq!(mask_password("not a url"), "not a url");
     }
 
     #[test]

@@ -216,6 +216,59 @@ fn help_explains_every_command() {
     );
     let output = talaria(&fixture, &["skills", "list", "--help"]);
     assert!(stdout(&output).contains("drifted"));
+
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["skills", "info", "--help"],
+            &[
+                "requests and what",
+                "only when the skill is granted",
+                "--json",
+            ],
+        ),
+        (
+            &["skills", "remove", "--help"],
+            &[
+                "--yes",
+                "--purge-data",
+                "skill-data/NAME",
+                "skills reset NAME",
+            ],
+        ),
+        (
+            &["skills", "new", "--help"],
+            &[
+                "cargo build --target wasm32-wasip2",
+                "--dir",
+                "--sdk",
+                "talaria skills new my-skill",
+            ],
+        ),
+        (
+            &["tool", "info", "--help"],
+            &["as the model sees it", "JSON Schema", "--json"],
+        ),
+        (
+            &["completions", "--help"],
+            &["bash", "zsh", "fish", "source <(talaria completions bash)"],
+        ),
+        (
+            &["sessions", "search", "--help"],
+            &["never the system prompt"],
+        ),
+    ];
+    for (args, expected) in cases {
+        let output = talaria(&fixture, args);
+        assert_exit(&output, 0);
+        for text in *expected {
+            assert!(
+                stdout(&output).contains(text),
+                "`talaria {}` lacks {text:?}: {}",
+                args.join(" "),
+                stdout(&output)
+            );
+        }
+    }
 }
 
 #[test]
@@ -265,13 +318,52 @@ fn sessions_can_be_listed_searched_exported_and_deleted() {
         }
         id
     };
+    // A session as the agent stores it: untitled, the system prompt first.
+    let chat = {
+        let store = SessionStore::open(&fixture.root.path().join("state.db")).unwrap();
+        let id = store.create_session(None, None).unwrap();
+        for (role, content) in [
+            (
+                "system",
+                "Skills offered: okapi-facts (schema: {\"topic\": \"string\"})",
+            ),
+            (
+                "user",
+                "Where do okapis live,\nand what do they eat? Answer in one paragraph please.",
+            ),
+            ("assistant", "In the rainforests of the Congo."),
+        ] {
+            store
+                .append(
+                    &id,
+                    &NewMessage {
+                        role,
+                        content,
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
+        }
+        id
+    };
     let output = talaria(&fixture, &["sessions", "list"]);
     assert_exit(&output, 0);
-    assert!(stdout(&output).starts_with(&id), "{}", stdout(&output));
+    let text = stdout(&output);
+    let lines: Vec<Vec<&str>> = text
+        .lines()
+        .map(|line| line.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines[0], ["ID", "UPDATED", "MESSAGES", "TITLE"], "{text}");
+    let row = |id: &str| {
+        text.lines()
+            .find(|line| line.starts_with(id))
+            .unwrap_or_else(|| panic!("no row for {id}: {text}"))
+    };
+    assert!(row(&id).ends_with("  2         zebra talk"), "{text}");
     assert!(
-        stdout(&output).contains("2 messages  zebra talk"),
-        "{}",
-        stdout(&output)
+        row(&chat)
+            .ends_with("  3         Where do okapis live, and what do they eat? Answer in one…"),
+        "{text}"
     );
 
     let output = talaria(&fixture, &["sessions", "search", "stripes"]);
@@ -281,6 +373,19 @@ fn sessions_can_be_listed_searched_exported_and_deleted() {
         "{}",
         stdout(&output)
     );
+    // The conversation is searched, the system prompt is not.
+    let output = talaria(&fixture, &["sessions", "search", "okapis"]);
+    assert_exit(&output, 0);
+    assert_eq!(stdout(&output).lines().count(), 1, "{}", stdout(&output));
+    assert!(stdout(&output).contains("user"), "{}", stdout(&output));
+    for only_in_the_system_prompt in ["Skills", "schema", "topic"] {
+        let output = talaria(&fixture, &["sessions", "search", only_in_the_system_prompt]);
+        assert_exit(&output, 0);
+        assert_eq!(
+            stdout(&output),
+            format!("no message contains {only_in_the_system_prompt:?}\n")
+        );
+    }
 
     let output = talaria(&fixture, &["sessions", "export", &id]);
     assert_exit(&output, 0);
@@ -398,4 +503,594 @@ fn stored_escape_sequences_never_reach_the_terminal() {
     let output = talaria(&fixture, &["sessions", "export", &id]);
     let first: Value = serde_json::from_str(stdout(&output).lines().next().unwrap()).unwrap();
     assert_eq!(first["content"], nasty, "JSON output stays byte-exact");
+}
+
+/// `talaria tool list | head -1`: a reader that stops early closes the
+/// pipe; the command ends quietly with 0, as Unix tools do.
+#[test]
+fn a_reader_that_stops_early_ends_the_command_quietly_with_0() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let fixture = fixture_with_skills();
+    let spawn = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_talaria"))
+            .env_clear()
+            .env("TALARIA_HOME", fixture.root.path())
+            .env("TALARIA_SKILLS_DIR", &fixture.skills_dir)
+            .env("TALARIA_WORKSPACE", &fixture.workspace)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let commands: &[&[&str]] = &[
+        &["tool", "list"],
+        &["tool", "list", "--json"],
+        &["skills", "list"],
+        &["skills", "info", "hostile"],
+        &["config", "show"],
+        &["completions", "bash"],
+    ];
+    for args in commands {
+        // `| head -1`: one line read, then the pipe closed.
+        let mut child = spawn(args);
+        let mut reader = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        reader.read_line(&mut first).unwrap();
+        assert!(!first.is_empty(), "{args:?}");
+        drop(reader);
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert_eq!(stderr(&output), "", "{args:?}");
+        // `| true`: closed before anything is written, so the first write fails.
+        let mut child = spawn(args);
+        drop(child.stdout.take());
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert_eq!(stderr(&output), "", "{args:?}");
+    }
+}
+
+#[test]
+fn skills_info_shows_the_request_the_grant_the_state_the_tools_and_the_data() {
+    let fixture = fixture_with_skills();
+    std::fs::create_dir_all(fixture.skill_data.join("hostile")).unwrap();
+    std::fs::write(fixture.skill_data.join("hostile/kept.txt"), "x").unwrap();
+    let output = talaria(&fixture, &["skills", "info", "hostile"]);
+    assert_exit(&output, 0);
+    let text = stdout(&output);
+    let workspace = fixture.workspace.display().to_string();
+    for expected in [
+        "hostile v0.1.0 — Tries to escape its sandbox",
+        "  component  hostile.wasm",
+        "  api        ^0.1",
+        "  hash       blake3:",
+        "  state      granted (by operator, ",
+        "requested\n  mounts   ",
+        &format!("{workspace} → /workspace (ro)"),
+        "  env      TALARIA_TEST_ALLOWED (not set)",
+        "  limits   memory 32 MiB, timeout 1000 ms",
+        "granted\n  exactly what is requested, at blake3:",
+        "tools\n  hostile.",
+        "data\n  ",
+        "of its 256 MiB quota in ",
+    ] {
+        assert!(text.contains(expected), "{expected:?} in:\n{text}");
+    }
+
+    // Drifted: the reason is named, and the component is not run.
+    std::fs::write(
+        fixture.skills_dir.join("word-stats/SKILL.md"),
+        "changed since the grant\n",
+    )
+    .unwrap();
+    let output = talaria(&fixture, &["skills", "info", "word-stats"]);
+    assert_exit(&output, 0);
+    let text = stdout(&output);
+    assert!(text.contains("  state      drifted\n"), "{text}");
+    assert!(text.contains("  drift      "), "{text}");
+    assert!(text.contains("SKILL.md"), "{text}");
+    assert!(
+        text.contains("tools\n  listed once the skill is granted"),
+        "{text}"
+    );
+    assert!(
+        text.contains("data\n  none (the skill mounts no ${skill_data})"),
+        "{text}"
+    );
+
+    let output = talaria(&fixture, &["skills", "info", "notes"]);
+    assert_exit(&output, 0);
+    assert!(
+        stdout(&output).contains("tools\n  none: the skill has instructions only"),
+        "{}",
+        stdout(&output)
+    );
+
+    let output = talaria(&fixture, &["skills", "info", "hostile", "--json"]);
+    assert_exit(&output, 0);
+    let info: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(info["schema"], "talaria.skills.info/v1");
+    assert_eq!(info["state"], "granted");
+    assert_eq!(info["requested"]["env"][0]["name"], "TALARIA_TEST_ALLOWED");
+    assert_eq!(info["requested"], {
+        let mut granted = info["granted"].clone();
+        for key in ["by", "at", "hash", "version", "moved_from"] {
+            granted.as_object_mut().unwrap().remove(key);
+        }
+        granted
+    });
+    assert_eq!(info["granted"]["by"], "operator");
+    assert!(info["tools"].as_array().unwrap().len() > 10);
+    assert!(info["data"]["used_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(info["data"]["quota_mb"], 256);
+    let output = talaria(&fixture, &["skills", "info", "word-stats", "--json"]);
+    let info: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(info["state"], "drifted");
+    assert_eq!(info["tools"], Value::Null);
+    assert!(!info["drift"].as_array().unwrap().is_empty());
+
+    let output = talaria(&fixture, &["skills", "info", "nosuch"]);
+    assert_exit(&output, 2);
+    assert!(
+        stderr(&output).contains("no skill named \"nosuch\"")
+            && stderr(&output).contains("hostile"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn skills_remove_asks_revokes_the_grant_and_keeps_the_data_unless_purged() {
+    let fixture = fixture_with_skills();
+    let data = fixture.skill_data.join("hostile");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("notes.txt"), "the skill's own data").unwrap();
+    let grants = || std::fs::read_to_string(fixture.root.path().join("grants.toml")).unwrap();
+
+    // Without a terminal and without --yes: nothing happens.
+    let output = talaria(&fixture, &["skills", "remove", "hostile"]);
+    assert_exit(&output, 2);
+    assert!(
+        stderr(&output).contains(
+            "refusing to remove without confirmation: stdin is not a terminal; review the above \
+             and run `talaria skills remove hostile --yes`"
+        ),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        stdout(&output).contains("keep     its data"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(fixture.skills_dir.join("hostile").is_dir());
+    assert!(grants().contains("[skills.hostile]"));
+
+    let output = talaria(&fixture, &["skills", "remove", "hostile", "--yes"]);
+    assert_exit(&output, 0);
+    let text = stdout(&output);
+    assert!(
+        text.contains("removed hostile\n  revoked its grant (v0.1.0)\n  kept its data"),
+        "{text}"
+    );
+    assert!(!fixture.skills_dir.join("hostile").exists());
+    assert!(!grants().contains("hostile"), "{}", grants());
+    assert!(data.join("notes.txt").is_file(), "data is kept");
+    let output = talaria(&fixture, &["skills", "list"]);
+    assert!(!stdout(&output).contains("hostile"), "{}", stdout(&output));
+
+    // --purge-data deletes the data too.
+    std::fs::create_dir_all(fixture.skill_data.join("word-stats")).unwrap();
+    let output = talaria(
+        &fixture,
+        &["skills", "remove", "word-stats", "--yes", "--purge-data"],
+    );
+    assert_exit(&output, 0);
+    assert!(
+        stdout(&output).contains("deleted its data"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(!fixture.skill_data.join("word-stats").exists());
+
+    // A folder whose manifest is invalid can be removed too; no grant to revoke.
+    let output = talaria(&fixture, &["skills", "remove", "broken", "--yes"]);
+    assert_exit(&output, 0);
+    assert!(
+        stdout(&output).contains("it had no grant"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(!fixture.skills_dir.join("broken").exists());
+
+    let output = talaria(&fixture, &["skills", "remove", "nosuch", "--yes"]);
+    assert_exit(&output, 2);
+    assert!(
+        stderr(&output).ends_with("; skills: notes\n"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn a_removed_bundled_skill_stays_removed() {
+    use crate::support::{repo_root, talaria_with};
+    let fixture = Fixture::new();
+    let shipped = repo_root().join("skills");
+    let bundled = [("TALARIA_BUNDLED_SKILLS", shipped.as_path())];
+    let run = |args: &[&str]| talaria_with(&fixture, &bundled, args, None);
+    let listed = |name: &str| {
+        let output = run(&["skills", "list"]);
+        assert_exit(&output, 0);
+        stdout(&output)
+            .lines()
+            .any(|line| line.starts_with(&format!("{name} ")))
+    };
+    assert!(listed("text"));
+    let output = run(&["skills", "remove", "text", "--yes"]);
+    assert_exit(&output, 0);
+    assert!(
+        stdout(&output).contains("stays removed; `talaria skills reset text` brings it back"),
+        "{}",
+        stdout(&output)
+    );
+    // Every later start syncs the bundled skills: `text` is not added back.
+    assert!(!listed("text"));
+    assert!(listed("files"));
+    assert_exit(&run(&["skills", "reset", "text"]), 0);
+    assert!(listed("text"));
+}
+
+#[test]
+fn tool_info_shows_the_tool_as_the_model_sees_it() {
+    let fixture = fixture_with_skills();
+    let output = talaria(&fixture, &["tool", "info", "word-stats.top_words"]);
+    assert_exit(&output, 0);
+    let text = stdout(&output);
+    for expected in [
+        "word-stats.top_words\n",
+        "  model name   word-stats__top_words\n",
+        "  description  List the most frequent words of a text with their counts.\n",
+        "  arguments    limit (integer), text (string, required)\n",
+        "JSON Schema of the arguments, as sent to the model:\n{\n",
+        "\"required\": [\n    \"text\"\n  ],",
+    ] {
+        assert!(text.contains(expected), "{expected:?} in:\n{text}");
+    }
+
+    let output = talaria(
+        &fixture,
+        &["tool", "info", "word-stats.top_words", "--json"],
+    );
+    assert_exit(&output, 0);
+    let definition: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let listed: Value =
+        serde_json::from_str(&stdout(&talaria(&fixture, &["tool", "list", "--json"]))).unwrap();
+    let listed = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "word-stats.top_words")
+        .unwrap();
+    assert_eq!(
+        definition,
+        serde_json::json!({
+            "type": "function",
+            "function": {
+                "name": "word-stats__top_words",
+                "description": listed["description"],
+                "parameters": listed["parameters"],
+            }
+        })
+    );
+
+    let output = talaria(&fixture, &["tool", "info", "word-stats.nope"]);
+    assert_exit(&output, 2);
+    assert!(
+        stderr(&output).contains("it offers: top_words"),
+        "{}",
+        stderr(&output)
+    );
+    std::fs::write(fixture.skills_dir.join("word-stats/SKILL.md"), "changed\n").unwrap();
+    let output = talaria(&fixture, &["tool", "info", "word-stats.top_words"]);
+    assert_exit(&output, 1);
+    assert!(
+        stderr(&output).contains("is drifted"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn completions_are_printed_for_bash_zsh_and_fish() {
+    let fixture = Fixture::new();
+    for (shell, expected) in [
+        ("bash", "complete -F _talaria"),
+        ("zsh", "#compdef talaria"),
+        ("fish", "complete -c talaria"),
+    ] {
+        let output = talaria(&fixture, &["completions", shell]);
+        assert_exit(&output, 0);
+        let script = stdout(&output);
+        assert!(script.contains(expected), "{shell}: {script:.300}");
+        for command in ["skills", "remove", "completions", "skills-dir"] {
+            assert!(script.contains(command), "{shell} completes {command}");
+        }
+    }
+    let output = talaria(&fixture, &["completions", "tcsh"]);
+    assert_exit(&output, 2);
+    assert!(
+        stderr(&output).contains("possible values"),
+        "{}",
+        stderr(&output)
+    );
+    let output = talaria(&fixture, &["completions", "--help"]);
+    assert!(stdout(&output).contains("source <(talaria completions bash)"));
+}
+
+/// `talaria skills new`: the files parse, and, where the wasm32-wasip2
+/// target is installed (it is in CI), the printed commands are run as
+/// printed: build, copy, install, grant, call.
+#[test]
+fn a_new_skill_builds_installs_and_runs_with_the_printed_commands() {
+    let fixture = Fixture::new();
+    let parent = fixture.root.path().join("src");
+    let output = talaria(
+        &fixture,
+        &[
+            "skills",
+            "new",
+            "demo-skill",
+            "--dir",
+            parent.to_str().unwrap(),
+        ],
+    );
+    assert_exit(&output, 0);
+    let folder = parent.join("demo-skill");
+    let manifest = talaria_runtime::skill::Manifest::load(&folder.join("skill.toml"))
+        .expect("the manifest validates");
+    assert_eq!(manifest.name, "demo-skill");
+    let skill_md = std::fs::read_to_string(folder.join("SKILL.md")).unwrap();
+    let frontmatter = skill_md
+        .strip_prefix("---\n")
+        .and_then(|rest| rest.split_once("\n---\n"))
+        .expect("SKILL.md has frontmatter")
+        .0;
+    assert!(
+        frontmatter.lines().any(|line| line == "name: demo-skill"),
+        "{skill_md}"
+    );
+    assert_eq!(
+        talaria_runtime::skill::frontmatter_description(&skill_md).as_deref(),
+        Some(manifest.description.as_str())
+    );
+    let cargo_toml: toml::Table =
+        toml::from_str(&std::fs::read_to_string(folder.join("Cargo.toml")).unwrap()).unwrap();
+    assert!(cargo_toml["workspace"].as_table().unwrap().is_empty());
+    assert_eq!(
+        cargo_toml["lib"]["crate-type"],
+        toml::Value::Array(vec!["cdylib".into()])
+    );
+    let sdk = cargo_toml["dependencies"]["talaria-sdk"]["path"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        Path::new(sdk),
+        crate::support::repo_root()
+            .join("sdk")
+            .canonicalize()
+            .unwrap()
+    );
+    assert!(
+        folder.join("Cargo.lock").is_file(),
+        "the workspace's lock is copied"
+    );
+    assert!(folder.join("src/lib.rs").is_file());
+
+    // A second time, or a name that is not one: usage errors, nothing touched.
+    let again = talaria(
+        &fixture,
+        &[
+            "skills",
+            "new",
+            "demo-skill",
+            "--dir",
+            parent.to_str().unwrap(),
+        ],
+    );
+    assert_exit(&again, 2);
+    assert!(
+        stderr(&again).contains("already exists"),
+        "{}",
+        stderr(&again)
+    );
+    let bad = talaria(&fixture, &["skills", "new", "Demo_Skill"]);
+    assert_exit(&bad, 2);
+    assert!(
+        stderr(&bad).contains("is not a skill name"),
+        "{}",
+        stderr(&bad)
+    );
+
+    let text = stdout(&output);
+    let commands: Vec<&str> = text
+        .split("Build it, install it, grant it and call its tool:\n")
+        .nth(1)
+        .expect("the next commands are printed")
+        .lines()
+        .take_while(|line| !line.is_empty())
+        .map(str::trim)
+        .collect();
+    assert_eq!(commands.len(), 6, "{text}");
+    if !wasm_target_installed() {
+        eprintln!("wasm32-wasip2 is not installed: the scaffold is not built here");
+        return;
+    }
+    // Dependencies compiled once are reused by every later run.
+    let shared_target = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("scaffold-test");
+    std::fs::create_dir_all(&shared_target).unwrap();
+    std::os::unix::fs::symlink(&shared_target, folder.join("target")).unwrap();
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_talaria")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cwd = fixture.root.path().to_owned();
+    let mut last = None;
+    for command in commands {
+        if let Some(dir) = command.strip_prefix("cd ") {
+            cwd = dir.into();
+            continue;
+        }
+        // The grant asks at a terminal; the test has none.
+        let command = if command.contains(" skills grant ") {
+            format!("{command} --yes")
+        } else {
+            command.to_owned()
+        };
+        let output = Command::new("sh")
+            .args(["-c", &command])
+            .current_dir(&cwd)
+            .env("PATH", &path)
+            .env("TALARIA_HOME", fixture.root.path())
+            .env("TALARIA_WORKSPACE", &fixture.workspace)
+            // Everything is in the copied lock and cargo's cache.
+            .env("CARGO_NET_OFFLINE", "true")
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("CARGO_BUILD_TARGET")
+            .env_remove("TALARIA_SKILLS_DIR")
+            .output()
+            .unwrap();
+        assert_exit(&output, 0);
+        last = Some(output);
+    }
+    assert_eq!(stdout(&last.unwrap()), "Hello, world!\n");
+}
+
+fn wasm_target_installed() -> bool {
+    Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        .is_some_and(|sysroot| {
+            Path::new(&sysroot)
+                .join("lib/rustlib/wasm32-wasip2")
+                .is_dir()
+        })
+}
+
+/// `config show`: every key config.toml accepts, where each value came
+/// from, and never a secret.
+#[test]
+fn config_show_prints_every_key_with_its_source_and_no_secret() {
+    use crate::support::talaria_with;
+    let fixture = Fixture::new();
+    let home = fixture.root.path();
+    std::fs::write(
+        home.join("config.toml"),
+        "[model]\nbase_url = \"https://me:hunter2@llm.example/v1\"\ntimeout_secs = 30\n\
+         [agent]\nmax_turns = 9\n[memory]\nuser_chars = 900\n",
+    )
+    .unwrap();
+    std::fs::write(home.join(".env"), "OPENAI_API_KEY=sk-very-secret\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(home.join(".env"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let output = talaria_with(
+        &fixture,
+        &[("TALARIA_MODEL", Path::new("qwen3"))],
+        &["--log", "info", "config", "show"],
+        None,
+    );
+    assert_exit(&output, 0);
+    let text = stdout(&output);
+    assert!(
+        !text.contains("sk-very-secret") && !text.contains("hunter2"),
+        "{text}"
+    );
+    let source = |key: &str| {
+        let line = text
+            .lines()
+            .find(|line| line.split_whitespace().next() == Some(key))
+            .unwrap_or_else(|| panic!("{key} is not shown:\n{text}"));
+        let (value, source) = line[key.len()..].trim().rsplit_once("  ").unwrap();
+        (value.trim().to_owned(), source.trim().to_owned())
+    };
+    let expected = [
+        (
+            "workspace",
+            fixture.workspace.display().to_string(),
+            "(env TALARIA_WORKSPACE)",
+        ),
+        ("log.level", "info".into(), "(flag --log)"),
+        ("log.format", "human".into(), "(default)"),
+        ("sandbox.max_instances", "64".into(), "(default)"),
+        ("sandbox.max_open_handles", "256".into(), "(default)"),
+        (
+            "skills.bundled",
+            "share/talaria/skills beside the binary".into(),
+            "(default)",
+        ),
+        (
+            "model.base_url",
+            "https://me:***@llm.example/v1".into(),
+            "(config.toml)",
+        ),
+        ("model.name", "qwen3".into(), "(env TALARIA_MODEL)"),
+        (
+            "model.api_key_env",
+            "OPENAI_API_KEY (the key is set, in .env; never shown)".into(),
+            "(default)",
+        ),
+        ("model.timeout_secs", "30".into(), "(config.toml)"),
+        ("model.max_retries", "3".into(), "(default)"),
+        ("agent.max_turns", "9".into(), "(config.toml)"),
+        ("agent.tool_output_chars", "16000".into(), "(default)"),
+        (
+            "agent.tool_schema_budget_bytes",
+            "24000".into(),
+            "(default)",
+        ),
+        ("memory.memory_chars", "2200".into(), "(default)"),
+        ("memory.user_chars", "900".into(), "(config.toml)"),
+    ];
+    for (key, value, from) in &expected {
+        assert_eq!(source(key), (value.clone(), from.to_string()), "{key}");
+    }
+    assert!(
+        text.contains(&format!(
+            "# skills directory: {} (env TALARIA_SKILLS_DIR, in environment)",
+            fixture.skills_dir.display()
+        )),
+        "{text}"
+    );
+
+    let output = talaria(&fixture, &["config", "show", "--json"]);
+    assert_exit(&output, 0);
+    assert!(!stdout(&output).contains("sk-very-secret"));
+    let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let keys: Vec<&str> = report["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, expected.map(|(key, _, _)| key));
 }

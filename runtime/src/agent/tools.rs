@@ -143,22 +143,8 @@ impl ToolRegistry {
             .iter()
             .filter_map(|skill| skill.loaded.as_ref().map(|loaded| (skill, loaded)))
             .flat_map(|(skill, loaded)| {
-                // OpenAI-compatible APIs reject function names over 64 characters.
-                let fits = move |tool: &&crate::sandbox::ToolSpec| {
-                    skill.name.len() + SEPARATOR.len() + tool.name.len() <= 64
-                };
-                loaded.tools().iter().filter(fits).map(move |tool| {
-                    (
-                        skill,
-                        json!({
-                            "type": "function",
-                            "function": {
-                                "name": format!("{}{SEPARATOR}{}", skill.name, tool.name),
-                                "description": tool.description,
-                                "parameters": tool.parameters,
-                            }
-                        }),
-                    )
+                loaded.tools().iter().filter_map(move |tool| {
+                    skill_tool_definition(&skill.name, tool).map(|d| (skill, d))
                 })
             })
             .collect();
@@ -358,6 +344,23 @@ fn parse<T: serde::de::DeserializeOwned>(arguments: &str) -> Result<T, String> {
         arguments
     };
     serde_json::from_str(arguments).map_err(|e| format!("invalid arguments: {e}"))
+}
+
+/// The definition of skill `skill`'s tool `tool` as sent to the model,
+/// named `SKILL__TOOL`; `None` when that name is over the 64 characters
+/// OpenAI-compatible APIs accept (such a tool is not offered).
+pub fn skill_tool_definition(skill: &str, tool: &crate::sandbox::ToolSpec) -> Option<Value> {
+    let name = format!("{skill}{SEPARATOR}{}", tool.name);
+    (name.len() <= 64).then(|| {
+        json!({
+            "type": "function",
+            "function": {
+                "name": name,
+                "description": tool.description,
+                "parameters": tool.parameters,
+            }
+        })
+    })
 }
 
 fn builtin_definitions() -> Vec<Value> {

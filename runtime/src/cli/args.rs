@@ -20,6 +20,7 @@ use clap::{Args, Parser, Subcommand};
         talaria skills audit\n  \
         talaria skills grant files\n  \
         talaria tool call text.count '{\"text\": \"hello world\"}'\n  \
+        talaria skills new my-skill\n  \
         talaria config show"
 )]
 pub struct Cli {
@@ -92,6 +93,19 @@ pub(super) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a shell completion script for talaria.
+    ///
+    /// Load it in the running shell, or save it where the shell looks for
+    /// completions.
+    #[command(after_help = "Examples:\n  \
+        source <(talaria completions bash)   # bash; add this line to ~/.bashrc to keep it\n  \
+        source <(talaria completions zsh)    # zsh, after compinit; add it to ~/.zshrc\n  \
+        talaria completions fish | source    # fish; or save it as ~/.config/fish/completions/talaria.fish")]
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Subcommand)]
@@ -104,6 +118,18 @@ pub(super) enum SkillsCommand {
     /// load).
     List {
         /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Everything about one skill: its manifest, what it requests and what
+    /// is granted, its hash and state, its tools, its data.
+    ///
+    /// The component is loaded (to list its tools) only when the skill is
+    /// granted. Exits 2 when there is no such skill.
+    Info {
+        /// The skill's name (see `talaria skills list`).
+        name: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -146,6 +172,45 @@ pub(super) enum SkillsCommand {
         /// The skill folder (with skill.toml).
         path: PathBuf,
     },
+    /// Delete an installed skill: its folder and its grant.
+    ///
+    /// Prints what will be done and asks for confirmation; without a terminal
+    /// it refuses unless --yes is given. The grant is revoked. The skill's
+    /// data directory (HOME/skill-data/NAME) is kept unless --purge-data is
+    /// given. A bundled skill removed this way stays removed (`talaria skills
+    /// reset NAME` brings it back).
+    Remove {
+        /// The skill's name.
+        name: String,
+        /// Remove without asking (for scripts).
+        #[arg(long)]
+        yes: bool,
+        /// Also delete the skill's data directory.
+        #[arg(long)]
+        purge_data: bool,
+    },
+    /// Create a new skill folder to start from: skill.toml, SKILL.md and a
+    /// Rust crate with one example tool.
+    ///
+    /// The crate is a cdylib depending on talaria-sdk by path (the sdk
+    /// folder of the source tree this talaria was built from, or --sdk);
+    /// it builds on its own with `cargo build --target wasm32-wasip2
+    /// --release`. The commands that build, install and grant it are
+    /// printed at the end.
+    #[command(after_help = "Examples:\n  \
+        talaria skills new my-skill                 # creates ./my-skill\n  \
+        talaria skills new my-skill --dir ~/skills  # creates ~/skills/my-skill")]
+    New {
+        /// The skill's name: a-z, 0-9 and `-`, starting with a letter.
+        name: String,
+        /// Create the skill folder inside DIR [default: the current directory].
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// The talaria-sdk crate to depend on: the `sdk` folder of a Talaria
+        /// source tree [default: the one this talaria was built from].
+        #[arg(long, value_name = "PATH")]
+        sdk: Option<PathBuf>,
+    },
     /// Restore the shipped copy of a bundled skill (after local edits or a
     /// deletion), with its bundled grant.
     ///
@@ -162,6 +227,19 @@ pub(super) enum ToolCommand {
     /// List every tool of every granted skill as SKILL.TOOL with its description and arguments.
     List {
         /// Print JSON (with each tool's full JSON Schema) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one tool as the model sees it: its name, description and the
+    /// JSON Schema of its arguments.
+    ///
+    /// The skill must be granted (its component is loaded to ask for its
+    /// tools).
+    Info {
+        /// The tool, as SKILL.TOOL (see `talaria tool list`).
+        #[arg(value_name = "SKILL.TOOL")]
+        tool: String,
+        /// Print the tool definition sent to the model, as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -185,7 +263,8 @@ pub(super) enum ToolCommand {
 
 #[derive(Subcommand)]
 pub(crate) enum SessionsCommand {
-    /// The most recently active sessions.
+    /// The most recently active sessions, newest first, each titled by its
+    /// first message.
     List {
         /// How many to show.
         #[arg(long, default_value_t = 20)]
@@ -200,6 +279,9 @@ pub(crate) enum SessionsCommand {
         id: String,
     },
     /// Find messages containing every word of QUERY, across all sessions.
+    ///
+    /// Searches what was said (user, assistant and tool messages), never the
+    /// system prompt.
     Search {
         /// Words to look for (plain words; no query syntax).
         query: String,

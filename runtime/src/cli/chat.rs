@@ -32,7 +32,7 @@ pub(crate) async fn run(
                 .await
                 .map_err(anyhow::Error::from)?;
             let answer = crate::untrusted_text::sanitize(answer.trim_end(), usize::MAX, true);
-            println!("{answer}");
+            writeln!(super::output::stdout(), "{answer}")?;
             eprintln!("(session {})", conversation.session_id);
             Ok(())
         }
@@ -151,8 +151,9 @@ async fn repl(
                     Event::Text(text) => {
                         // Model output may quote anything, escape sequences included.
                         let text = crate::untrusted_text::sanitize(&text, usize::MAX, true);
-                        print!("{text}");
-                        let _ = std::io::stdout().flush();
+                        // A closed stdout shows when the turn's answer is ended below.
+                        let mut out = super::output::stdout();
+                        let _ = write!(out, "{text}").and_then(|()| out.flush());
                     }
                     other => progress(other),
                 };
@@ -161,7 +162,7 @@ async fn repl(
                     _ = tokio::signal::ctrl_c() => None,
                 };
                 match outcome {
-                    Some(Ok(_)) => println!(),
+                    Some(Ok(_)) => writeln!(super::output::stdout())?,
                     Some(Err(error)) => eprintln!("\nerror: {error}"),
                     None => {
                         session

@@ -10,13 +10,23 @@ use super::table::write_table;
 use crate::app::App;
 use crate::home::Home;
 
-pub(crate) fn print_config(app: &App, as_json: bool) -> anyhow::Result<()> {
-    let settings = app.config.shown();
-    let mut out = std::io::stdout().lock();
+/// `talaria config show`. `skills_dir_flag`: whether --skills-dir was given.
+pub(crate) fn print_config(app: &App, skills_dir_flag: bool, as_json: bool) -> anyhow::Result<()> {
+    let settings = app.config.shown(&app.env);
+    let skills_dir = app.registry().skills_dir();
+    let skills_dir_source = if skills_dir_flag {
+        "flag --skills-dir".to_owned()
+    } else if let Some(origin) = app.env.origin("TALARIA_SKILLS_DIR") {
+        format!("env TALARIA_SKILLS_DIR, in {origin}")
+    } else {
+        "default".to_owned()
+    };
+    let mut out = super::output::stdout();
     if as_json {
         let report = json!({
             "home": app.home.root(),
             "config_file": app.home.config_file(),
+            "skills_dir": {"value": skills_dir, "source": skills_dir_source},
             "settings": settings,
         });
         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
@@ -24,6 +34,11 @@ pub(crate) fn print_config(app: &App, as_json: bool) -> anyhow::Result<()> {
     }
     writeln!(out, "# home: {}", app.home.root().display())?;
     writeln!(out, "# config file: {}", app.home.config_file().display())?;
+    writeln!(
+        out,
+        "# skills directory: {} ({skills_dir_source})",
+        skills_dir.display()
+    )?;
     let rows: Vec<[String; 3]> = settings
         .into_iter()
         .map(|s| [s.key.to_owned(), s.value, format!("({})", s.source)])
@@ -39,6 +54,10 @@ pub(crate) fn print_path(home: Option<&Path>) -> anyhow::Result<()> {
         Some(root) => root.to_owned(),
         None => Home::default_root()?,
     };
-    println!("{}", Home::at(root).config_file().display());
+    writeln!(
+        super::output::stdout(),
+        "{}",
+        Home::at(root).config_file().display()
+    )?;
     Ok(())
 }

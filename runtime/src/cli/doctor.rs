@@ -35,7 +35,7 @@ pub(crate) async fn run(
 }
 
 fn print_findings(home: &Home, findings: &[Finding], as_json: bool) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
+    let mut out = super::output::stdout();
     if as_json {
         let report = json!({ "home": home.root(), "findings": findings });
         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;

@@ -7,6 +7,7 @@
 
 use std::io::Write;
 
+use super::table::write_table;
 use super::{Failure, SessionsCommand};
 use crate::app::App;
 use crate::memory::{Message, SessionStore};
@@ -22,7 +23,7 @@ pub(crate) enum ExportFormat {
 
 pub(crate) fn run(app: &App, command: SessionsCommand) -> Result<(), Failure> {
     let store = app.session_store()?;
-    let mut out = std::io::stdout().lock();
+    let mut out = super::output::stdout();
     match command {
         SessionsCommand::List { limit, json } => {
             let sessions = store.list(limit)?;
@@ -31,16 +32,22 @@ pub(crate) fn run(app: &App, command: SessionsCommand) -> Result<(), Failure> {
             } else if sessions.is_empty() {
                 writeln!(out, "no sessions yet")?;
             } else {
-                for session in sessions {
-                    writeln!(
-                        out,
-                        "{}  {}  {:>4} messages  {}",
-                        session.id,
-                        session.updated_at,
-                        session.messages,
-                        log_line(session.title.as_deref().unwrap_or(""))
-                    )?;
-                }
+                let rows: Vec<[String; 4]> = sessions
+                    .iter()
+                    .map(|session| {
+                        [
+                            log_line(&session.id),
+                            log_line(&session.updated_at),
+                            session.messages.to_string(),
+                            // Shortened by the store; stripped again for the terminal.
+                            session
+                                .title
+                                .as_deref()
+                                .map_or_else(|| "-".into(), log_line),
+                        ]
+                    })
+                    .collect();
+                write_table(&mut out, ["ID", "UPDATED", "MESSAGES", "TITLE"], &rows)?;
             }
         }
         SessionsCommand::Show { id } => {

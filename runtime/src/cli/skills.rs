@@ -1,5 +1,10 @@
-//! `talaria skills list | grant | revoke | install | reset | audit`: printing
-//! and asking; the work is the registry's.
+//! `talaria skills list | info | grant | revoke | install | remove | new |
+//! reset | audit`: printing and asking; the work is the registry's. `info`,
+//! `remove` and the scaffold of `new` have modules of their own.
+
+mod info;
+mod remove;
+mod scaffold;
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -15,8 +20,12 @@ use crate::skill::registry::{ActionError, GrantOutcome, SkillEntry, SkillRegistr
 use crate::skill::{self, GrantedMount, Limits};
 use crate::untrusted_text::log_line;
 
+pub(crate) use info::info;
+pub(crate) use remove::remove;
+pub(crate) use scaffold::new;
+
 pub(crate) fn print_skills(entries: &[SkillEntry], as_json: bool) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
+    let mut out = super::output::stdout();
     if as_json {
         let skills: Vec<serde_json::Value> = entries.iter().map(skill_json).collect();
         writeln!(out, "{}", serde_json::to_string_pretty(&skills)?)?;
@@ -120,7 +129,7 @@ pub(crate) async fn grant(app: &App, name: &str, yes: bool) -> Result<(), Failur
     let outcome = app
         .registry()
         .grant(name, |request| {
-            let mut out = std::io::stdout().lock();
+            let mut out = super::output::stdout();
             writeln!(
                 out,
                 "Grant skill {} ({})",
@@ -142,18 +151,19 @@ pub(crate) async fn grant(app: &App, name: &str, yes: bool) -> Result<(), Failur
             if yes {
                 return Ok(true);
             }
-            confirm(&format!(
-                "Grant these capabilities to {}?",
-                request.skill.label()
-            ))
+            confirm(
+                &format!("Grant these capabilities to {}?", request.skill.label()),
+                NoTerminal::Grant,
+            )
         })
         .await
         .map_err(usage_if_unknown)?;
     match outcome {
-        GrantOutcome::Granted => println!("granted {name}"),
-        GrantOutcome::Unchanged => {
-            println!("skill {name} is already granted exactly this; nothing to do")
-        }
+        GrantOutcome::Granted => writeln!(super::output::stdout(), "granted {name}")?,
+        GrantOutcome::Unchanged => writeln!(
+            super::output::stdout(),
+            "skill {name} is already granted exactly this; nothing to do"
+        )?,
         GrantOutcome::Declined => return Err(anyhow::anyhow!("not granted").into()),
     }
     Ok(())
@@ -172,11 +182,15 @@ fn usage_if_unknown(error: anyhow::Error) -> Failure {
 /// `talaria skills revoke NAME`.
 pub(crate) fn revoke(app: &App, name: &str) -> Result<(), Failure> {
     match app.registry().revoke(name).map_err(usage_if_unknown)? {
-        Some(grant) => println!(
+        Some(grant) => writeln!(
+            super::output::stdout(),
             "revoked the grant of {name} v{}; the skill is pending",
             grant.version
-        ),
-        None => println!("{name} had no grant; nothing to revoke"),
+        )?,
+        None => writeln!(
+            super::output::stdout(),
+            "{name} had no grant; nothing to revoke"
+        )?,
     }
     Ok(())
 }
@@ -190,8 +204,16 @@ pub(crate) async fn install(app: &App, source: &Path) -> Result<(), Failure> {
     }
     let (skill, state) = app.registry().install(source).await?;
     match SkillRegistry::refusal(&skill, &state) {
-        None => println!("installed {}; it is granted", skill.label()),
-        Some(why) => println!("installed {}; {why}", skill.label()),
+        None => writeln!(
+            super::output::stdout(),
+            "installed {}; it is granted",
+            skill.label()
+        )?,
+        Some(why) => writeln!(
+            super::output::stdout(),
+            "installed {}; {why}",
+            skill.label()
+        )?,
     }
     Ok(())
 }
@@ -208,28 +230,41 @@ pub(crate) fn reset(app: &App, name: &str) -> Result<(), Failure> {
         .registry()
         .reset(shipped, name)
         .map_err(Failure::usage)?;
-    println!("{name}: restored the shipped copy; {outcome}");
+    writeln!(
+        super::output::stdout(),
+        "{name}: restored the shipped copy; {outcome}"
+    )?;
     Ok(())
 }
 
 /// Ask the operator at the terminal; refuse outright without one.
-fn confirm(question: &str) -> anyhow::Result<bool> {
+fn confirm(question: &str, refusal: NoTerminal) -> anyhow::Result<bool> {
     if !std::io::stdin().is_terminal() {
-        return Err(anyhow::Error::new(NoTerminal));
+        return Err(anyhow::Error::new(refusal));
     }
-    print!("{question} [y/N] ");
-    std::io::stdout().flush()?;
+    let mut out = super::output::stdout();
+    write!(out, "{question} [y/N] ")?;
+    out.flush()?;
+    drop(out);
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES"))
 }
 
+/// An action that needs confirmation, asked for without a terminal.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "refusing to grant without confirmation: stdin is not a terminal; review the capabilities \
-     above and pass --yes to grant them"
-)]
-struct NoTerminal;
+enum NoTerminal {
+    #[error(
+        "refusing to grant without confirmation: stdin is not a terminal; review the capabilities \
+         above and pass --yes to grant them"
+    )]
+    Grant,
+    #[error(
+        "refusing to remove without confirmation: stdin is not a terminal; review the above and \
+         run `{0}`"
+    )]
+    Remove(String),
+}
 
 fn write_capabilities(
     out: &mut impl Write,
@@ -275,6 +310,40 @@ fn write_capabilities(
     writeln!(out, "  exec     {}", list_or_none(&exec))?;
     writeln!(out, "  network  none")?;
     writeln!(out, "  limits   {}", describe_limits(&grant.limits))
+}
+
+/// A grant's capabilities as JSON, in the shape of `skills audit --json`.
+fn capabilities_json(grant: &Grant, env: &Environment) -> serde_json::Value {
+    json!({
+        "mounts": grant.mounts.iter().map(|m| json!({
+            "source": m.source,
+            "host": m.host,
+            "guest": m.guest,
+            "access": m.access,
+        })).collect::<Vec<_>>(),
+        "env": grant.env.iter().map(|name| json!({
+            "name": name,
+            "set": env.get(name).is_some(),
+        })).collect::<Vec<_>>(),
+        "exec": grant.exec,
+        "network": grant.network,
+        "limits": grant.limits,
+    })
+}
+
+/// `512 bytes`, `3.4 KiB`, `12.0 MiB`.
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 3] = ["KiB", "MiB", "GiB"];
+    if bytes < 1024 {
+        return format!("{bytes} bytes");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
 }
 
 fn list_or_none(items: &[String]) -> String {
@@ -327,10 +396,14 @@ pub(crate) async fn audit(app: &App, as_json: bool) -> Result<bool, Failure> {
             "all_granted": all_granted,
             "skills": skills,
         });
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        writeln!(
+            super::output::stdout(),
+            "{}",
+            serde_json::to_string_pretty(&report)?
+        )?;
         return Ok(all_granted);
     }
-    let mut out = std::io::stdout().lock();
+    let mut out = super::output::stdout();
     if entries.is_empty() {
         writeln!(
             out,
@@ -480,6 +553,14 @@ pub(crate) fn folder_name(manifest: &std::path::Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_are_readable() {
+        assert_eq!(human_size(0), "0 bytes");
+        assert_eq!(human_size(4096), "4.0 KiB");
+        assert_eq!(human_size(3 << 20), "3.0 MiB");
+        assert_eq!(human_size(5 << 30), "5.0 GiB");
+    }
 
     #[test]
     fn folder_names_from_disk_are_sanitised() {

@@ -1,5 +1,5 @@
-//! `talaria tool list | call`: the tools of the granted skills, and one
-//! call in a fresh sandbox.
+//! `talaria tool list | info | call`: the tools of the granted skills, one
+//! of them as the model sees it, and one call in a fresh sandbox.
 
 use std::io::{Read, Write};
 
@@ -7,12 +7,14 @@ use anyhow::Context as _;
 use serde_json::json;
 
 use super::Failure;
+use crate::agent::tools::skill_tool_definition;
 use crate::app::App;
+use crate::sandbox::LoadedSkill;
 use crate::skill::registry::{SkillEntry, SkillRegistry};
 use crate::untrusted_text::{log_line, message};
 
 pub(crate) fn print_tools(entries: &[SkillEntry], as_json: bool) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
+    let mut out = super::output::stdout();
     let ready = entries.iter().filter_map(|entry| match entry {
         SkillEntry::Known {
             skill,
@@ -96,15 +98,83 @@ fn describe_arguments(schema: &serde_json::Value) -> String {
 }
 
 pub(crate) async fn call_tool(app: &App, tool: &str, arguments: &str) -> Result<(), Failure> {
-    let (skill_name, tool_name) = tool
-        .split_once('.')
+    let (skill_name, tool_name) = split_tool_name(tool)?;
+    let arguments = read_arguments(arguments)?;
+    let loaded = load_with_tool(app, skill_name, tool_name).await?;
+    let output = loaded.call(tool_name, &arguments).await?;
+    let result = output.result;
+    let mut out = super::output::stdout();
+    if result.ends_with('\n') {
+        write!(out, "{result}")?;
+    } else {
+        writeln!(out, "{result}")?;
+    }
+    Ok(())
+}
+
+/// `talaria tool info SKILL.TOOL`: the tool as the model sees it.
+pub(crate) async fn info(app: &App, tool: &str, as_json: bool) -> Result<(), Failure> {
+    let (skill_name, tool_name) = split_tool_name(tool)?;
+    let loaded = load_with_tool(app, skill_name, tool_name).await?;
+    let spec = loaded
+        .tools()
+        .iter()
+        .find(|t| t.name == tool_name)
+        .context("the tool was found a moment ago")?;
+    let definition = skill_tool_definition(skill_name, spec);
+    let mut out = super::output::stdout();
+    if as_json {
+        let shown = definition.unwrap_or(serde_json::Value::Null);
+        writeln!(out, "{}", serde_json::to_string_pretty(&shown)?)?;
+        return Ok(());
+    }
+    writeln!(out, "{skill_name}.{}", log_line(tool_name))?;
+    match &definition {
+        Some(definition) => writeln!(
+            out,
+            "  model name   {}",
+            log_line(definition["function"]["name"].as_str().unwrap_or_default())
+        )?,
+        None => writeln!(
+            out,
+            "  model name   none: {skill_name}__{} is over the 64 characters models accept; the \
+             tool is not offered",
+            log_line(tool_name)
+        )?,
+    }
+    writeln!(out, "  description  {}", message(&spec.description))?;
+    let arguments = describe_arguments(&spec.parameters);
+    if !arguments.is_empty() {
+        writeln!(out, "  arguments    {arguments}")?;
+    }
+    // Pretty JSON from the component: its strings may hold anything.
+    let schema = serde_json::to_string_pretty(&spec.parameters)?;
+    writeln!(out, "JSON Schema of the arguments, as sent to the model:")?;
+    writeln!(
+        out,
+        "{}",
+        crate::untrusted_text::sanitize(&schema, usize::MAX, true)
+    )?;
+    Ok(())
+}
+
+/// `SKILL.TOOL` split in two, or a usage error.
+fn split_tool_name(tool: &str) -> Result<(&str, &str), Failure> {
+    tool.split_once('.')
         .filter(|(skill, tool)| !skill.is_empty() && !tool.is_empty())
         .ok_or_else(|| {
             Failure::usage(anyhow::anyhow!(
                 "expected SKILL.TOOL (e.g. text.count), found {tool:?}"
             ))
-        })?;
-    let arguments = read_arguments(arguments)?;
+        })
+}
+
+/// The granted skill `skill_name`, loaded, checked to offer `tool_name`.
+async fn load_with_tool(
+    app: &App,
+    skill_name: &str,
+    tool_name: &str,
+) -> Result<LoadedSkill, Failure> {
     let registry = app.registry();
     let skill = registry.find(skill_name).map_err(Failure::usage)?;
     let assessment = registry.assess(&skill, &registry.grants()?);
@@ -129,14 +199,7 @@ pub(crate) async fn call_tool(app: &App, tool: &str, arguments: &str) -> Result<
             known.join(", ")
         )));
     }
-    let output = loaded.call(tool_name, &arguments).await?;
-    let result = output.result;
-    if result.ends_with('\n') {
-        print!("{result}");
-    } else {
-        println!("{result}");
-    }
-    Ok(())
+    Ok(loaded)
 }
 
 /// JSON arguments from the command line or stdin, checked to be an object.

@@ -122,6 +122,8 @@ pub struct Message {
 pub struct SessionSummary {
     pub id: String,
     pub parent_id: Option<String>,
+    /// The stored title, else the start of the first user message: one
+    /// line of at most 60 characters, without control characters.
     pub title: Option<String>,
     pub created_at: String,
     pub updated_at: String,
@@ -430,6 +432,55 @@ mod tests {
         assert!(store.delete(&first).unwrap());
         assert_eq!(store.search("migration", 10).unwrap().len(), 0);
         assert_eq!(store.list(10).unwrap()[0].parent_id, None);
+        store.check_integrity().unwrap();
+    }
+
+    #[test]
+    fn search_finds_the_conversation_and_never_the_system_prompt() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SessionStore::open(&dir.path().join("state.db")).unwrap();
+        let session = store.create_session(None, None).unwrap();
+        let message = |role, content, name| NewMessage {
+            role,
+            content,
+            name,
+            ..Default::default()
+        };
+        for (role, content, name) in [
+            (
+                "system",
+                "Skills: wombat-tools. Tool schema: {\"burrow\": \"string\"}",
+                None,
+            ),
+            ("user", "How deep does a wombat dig?", None),
+            ("assistant", "Let me look that up.", None),
+            (
+                "tool",
+                "wombat burrows reach three metres",
+                Some("files__read"),
+            ),
+        ] {
+            store
+                .append(&session, &message(role, content, name))
+                .unwrap();
+        }
+        let roles = |query| {
+            let hits = store.search(query, 10).unwrap();
+            hits.into_iter().map(|h| h.role).collect::<Vec<_>>()
+        };
+        assert_eq!(roles("wombat"), ["tool", "user"]);
+        assert_eq!(roles("burrows"), ["tool"]);
+        assert!(
+            roles("Skills").is_empty(),
+            "the system prompt is not searched"
+        );
+        assert!(
+            roles("schema").is_empty(),
+            "the system prompt is not searched"
+        );
+        store.check_integrity().unwrap();
+        assert!(store.delete(&session).unwrap());
+        assert!(roles("wombat").is_empty());
         store.check_integrity().unwrap();
     }
 

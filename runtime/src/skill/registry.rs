@@ -612,6 +612,81 @@ impl SkillRegistry {
         }
         Ok(outcomes)
     }
+
+    /// Delete the skill folder `name` (valid or not) and revoke its grant,
+    /// once `confirm` (which sees what will be done) says yes. Its data
+    /// directory is deleted too when `purge_data`, and kept otherwise. A
+    /// bundled skill removed this way is recorded as deleted by the user:
+    /// the bundled sync does not add it back. `None`: the operator said no,
+    /// and nothing changed.
+    pub fn remove(
+        &self,
+        name: &str,
+        purge_data: bool,
+        confirm: impl FnOnce(&RemoveRequest<'_>) -> anyhow::Result<bool>,
+    ) -> anyhow::Result<Option<Removed>> {
+        let _lock = self.home.lock(&format!("talaria skills remove {name}"))?;
+        let dir = self.skills_dir.join(name);
+        if !super::manifest::is_skill_name(name)
+            || std::fs::symlink_metadata(dir.join(super::MANIFEST_FILE)).is_err()
+        {
+            return Err(self.no_such_skill(name).into());
+        }
+        let skill = Skill::load(&dir).ok();
+        let mut all = self.grants()?;
+        let data_dir = self.roots.skill_data.join(name);
+        let data = data_dir
+            .is_dir()
+            .then(|| (data_dir.as_path(), crate::sandbox::data_usage(&data_dir)));
+        let request = RemoveRequest {
+            name,
+            dir: &dir,
+            skill: skill.as_ref(),
+            grant: all.skills.get(name),
+            data,
+            purge_data,
+            bundled: self.is_bundled_copy(name)?,
+        };
+        if !confirm(&request)? {
+            return Ok(None);
+        }
+        // The grant first: a crash after it leaves a skill that is pending,
+        // never a grant waiting for whatever is installed under the name next.
+        let revoked = all.skills.remove(name);
+        if revoked.is_some() {
+            all.save(&self.home.grants_file())?;
+        }
+        // Out of sight in one rename (discovery skips `.staging`), then deleted.
+        let doomed = install::staging_dir(&self.skills_dir, name)?;
+        std::fs::rename(&dir, &doomed)
+            .with_context(|| format!("cannot remove {}", dir.display()))?;
+        std::fs::remove_dir_all(&doomed)
+            .with_context(|| format!("cannot delete {}", doomed.display()))?;
+        let data = match data {
+            Some((dir, _)) if purge_data => {
+                std::fs::remove_dir_all(dir)
+                    .with_context(|| format!("cannot delete {}", dir.display()))?;
+                RemovedData::Purged(dir.to_owned())
+            }
+            Some((dir, bytes)) => RemovedData::Kept(dir.to_owned(), bytes),
+            None => RemovedData::None,
+        };
+        Ok(Some(Removed { revoked, data }))
+    }
+
+    /// Whether skill `name` of this registry is the home's copy of a
+    /// bundled skill (listed in `skills/.bundled.toml`).
+    fn is_bundled_copy(&self, name: &str) -> anyhow::Result<bool> {
+        let home_skills = self.home.skills_dir();
+        let same_dir = match (home_skills.canonicalize(), self.skills_dir.canonicalize()) {
+            (Ok(home), Ok(ours)) => home == ours,
+            _ => false,
+        };
+        Ok(same_dir
+            && bundled::Record::load(&home_skills)?
+                .skills
+                .contains_key(name))
+    }
 }
 
 /// The files a skill folder's manifest names.
@@ -663,4 +738,36 @@ fn tree_stamp(dir: &Path) -> Option<Stamp> {
         }
     }
     Some((0, 0, entries, latest.0, latest.1))
+}
+
+/// What [`SkillRegistry::remove`] will do, for the operator to confirm.
+pub struct RemoveRequest<'a> {
+    pub name: &'a str,
+    /// The folder that will be deleted.
+    pub dir: &'a Path,
+    /// The skill as read; `None` when its manifest is invalid.
+    pub skill: Option<&'a Skill>,
+    /// The grant that will be revoked.
+    pub grant: Option<&'a Grant>,
+    /// The skill's data directory and the bytes it holds, when it exists.
+    pub data: Option<(&'a Path, u64)>,
+    pub purge_data: bool,
+    /// The home's copy of a bundled skill: the sync will not add it back.
+    pub bundled: bool,
+}
+
+/// What [`SkillRegistry::remove`] did.
+pub struct Removed {
+    /// The grant that was revoked.
+    pub revoked: Option<Grant>,
+    pub data: RemovedData,
+}
+
+/// What became of a removed skill's data directory.
+pub enum RemovedData {
+    /// It had none.
+    None,
+    /// Kept, holding this many bytes.
+    Kept(PathBuf, u64),
+    Purged(PathBuf),
 }

@@ -77,22 +77,55 @@ fn open_reader(path: &Path) -> anyhow::Result<Connection> {
 }
 
 pub(super) fn list(conn: &Connection, limit: usize) -> anyhow::Result<Vec<SessionSummary>> {
+    // The title: the one stored, else the start of the first user message.
     let mut statement = conn.prepare_cached(
-        "SELECT s.id, s.parent_id, s.title, s.created_at, s.updated_at,
+        "SELECT s.id, s.parent_id,
+                coalesce(s.title, (SELECT substr(m.content, 1, ?2) FROM messages m
+                                   WHERE m.session_id = s.id AND m.role = 'user'
+                                   ORDER BY m.id LIMIT 1)),
+                s.created_at, s.updated_at,
                 (SELECT count(*) FROM messages m WHERE m.session_id = s.id)
          FROM sessions s ORDER BY s.updated_at DESC, s.id DESC LIMIT ?1",
     )?;
-    let rows = statement.query_map([limit as i64], |row| {
+    let rows = statement.query_map(params![limit as i64, TITLE_SOURCE_CHARS], |row| {
+        let title: Option<String> = row.get(2)?;
         Ok(SessionSummary {
             id: row.get(0)?,
             parent_id: row.get(1)?,
-            title: row.get(2)?,
+            title: title
+                .map(|text| shorten_title(&text))
+                .filter(|t| !t.is_empty()),
             created_at: row.get(3)?,
             updated_at: row.get(4)?,
             messages: row.get(5)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Longest title shown, in characters.
+const TITLE_CHARS: usize = 60;
+/// Characters of a message read to make its title: enough for
+/// [`TITLE_CHARS`] after whitespace and escape sequences are dropped.
+const TITLE_SOURCE_CHARS: i64 = 1000;
+
+/// `text` as a title: one line of at most [`TITLE_CHARS`] characters,
+/// escape sequences and control characters removed, runs of whitespace made
+/// one space, cut at a word boundary when one is near, with `…`.
+pub(super) fn shorten_title(text: &str) -> String {
+    let clean = crate::untrusted_text::sanitize(text, 4 * TITLE_SOURCE_CHARS as usize, false);
+    let words: Vec<&str> = clean.split_whitespace().collect();
+    let line = words.join(" ");
+    if line.chars().count() <= TITLE_CHARS {
+        return line;
+    }
+    let cut: String = line.chars().take(TITLE_CHARS - 1).collect();
+    // Within the last 20 characters, end at a space rather than mid-word.
+    let kept = match cut.rfind(' ') {
+        Some(space) if cut[space..].chars().count() <= 20 => &cut[..space],
+        _ => &cut,
+    };
+    format!("{}…", kept.trim_end())
 }
 
 pub(super) fn exists(conn: &Connection, session_id: &str) -> anyhow::Result<bool> {
@@ -162,6 +195,66 @@ mod tests {
     use super::MAX_IDLE_READERS;
     use crate::memory::sessions::SessionStore;
     use crate::memory::sessions::tests::{contents, lock_for_writing, numbered, user};
+
+    #[test]
+    fn titles_are_one_short_clean_line() {
+        use super::shorten_title;
+        assert_eq!(
+            shorten_title("Tell me about zebras"),
+            "Tell me about zebras"
+        );
+        assert_eq!(
+            shorten_title("  two\n\nlines\t and \u{1b}[31mred\u{1b}[0m  "),
+            "two lines and red"
+        );
+        let long =
+            "Please summarise the quarterly report on the Kubernetes migration and list the risks";
+        let title = shorten_title(long);
+        assert_eq!(
+            title,
+            "Please summarise the quarterly report on the Kubernetes…"
+        );
+        assert!(title.chars().count() <= 60);
+        let one_word = "x".repeat(200);
+        assert_eq!(shorten_title(&one_word).chars().count(), 60);
+        assert_eq!(shorten_title(" \n "), "");
+    }
+
+    #[test]
+    fn a_session_is_titled_by_its_first_user_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SessionStore::open(&dir.path().join("state.db")).unwrap();
+        let untitled = store.create_session(None, None).unwrap();
+        let named = store.create_session(None, Some("zebra talk")).unwrap();
+        let empty = store.create_session(None, None).unwrap();
+        let system = crate::memory::NewMessage {
+            role: "system",
+            content: "You are Talaria.",
+            ..Default::default()
+        };
+        store.append(&untitled, &system).unwrap();
+        store
+            .append(&untitled, &user("What is\nthe capital of France?"))
+            .unwrap();
+        store.append(&untitled, &user("And of Spain?")).unwrap();
+        store.append(&named, &user("hello")).unwrap();
+        store.append(&empty, &system).unwrap();
+        let title = |id: &str| {
+            store
+                .list(10)
+                .unwrap()
+                .into_iter()
+                .find(|s| s.id == id)
+                .unwrap()
+                .title
+        };
+        assert_eq!(
+            title(&untitled).as_deref(),
+            Some("What is the capital of France?")
+        );
+        assert_eq!(title(&named).as_deref(), Some("zebra talk"));
+        assert_eq!(title(&empty), None);
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn reads_go_on_while_another_process_holds_the_write_lock() {

@@ -42,6 +42,37 @@ pub(super) const MIGRATIONS: &[&str] = &[
          INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
      END;
      INSERT INTO messages_fts(messages_fts) VALUES ('rebuild');",
+    // 3: search the conversation only. The system prompt (the skills index,
+    // memory, AGENTS.md) is not something anyone said, and matching it made
+    // every session a hit for the words in it. The index now reads a view
+    // without system messages, so a rebuild (and FTS5's integrity check)
+    // sees exactly what the triggers index.
+    "DROP TRIGGER messages_fts_insert;
+     DROP TRIGGER messages_fts_delete;
+     DROP TRIGGER messages_fts_update;
+     DROP TABLE messages_fts;
+     CREATE VIEW conversation_messages AS
+         SELECT id, content FROM messages WHERE role <> 'system';
+     CREATE VIRTUAL TABLE messages_fts USING fts5(
+         content, content='conversation_messages', content_rowid='id', tokenize='unicode61'
+     );
+     CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages
+     WHEN new.role <> 'system' BEGIN
+         INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
+     END;
+     CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages
+     WHEN old.role <> 'system' BEGIN
+         INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+     END;
+     CREATE TRIGGER messages_fts_update_old AFTER UPDATE OF content, role ON messages
+     WHEN old.role <> 'system' BEGIN
+         INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+     END;
+     CREATE TRIGGER messages_fts_update_new AFTER UPDATE OF content, role ON messages
+     WHEN new.role <> 'system' BEGIN
+         INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
+     END;
+     INSERT INTO messages_fts(messages_fts) VALUES ('rebuild');",
 ];
 
 pub(super) fn schema_version(conn: &Connection) -> anyhow::Result<usize> {
@@ -109,6 +140,57 @@ mod tests {
         let hits = store.search("aardvark", 5).unwrap();
         assert_eq!(hits.len(), 1);
         assert_eq!(hits[0].session_id, "old");
+        store.check_integrity().unwrap();
+    }
+
+    /// A database as schema version 2 left it: the system prompt indexed
+    /// with the conversation.
+    #[test]
+    fn the_system_prompt_leaves_the_index_of_an_older_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(MIGRATIONS[1]).unwrap();
+            conn.pragma_update(None, "user_version", 2).unwrap();
+            conn.execute(
+                "INSERT INTO sessions (id, created_at, updated_at) VALUES ('old', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')",
+                [],
+            )
+            .unwrap();
+            for (role, content) in [
+                ("system", "You may use the skill quokka-tools"),
+                ("user", "what eats a quokka"),
+                ("assistant", "mostly leaves"),
+            ] {
+                conn.execute(
+                    "INSERT INTO messages (session_id, role, content, created_at) VALUES ('old', ?1, ?2, '2026-01-01T00:00:00Z')",
+                    [role, content],
+                )
+                .unwrap();
+            }
+            let indexed: i64 = conn
+                .query_row(
+                    "SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'quokka'",
+                    [],
+                    |row| row.get(0),
+                )
+                .unwrap();
+            assert_eq!(indexed, 2, "version 2 indexed the system prompt");
+        }
+        let store = SessionStore::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len());
+        let hits = store.search("quokka", 5).unwrap();
+        assert_eq!(hits.len(), 1, "{hits:?}");
+        assert_eq!(hits[0].role, "user");
+        assert!(store.search("tools", 5).unwrap().is_empty());
+        assert_eq!(store.search("leaves", 5).unwrap().len(), 1);
+        store.check_integrity().unwrap();
+        // Deleting a session removes its messages, system prompt included,
+        // and leaves a consistent index.
+        assert!(store.delete("old").unwrap());
+        assert!(store.search("quokka", 5).unwrap().is_empty());
         store.check_integrity().unwrap();
     }
 
