@@ -438,3 +438,25 @@ fn install_errors_name_the_source_never_the_staging_folder() {
         "{error}"
     );
 }
+
+#[test]
+fn a_grant_whose_folder_is_gone_shows_as_orphaned_until_revoked() {
+    let fixture = Fixture::new();
+    fixture.install(&skill_source("tests/skills/hostile"), "hostile", None);
+    grant(&fixture, "hostile");
+    std::fs::remove_dir_all(fixture.skills_dir.join("hostile")).unwrap();
+    let output = talaria(&fixture, &["skills", "audit"]);
+    assert_exit(&output, 1);
+    assert!(
+        stdout(&output).contains("hostile  v0.1.0  blake3:")
+            && stdout(&output).contains("orphaned"),
+        "{}",
+        stdout(&output)
+    );
+    let output = talaria(&fixture, &["skills", "audit", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(report["skills"][0]["state"], "orphaned");
+    assert_exit(&talaria(&fixture, &["skills", "revoke", "hostile"]), 0);
+    let output = talaria(&fixture, &["skills", "audit"]);
+    assert_exit(&output, 0);
+}

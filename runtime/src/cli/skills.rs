@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::Failure;
 use super::table::write_table;
+use super::{Failure, hint};
 use crate::app::App;
 use crate::config::Environment;
 use crate::skill::grants::{self, Grant, GrantedBy, SkillState, describe_exec, short_hash};
@@ -203,7 +203,7 @@ pub(crate) async fn install(app: &App, source: &Path) -> Result<(), Failure> {
         return Err(Failure::usage(error));
     }
     let (skill, state) = app.registry().install(source).await?;
-    match SkillRegistry::refusal(&skill, &state) {
+    match refusal(&skill, &state) {
         None => writeln!(
             super::output::stdout(),
             "installed {}; it is granted",
@@ -216,6 +216,22 @@ pub(crate) async fn install(app: &App, source: &Path) -> Result<(), Failure> {
         )?,
     }
     Ok(())
+}
+
+/// Why `skill` may not run, with the commands that fix it as this command's
+/// user would paste them.
+pub(crate) fn refusal(skill: &skill::Skill, state: &SkillState) -> Option<String> {
+    let why = SkillRegistry::refusal(skill, state)?;
+    let again = if matches!(state, SkillState::Drifted(_)) {
+        " again"
+    } else {
+        ""
+    };
+    Some(format!(
+        "{why}; review it with `{}` and grant it{again} with `{}`",
+        hint::talaria("skills audit"),
+        hint::talaria(&format!("skills grant {}", skill.name()))
+    ))
 }
 
 /// `talaria skills reset NAME`: restore the shipped copy of a bundled skill.
@@ -313,11 +329,19 @@ fn write_capabilities(
 }
 
 /// A grant's capabilities as JSON, in the shape of `skills audit --json`.
-fn capabilities_json(grant: &Grant, env: &Environment) -> serde_json::Value {
+fn capabilities_json(
+    grant: &Grant,
+    resolved: &[GrantedMount],
+    env: &Environment,
+) -> serde_json::Value {
     json!({
         "mounts": grant.mounts.iter().map(|m| json!({
             "source": m.source,
-            "host": m.host,
+            // Where the template points at this start.
+            "host": resolved
+                .iter()
+                .find(|r| r.source.variable() == m.source && r.guest == m.guest)
+                .map(|r| &r.host),
             "guest": m.guest,
             "access": m.access,
         })).collect::<Vec<_>>(),
@@ -382,13 +406,27 @@ fn data_usage(assessment: &grants::Assessment) -> Option<(&Path, u64)> {
 pub(crate) async fn audit(app: &App, as_json: bool) -> Result<bool, Failure> {
     let entries = app.registry().entries(false).await?;
     let grants = app.registry().grants()?;
-    let all_granted = entries.iter().all(|entry| {
-        matches!(entry, SkillEntry::Known { assessment, .. } if assessment.state == SkillState::Granted)
-    });
+    // Grants of skills whose folder is gone: they grant nothing, but an
+    // operator should see them, and clear them.
+    let orphaned = app.registry().orphaned_grants(&grants);
+    let all_granted = orphaned.is_empty()
+        && entries.iter().all(|entry| {
+            matches!(entry, SkillEntry::Known { assessment, .. } if assessment.state == SkillState::Granted)
+        });
     if as_json {
         let skills: Vec<serde_json::Value> = entries
             .iter()
             .map(|e| audit_json(e, &grants, &app.env))
+            .chain(orphaned.iter().map(|(name, grant)| {
+                json!({
+                    "name": name,
+                    "state": "orphaned",
+                    "granted_version": grant.version,
+                    "granted_hash": grant.hash,
+                    "granted_at": grant.granted_at,
+                    "fix": hint::talaria(&format!("skills revoke {name}")),
+                })
+            }))
             .collect();
         let report = json!({
             "schema": "talaria.skills.audit/v1",
@@ -472,15 +510,33 @@ pub(crate) async fn audit(app: &App, as_json: bool) -> Result<bool, Failure> {
         }
         writeln!(out)?;
     }
+    for (name, grant) in &orphaned {
+        writeln!(
+            out,
+            "{name}  v{}  {}  orphaned (granted at {}; its folder is gone from {})",
+            grant.version,
+            short_hash(&grant.hash),
+            grant.granted_at,
+            app.registry().skills_dir().display()
+        )?;
+        writeln!(
+            out,
+            "  fix      {}",
+            hint::talaria(&format!("skills revoke {name}"))
+        )?;
+        writeln!(out)?;
+    }
     let summary = if all_granted {
         "every skill is granted".to_owned()
     } else {
-        let waiting = entries.len()
+        let waiting = entries.len() + orphaned.len()
             - entries
                 .iter()
                 .filter(|e| matches!(e, SkillEntry::Known { assessment, .. } if assessment.state == SkillState::Granted))
                 .count();
-        format!("{waiting} skill(s) need attention: grant with `talaria skills grant NAME`")
+        format!(
+            "{waiting} skill(s) need attention: grant with `talaria skills grant NAME`, clear orphaned grants with `talaria skills revoke NAME`"
+        )
     };
     writeln!(out, "{summary}")?;
     Ok(all_granted)

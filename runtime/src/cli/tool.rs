@@ -10,7 +10,7 @@ use super::Failure;
 use crate::agent::tools::skill_tool_definition;
 use crate::app::App;
 use crate::sandbox::LoadedSkill;
-use crate::skill::registry::{SkillEntry, SkillRegistry};
+use crate::skill::registry::SkillEntry;
 use crate::untrusted_text::{log_line, message};
 
 pub(crate) fn print_tools(entries: &[SkillEntry], as_json: bool) -> anyhow::Result<()> {
@@ -178,7 +178,7 @@ async fn load_with_tool(
     let registry = app.registry();
     let skill = registry.find(skill_name).map_err(Failure::usage)?;
     let assessment = registry.assess(&skill, &registry.grants()?);
-    if let Some(refusal) = SkillRegistry::refusal(&skill, &assessment.state) {
+    if let Some(refusal) = super::skills::refusal(&skill, &assessment.state) {
         return Err(anyhow::anyhow!(refusal).into());
     }
     let effective = assessment

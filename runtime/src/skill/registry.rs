@@ -423,27 +423,22 @@ impl SkillRegistry {
         grants
             .skills
             .iter()
-            .filter(|(name, _)| {
-                std::fs::symlink_metadata(self.skills_dir.join(name)).is_err()
-            })
+            .filter(|(name, _)| std::fs::symlink_metadata(self.skills_dir.join(name)).is_err())
             .map(|(name, grant)| (name.as_str(), grant))
             .collect()
     }
 
-    /// Why `skill` may not run, with the command that fixes it, or `None`
-    /// when it is granted.
+    /// Why `skill` may not run, or `None` when it is granted. The caller
+    /// adds the commands that fix it, written the way its user runs them.
     pub fn refusal(skill: &Skill, state: &SkillState) -> Option<String> {
-        let name = skill.name();
         match state {
             SkillState::Granted => None,
             SkillState::Pending => Some(format!(
-                "skill {} is pending: it has never been granted; review it with `talaria skills audit` \
-                 and grant it with `talaria skills grant {name}`",
+                "skill {} is pending: it has never been granted",
                 skill.label()
             )),
             SkillState::Drifted(reasons) => Some(format!(
-                "skill {} is drifted ({}); review it with `talaria skills audit` and grant it again \
-                 with `talaria skills grant {name}`",
+                "skill {} is drifted ({})",
                 skill.label(),
                 reasons.join("; ")
             )),

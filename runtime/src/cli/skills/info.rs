@@ -117,7 +117,7 @@ pub(crate) async fn info(app: &App, name: &str, as_json: bool) -> Result<(), Fai
     }
 
     writeln!(out, "requested")?;
-    write_capabilities(&mut out, &requested, &app.env)?;
+    write_capabilities(&mut out, &requested, &assessment.requested.mounts, &app.env)?;
     writeln!(out, "granted")?;
     match grant {
         None => writeln!(
@@ -132,7 +132,7 @@ pub(crate) async fn info(app: &App, name: &str, as_json: bool) -> Result<(), Fai
         )?,
         Some(grant) => {
             writeln!(out, "  at {} (v{})", short_hash(&grant.hash), grant.version)?;
-            write_capabilities(&mut out, grant, &app.env)?;
+            write_capabilities(&mut out, grant, &assessment.requested.mounts, &app.env)?;
         }
     }
 
@@ -220,6 +220,8 @@ fn info_json(
         Tools::NotLoaded => (None, Some("listed once the skill is granted".to_owned())),
         Tools::LoadFailed(error) => (None, Some(format!("the component does not load: {error}"))),
     };
+    // Where the manifest's mount templates point at this start.
+    let resolved = crate::skill::capabilities::requested(skill, app.roots()).mounts;
     json!({
         "schema": "talaria.skills.info/v1",
         "name": skill.name(),
@@ -232,9 +234,9 @@ fn info_json(
         "hash": hash,
         "state": state.name(),
         "drift": drift,
-        "requested": capabilities_json(requested, &app.env),
+        "requested": capabilities_json(requested, &resolved, &app.env),
         "granted": grant.map(|grant| {
-            let mut granted = capabilities_json(grant, &app.env);
+            let mut granted = capabilities_json(grant, &resolved, &app.env);
             granted["by"] = json!(grant.granted_by.to_string());
             granted["at"] = json!(grant.granted_at);
             granted["hash"] = json!(grant.hash);
