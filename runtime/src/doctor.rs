@@ -5,7 +5,7 @@ use std::fmt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::config::{Config, ConfigFile, Environment, Flags};
+use crate::config::{Config, ConfigFile, Environment, Flags, ModelSetup};
 use crate::home::{Home, LockHolder, WriterLock};
 use crate::skill::MountRoots;
 use crate::skill::grants::SkillState;
@@ -122,6 +122,7 @@ pub async fn run(home: &Home, flags: &Flags, skills_dir: Option<PathBuf>) -> Vec
             return findings;
         }
     };
+    findings.push(check_model(home, &config));
     let skills_dir = skills_dir
         .or_else(|| env.get("TALARIA_SKILLS_DIR").map(PathBuf::from))
         .unwrap_or_else(|| home.skills_dir());
@@ -391,6 +392,25 @@ fn check_env_file(home: &Home) -> Finding {
         ),
         Ok(_) => Finding::ok(".env", format!("{} is private (0600)", path.display())),
         Err(_) => Finding::ok(".env", "no .env file"),
+    }
+}
+
+/// `talaria chat` needs an endpoint; everything else works without one, so
+/// a missing one is a warning.
+fn check_model(home: &Home, config: &Config) -> Finding {
+    match ModelSetup::needed(config, &home.config_file()) {
+        Some(setup) => Finding::warning(
+            "model",
+            "no model is configured: `talaria chat` has no endpoint to ask (skills and tools work without one)",
+            setup.one_line(),
+        ),
+        None => Finding::ok(
+            "model",
+            format!(
+                "model {:?} at {} ({})",
+                config.model.name.value, config.model.base_url.value, config.model.base_url.source
+            ),
+        ),
     }
 }
 
