@@ -89,7 +89,7 @@ pub async fn run(home: &Home, flags: &Flags, skills_dir: Option<PathBuf>) -> Vec
     findings.push(check_env_file(home));
     findings.push(check_database(home));
     findings.push(check_lock(home));
-    let env = match Environment::load(home) {
+    let env = match Environment::load_quietly(home) {
         Ok(env) => env,
         Err(error) => {
             findings.push(Finding::problem(

@@ -156,6 +156,52 @@ fn a_table_pasted_twice_is_named_with_the_file_and_both_lines() {
     );
 }
 
+#[test]
+fn a_dotenv_others_can_read_is_reported_by_every_command_that_reads_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let fixture = Fixture::new();
+    assert_exit(&talaria(&fixture, &["skills", "list"]), 0);
+    let dotenv = fixture.root.path().join(".env");
+    std::fs::set_permissions(&dotenv, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let warning = format!(
+        "warning: {} holds secrets but is mode 644: other users can read it; fix: chmod 600 {}\n",
+        dotenv.display(),
+        dotenv.display()
+    );
+    for args in [
+        &["skills", "list"][..],
+        &["tool", "list"],
+        &["config", "show"],
+        &["sessions", "list"],
+    ] {
+        let output = talaria(&fixture, args);
+        assert_exit(&output, 0);
+        assert!(
+            stderr(&output).contains(&warning),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+    // chat reads .env too (the API key), and warns before anything else.
+    let server = FakeModel::start(vec![Reply::answer("hi")]);
+    let env = [("TALARIA_MODEL_BASE_URL", Path::new(&server.base_url))];
+    let output = talaria_with(&fixture, &env, &["chat", "-q", "hi"], None);
+    assert_exit(&output, 0);
+    assert!(stderr(&output).starts_with(&warning), "{}", stderr(&output));
+    // doctor lists it among its findings instead, once.
+    let output = talaria(&fixture, &["doctor"]);
+    assert!(!stderr(&output).contains("warning:"), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains(&format!("fix: chmod 600 {}", dotenv.display())),
+        "{}",
+        stdout(&output)
+    );
+    // The fix silences it.
+    std::fs::set_permissions(&dotenv, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let output = talaria(&fixture, &["skills", "list"]);
+    assert_eq!(stderr(&output), "");
+}
+
 /// The contents of every fenced block of `language` in `markdown`.
 pub fn fenced_blocks(markdown: &str, language: &str) -> Vec<String> {
     let mut blocks = Vec::new();
