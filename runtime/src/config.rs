@@ -128,6 +128,115 @@ pub struct ModelConfig {
     pub max_retries: u32,
 }
 
+/// The endpoint the README and the hints show as an example.
+const EXAMPLE_BASE_URL: &str = "http://127.0.0.1:8000/v1";
+const EXAMPLE_MODEL: &str = "qwen2.5-7b-instruct";
+
+impl ModelConfig {
+    /// Whether an endpoint was set anywhere (`config.toml`, the environment
+    /// or `.env`). The built-in default is only a placeholder: a chat that
+    /// reaches for it fails with a connection error that says nothing about
+    /// what to set.
+    pub fn is_configured(&self) -> bool {
+        self.base_url.source != Source::Default
+    }
+}
+
+/// What to set when no model is configured: the lines to paste into
+/// `config.toml` (whose path is `config_file`) or into the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelSetup {
+    pub config_file: PathBuf,
+    /// Whether `config.toml` already has a `[model]` table (homes seeded
+    /// before it was commented out): then the two lines go under it, since
+    /// a second `[model]` header is a TOML error.
+    pub has_model_table: bool,
+    /// Where the API key is looked for (`model.api_key_env`).
+    pub api_key_env: String,
+}
+
+impl ModelSetup {
+    /// `None` when the model is configured.
+    pub fn needed(config: &Config, config_file: &std::path::Path) -> Option<Self> {
+        if config.model.is_configured() {
+            return None;
+        }
+        let has_model_table = std::fs::read_to_string(config_file)
+            .ok()
+            .and_then(|text| text.parse::<toml::Table>().ok())
+            .is_some_and(|table| table.contains_key("model"));
+        Some(Self {
+            config_file: config_file.to_owned(),
+            has_model_table,
+            api_key_env: config.model.api_key_env.clone(),
+        })
+    }
+
+    /// The two `config.toml` lines, under a `[model]` header when the file
+    /// has none yet.
+    pub fn toml_lines(&self) -> String {
+        format!(
+            "{}base_url = \"{EXAMPLE_BASE_URL}\"\nname = \"{EXAMPLE_MODEL}\"",
+            if self.has_model_table {
+                ""
+            } else {
+                "[model]\n"
+            }
+        )
+    }
+
+    /// The same two settings as environment variables (also read from the
+    /// home's `.env`, without `export`).
+    pub fn env_lines(&self) -> String {
+        format!(
+            "export TALARIA_MODEL_BASE_URL={EXAMPLE_BASE_URL}\nexport TALARIA_MODEL={EXAMPLE_MODEL}"
+        )
+    }
+
+    /// The whole explanation, for `talaria chat`.
+    pub fn explain(&self) -> String {
+        let file = self.config_file.display();
+        let place = if self.has_model_table {
+            format!("add under the [model] table of {file}")
+        } else {
+            format!("add to {file}")
+        };
+        format!(
+            "no model is configured: `talaria chat` needs an OpenAI-compatible endpoint. \
+             Start one (vLLM, Ollama, llama.cpp's llama-server, or a hosted one such as OpenRouter), \
+             then {place}:\n\n{}\n\nor set them in the environment:\n\n{}\n\n\
+             with your server's address and model name (Ollama listens on http://127.0.0.1:11434/v1, \
+             llama-server on http://127.0.0.1:8080/v1). An API key, if the endpoint needs one, goes in \
+             .env as {}=...",
+            indent(&self.toml_lines()),
+            indent(&self.env_lines()),
+            self.api_key_env,
+        )
+    }
+
+    /// The same in one line, for `talaria doctor`'s fix.
+    pub fn one_line(&self) -> String {
+        let place = if self.has_model_table {
+            "under its [model] table"
+        } else {
+            "after a [model] line"
+        };
+        format!(
+            "add `base_url = \"{EXAMPLE_BASE_URL}\"` and `name = \"{EXAMPLE_MODEL}\"` (your server's address \
+             and model) to {} {place}, or set TALARIA_MODEL_BASE_URL and TALARIA_MODEL",
+            self.config_file.display()
+        )
+    }
+}
+
+fn indent(lines: &str) -> String {
+    lines
+        .lines()
+        .map(|line| format!("    {line}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
     pub max_turns: u32,
@@ -584,6 +693,53 @@ mod tests {
         assert!(
             !format!("{shown:?}").contains("sk-secret")
                 && !format!("{shown:?}").contains("hunter2")
+        );
+    }
+
+    #[test]
+    fn a_model_is_configured_only_when_an_endpoint_is_set_somewhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path());
+        home.bootstrap().unwrap();
+        let resolve = |file: &str, process: &[(&str, &str)]| {
+            let file = ConfigFile::parse(file).unwrap();
+            Config::resolve(&home, file, &env(process, &[]), &Flags::default()).unwrap()
+        };
+        let seeded = crate::home::DEFAULT_CONFIG;
+        let config = resolve(seeded, &[]);
+        let setup = ModelSetup::needed(&config, &home.config_file()).unwrap();
+        assert!(!setup.has_model_table);
+        // The explanation's lines, pasted at the end of the seeded file,
+        // make a valid config with the model set from the file.
+        let pasted = format!("{seeded}\n{}\n", setup.toml_lines());
+        let config = resolve(&pasted, &[]);
+        assert_eq!(config.model.base_url.source, Source::File);
+        assert_eq!(config.model.name.value, "qwen2.5-7b-instruct");
+        assert_eq!(ModelSetup::needed(&config, &home.config_file()), None);
+        assert!(setup.explain().contains(&format!(
+            "add to {}:\n\n    [model]\n    base_url = \"http://127.0.0.1:8000/v1\"\n    name = \"qwen2.5-7b-instruct\"\n\n\
+             or set them in the environment:\n\n    export TALARIA_MODEL_BASE_URL=http://127.0.0.1:8000/v1\n    \
+             export TALARIA_MODEL=qwen2.5-7b-instruct\n",
+            home.config_file().display()
+        )));
+
+        // From the environment (or .env) is configured too.
+        let config = resolve("", &[("TALARIA_MODEL_BASE_URL", "http://h/v1")]);
+        assert_eq!(ModelSetup::needed(&config, &home.config_file()), None);
+
+        // A home seeded before the [model] header was commented out: the
+        // lines go under the existing table, never below a second header.
+        std::fs::write(home.config_file(), "[model]\n# name = \"default\"\n").unwrap();
+        let setup = ModelSetup::needed(&resolve("", &[]), &home.config_file()).unwrap();
+        assert!(setup.has_model_table);
+        assert!(!setup.toml_lines().contains("[model]"));
+        assert!(
+            setup.explain().contains(&format!(
+                "add under the [model] table of {}:",
+                home.config_file().display()
+            )),
+            "{}",
+            setup.explain()
         );
     }
 

@@ -5,7 +5,7 @@ use std::fmt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::config::{Config, ConfigFile, Environment, Flags};
+use crate::config::{Config, ConfigFile, Environment, Flags, ModelSetup};
 use crate::home::{Home, LockHolder, WriterLock};
 use crate::skill::MountRoots;
 use crate::skill::grants::SkillState;
@@ -89,7 +89,7 @@ pub async fn run(home: &Home, flags: &Flags, skills_dir: Option<PathBuf>) -> Vec
     findings.push(check_env_file(home));
     findings.push(check_database(home));
     findings.push(check_lock(home));
-    let env = match Environment::load(home) {
+    let env = match Environment::load_quietly(home) {
         Ok(env) => env,
         Err(error) => {
             findings.push(Finding::problem(
@@ -122,6 +122,7 @@ pub async fn run(home: &Home, flags: &Flags, skills_dir: Option<PathBuf>) -> Vec
             return findings;
         }
     };
+    findings.push(check_model(home, &config));
     let skills_dir = skills_dir
         .or_else(|| env.get("TALARIA_SKILLS_DIR").map(PathBuf::from))
         .unwrap_or_else(|| home.skills_dir());
@@ -394,6 +395,25 @@ fn check_env_file(home: &Home) -> Finding {
     }
 }
 
+/// `talaria chat` needs an endpoint; everything else works without one, so
+/// a missing one is a warning.
+fn check_model(home: &Home, config: &Config) -> Finding {
+    match ModelSetup::needed(config, &home.config_file()) {
+        Some(setup) => Finding::warning(
+            "model",
+            "no model is configured: `talaria chat` has no endpoint to ask (skills and tools work without one)",
+            setup.one_line(),
+        ),
+        None => Finding::ok(
+            "model",
+            format!(
+                "model {:?} at {} ({})",
+                config.model.name.value, config.model.base_url.value, config.model.base_url.source
+            ),
+        ),
+    }
+}
+
 /// A lock is never stale (the kernel drops it with its holder), but the
 /// holder's record can outlive a crash; clear it when nobody holds the lock.
 fn check_lock(home: &Home) -> Finding {
@@ -469,6 +489,15 @@ async fn check_skills(
             return;
         }
     };
+    // The commands doctor suggests name the same home and skills directory
+    // it checked, so they work when pasted.
+    let mut flags = String::new();
+    if Home::default_root().ok().as_deref() != Some(home.root()) {
+        flags.push_str(&format!(" --home {}", quote(home.root())));
+    }
+    if skills_dir != home.skills_dir() {
+        flags.push_str(&format!(" --skills-dir {}", quote(skills_dir)));
+    }
     let mut granted = 0;
     for entry in discovered {
         let skill = match entry {
@@ -491,12 +520,12 @@ async fn check_skills(
                     "skill {} is pending: never granted, its tools are not offered",
                     skill.label()
                 ),
-                format!("talaria skills audit && talaria skills grant {name}"),
+                format!("talaria{flags} skills audit && talaria{flags} skills grant {name}"),
             )),
             SkillState::Drifted(reasons) => findings.push(Finding::warning(
                 "skills",
                 format!("skill {} is drifted: {}", skill.label(), reasons.join("; ")),
-                format!("talaria skills audit && talaria skills grant {name}"),
+                format!("talaria{flags} skills audit && talaria{flags} skills grant {name}"),
             )),
         }
         if let Err(error) = registry.validate_component(&skill).await {
@@ -505,7 +534,7 @@ async fn check_skills(
                 format!("skill {}: {error:#}", skill.label()),
                 format!(
                     "rebuild the component with `cargo build --release --target wasm32-wasip2` and reinstall it \
-                     with `talaria skills install DIR`, or `talaria skills reset {name}` for a bundled skill"
+                     with `talaria{flags} skills install DIR`, or `talaria{flags} skills reset {name}` for a bundled skill"
                 ),
             ));
         }

@@ -10,11 +10,14 @@
 //! - `agent`: the agent loop against the scripted model
 //! - `architecture`: no module of the runtime depends the wrong way
 //! - `hardening`: regressions from the outside security review
+//! - `first_run`: a new user's path: the README's commands run word for
+//!   word, the installed layout, configuring a model
 
 mod agent;
 mod architecture;
 mod bundled_skills;
 mod cli;
+mod first_run;
 mod hardening;
 mod hostile_skills;
 mod operator;

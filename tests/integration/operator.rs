@@ -514,7 +514,10 @@ fn doctor_explains_a_broken_home() {
         pending
             .iter()
             .any(|m| m.contains("skill hostile v0.1.0 is pending")
-                && m.contains("talaria skills grant hostile")),
+                && m.contains(&format!(
+                    "talaria --home {} skills grant hostile",
+                    home.display()
+                ))),
         "{pending:?}"
     );
     let components = find("components", "problem");
@@ -690,6 +693,9 @@ fn the_session_database_is_private_in_a_home_others_can_enter() {
     set_mode(home, 0o755);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let model_url = format!("http://{}/v1", listener.local_addr().unwrap());
+    // A home that chats has its model configured (doctor warns otherwise).
+    let model = format!("[model]\nbase_url = \"{model_url}\"\n");
+    std::fs::write(home.join("config.toml"), model).unwrap();
     let mut child = spawn_with_umask_022(&fixture, &model_url, &["chat", "-q", "my secret"]);
     // While talaria waits for the model, the question is stored and SQLite
     // has its -wal and -shm open beside the database.

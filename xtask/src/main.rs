@@ -5,7 +5,22 @@
 //!   says.
 //! - `test`: `build-skills`, then every test of the workspace.
 //! - `demo`: `build-skills`, then list, grant and call the bundled skills in
-//!   a data home under `target/`.
+//!   a data home of its own.
+//! - `install [--prefix DIR]`: `build-skills`, then `talaria` into
+//!   `DIR/bin` and the bundled skills into `DIR/share/talaria/skills`
+//!   (default `DIR`: `~/.cargo`, whose `bin/` rustup puts on the PATH).
+//!
+//! `test`, `demo` and `install` share one build of the host side: `cargo
+//! test --workspace --no-run`, which builds `target/debug/talaria` with the
+//! package selection and features the tests use. Any other build compiles
+//! wasmtime again, about ten minutes on two cores: `cargo run -p
+//! talaria-runtime` selects other packages, so features unify differently,
+//! and `--release` is another profile.
+//! (`cargo build --workspace` is not an option: it links the skill crates,
+//! cdylibs meant for wasm32-wasip2, for the host too, and the host linker
+//! rejects their WIT export names, which contain `:` (`talaria:skill/...`).)
+
+mod install;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,30 +32,59 @@ const WASM_TARGET: &str = "wasm32-wasip2";
 const SKILL_PROFILE: &str = "skill";
 /// Folders whose sub-folders with both `Cargo.toml` and `skill.toml` are skills.
 const SKILL_ROOTS: &[&str] = &["skills", "examples", "tests/skills"];
+/// The one build of the host side every task shares (see the module doc).
+const SHARED_BUILD: &[&str] = &["test", "--workspace", "--no-run"];
+/// What the first shared build costs, said before it starts, since cargo's
+/// own output does not: 28 minutes of CPU time measured from a clean target
+/// directory, so 15 to 20 minutes on two idle cores.
+const FIRST_BUILD: &str = "15 to 20 minutes on 2 cores, most of it wasmtime and cranelift";
+const FIRST_SKILLS_BUILD: &str = "a few minutes on 2 cores";
 
 fn main() -> anyhow::Result<()> {
     let root = workspace_root();
-    let task = std::env::args().nth(1).unwrap_or_default();
+    let mut args = std::env::args().skip(1);
+    let task = args.next().unwrap_or_default();
+    let rest: Vec<String> = args.collect();
     match task.as_str() {
         "build-skills" => build_skills(&root),
         "test" => {
             build_skills(&root)?;
-            run(Command::new(cargo())
+            shared_build(&root)?;
+            println!(
+                "xtask: running every test of the workspace (the same build: nothing is compiled again)"
+            );
+            run(cargo_command()
                 .current_dir(&root)
                 .args(["test", "--workspace"]))
         }
         "demo" => demo(&root),
-        _ => {
-            eprintln!(
-                "usage: cargo xtask <task>\n\n\
-                 tasks:\n  \
-                 build-skills  build every skill to {WASM_TARGET} and place its component\n  \
-                 test          build-skills, then run every test\n  \
-                 demo          build-skills, list the bundled skills and call one tool"
-            );
-            std::process::exit(2);
+        "install" => {
+            let prefix = match rest.as_slice() {
+                [] => default_prefix()?,
+                [flag, dir] if flag == "--prefix" => PathBuf::from(dir),
+                [flag] if flag.starts_with("--prefix=") => {
+                    PathBuf::from(&flag["--prefix=".len()..])
+                }
+                _ => usage(),
+            };
+            install_task(&root, &prefix)
         }
+        _ => usage(),
     }
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: cargo xtask <task>\n\n\
+         tasks:\n  \
+         build-skills            build every skill to {WASM_TARGET} and place its component\n  \
+         test                    build-skills, then run every test\n  \
+         demo                    build-skills, list the bundled skills and call their tools\n  \
+         install [--prefix DIR]  build-skills, then talaria into DIR/bin and the bundled\n                          \
+         skills into DIR/share/talaria/skills (default DIR: ~/.cargo)\n\n\
+         test, demo and install share one build: `cargo test --workspace --no-run`."
+    );
+    std::process::exit(2);
 }
 
 fn workspace_root() -> PathBuf {
@@ -50,8 +94,31 @@ fn workspace_root() -> PathBuf {
         .to_owned()
 }
 
-fn cargo() -> String {
-    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+/// `cargo`, without the variables `cargo run` set for this process. Build
+/// scripts ask to run again when some of them change (ring's watches
+/// `CARGO_PKG_VERSION_PRE` and `OUT_DIR`), so passing them on would make a
+/// build from here and a plain `cargo test --workspace` rebuild each other's
+/// dependencies in turn.
+fn cargo_command() -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with("CARGO_PKG_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "OUT_DIR",
+            ]
+            .contains(&name)
+        {
+            command.env_remove(name);
+        }
+    }
+    command
 }
 
 fn run(command: &mut Command) -> anyhow::Result<()> {
@@ -64,6 +131,36 @@ fn run(command: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+}
+
+/// Build `target/debug/talaria` and the tests in one go, saying first what
+/// is built and how long it takes; cargo shows its progress. Returns the
+/// binary.
+fn shared_build(root: &Path) -> anyhow::Result<PathBuf> {
+    let binary = target_dir(root).join("debug").join("talaria");
+    let cost = if binary.is_file() {
+        "built before: only what changed is compiled again".to_owned()
+    } else {
+        format!("first time: {FIRST_BUILD}; later builds take seconds")
+    };
+    println!(
+        "xtask: building the talaria binary and the tests with `cargo {}` \
+         (demo, test and install share this build; {cost})",
+        SHARED_BUILD.join(" ")
+    );
+    run(cargo_command().current_dir(root).args(SHARED_BUILD))?;
+    anyhow::ensure!(
+        binary.is_file(),
+        "{} is missing after the build",
+        binary.display()
+    );
+    Ok(binary)
+}
+
 struct SkillCrate {
     dir: PathBuf,
     package: String,
@@ -73,7 +170,17 @@ struct SkillCrate {
 fn build_skills(root: &Path) -> anyhow::Result<()> {
     ensure_wasm_target()?;
     let crates = skill_crates(root)?;
-    let mut build = Command::new(cargo());
+    let target_dir = target_dir(root);
+    let cost = if target_dir.join(WASM_TARGET).join(SKILL_PROFILE).is_dir() {
+        "built before: only what changed is compiled again".to_owned()
+    } else {
+        format!("first time: {FIRST_SKILLS_BUILD}")
+    };
+    println!(
+        "xtask: building the {} skill components for {WASM_TARGET} (profile `{SKILL_PROFILE}`; {cost})",
+        crates.len()
+    );
+    let mut build = cargo_command();
     build
         .current_dir(root)
         .args(["build", "--profile", SKILL_PROFILE, "--target", WASM_TARGET]);
@@ -81,9 +188,6 @@ fn build_skills(root: &Path) -> anyhow::Result<()> {
         build.args(["--package", &skill.package]);
     }
     run(&mut build)?;
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
     for skill in &crates {
         let built = target_dir
             .join(WASM_TARGET)
@@ -174,6 +278,7 @@ fn copy_atomically(from: &Path, to: &Path) -> anyhow::Result<()> {
 
 fn demo(root: &Path) -> anyhow::Result<()> {
     build_skills(root)?;
+    let binary = shared_build(root)?;
     // A data home of its own, so the demo leaves the user's ~/.talaria alone.
     // The workspace is `examples/`: Talaria refuses a workspace that overlaps
     // its data home or the skills directory (`skills/` here).
@@ -181,17 +286,8 @@ fn demo(root: &Path) -> anyhow::Result<()> {
     let home = home.to_string_lossy().into_owned();
     let talaria = |args: &[&str]| -> anyhow::Result<()> {
         println!("\n$ talaria {}", args.join(" "));
-        run(Command::new(cargo())
+        run(Command::new(&binary)
             .current_dir(root)
-            .args([
-                "run",
-                "--quiet",
-                "--package",
-                "talaria-runtime",
-                "--bin",
-                "talaria",
-                "--",
-            ])
             .args([
                 "--home",
                 &home,
@@ -220,6 +316,50 @@ fn demo(root: &Path) -> anyhow::Result<()> {
     ])?;
     talaria(&["skills", "audit"]).or_else(|_| {
         println!("(audit exits 1 while a skill is not granted: json is still pending)");
-        Ok(())
-    })
+        anyhow::Ok(())
+    })?;
+    println!(
+        "\nThe binary is {}; `cargo xtask install` puts it on the PATH.",
+        binary.display()
+    );
+    Ok(())
+}
+
+/// `~/.cargo` (or `$CARGO_HOME`): rustup puts its `bin/` on the PATH.
+fn default_prefix() -> anyhow::Result<PathBuf> {
+    if let Some(cargo_home) = std::env::var_os("CARGO_HOME") {
+        return Ok(PathBuf::from(cargo_home));
+    }
+    let home = std::env::home_dir().context("no home directory: pass --prefix DIR")?;
+    Ok(home.join(".cargo"))
+}
+
+fn install_task(root: &Path, prefix: &Path) -> anyhow::Result<()> {
+    build_skills(root)?;
+    let binary = shared_build(root)?;
+    let installed = install::install(&binary, root, prefix)?;
+    println!(
+        "xtask: installed {} and the bundled skills ({}) in {}",
+        installed.binary.display(),
+        installed.skills.join(", "),
+        installed.skills_dir.display()
+    );
+    let bin_dir = prefix.join("bin");
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| same_dir(&dir, &bin_dir)));
+    if !on_path {
+        println!(
+            "xtask: {} is not on your PATH; add it, e.g. in ~/.profile:\n  export PATH=\"{}:$PATH\"",
+            bin_dir.display(),
+            bin_dir.display()
+        );
+    }
+    Ok(())
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
 }

@@ -12,6 +12,11 @@ pub(crate) async fn run(
     query: Option<String>,
     resume: Option<String>,
 ) -> Result<(), Failure> {
+    // Without this, the first question fails with a connection error to a
+    // placeholder address that says nothing about what to set.
+    if let Some(setup) = crate::config::ModelSetup::needed(&app.config, &app.home.config_file()) {
+        return Err(anyhow::anyhow!(setup.explain()).into());
+    }
     let interactive = query.is_none();
     if interactive && !std::io::stdin().is_terminal() {
         return Err(Failure::usage(anyhow::anyhow!(

@@ -248,7 +248,8 @@ pub(crate) fn reset(app: &App, name: &str) -> Result<(), Failure> {
         .map_err(Failure::usage)?;
     writeln!(
         super::output::stdout(),
-        "{name}: restored the shipped copy; {outcome}"
+        "{name}: restored the shipped copy; {}",
+        outcome.describe(name)
     )?;
     Ok(())
 }

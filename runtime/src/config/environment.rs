@@ -2,6 +2,7 @@
 //! the home's `.env` underneath.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use super::dotenv;
 use crate::home::Home;
@@ -15,8 +16,20 @@ pub struct Environment {
 }
 
 impl Environment {
-    /// The process environment and `home/.env` (absent is fine).
+    /// The process environment and `home/.env` (absent is fine). A `.env`
+    /// other users can read is reported on stderr, by every command that
+    /// reads it: it holds secrets, and `doctor` is seldom run.
     pub fn load(home: &Home) -> anyhow::Result<Self> {
+        let environment = Self::load_quietly(home)?;
+        if let Some(warning) = exposure(&home.env_file()) {
+            eprintln!("warning: {warning}");
+        }
+        Ok(environment)
+    }
+
+    /// [`Environment::load`] without the warning, for `doctor`, which
+    /// reports the file's mode among its findings.
+    pub fn load_quietly(home: &Home) -> anyhow::Result<Self> {
         let path = home.env_file();
         let dotenv = match std::fs::read_to_string(&path) {
             Ok(text) => {
@@ -61,6 +74,32 @@ impl Environment {
     }
 }
 
+/// Why the `.env` at `path` is readable by others, with the fix; `None`
+/// when it is private or absent.
+pub(crate) fn exposure(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mode = std::fs::metadata(path).ok()?.mode() & 0o777;
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "{} holds secrets but is mode {mode:o}: other users can read it; fix: chmod 600 {}",
+            path.display(),
+            shell_quoted(path)
+        )
+    })
+}
+
+fn shell_quoted(path: &Path) -> String {
+    let text = path.display().to_string();
+    if text
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+:@".contains(c))
+    {
+        text
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::config::tests::env;
@@ -72,5 +111,26 @@ mod tests {
         assert_eq!(environment.get("ONLY"), Some("file"));
         assert_eq!(environment.origin("ONLY"), Some(".env"));
         assert_eq!(environment.get("NONE"), None);
+    }
+
+    #[test]
+    fn a_dotenv_others_can_read_is_named_with_its_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("my home").join(".env");
+        std::fs::create_dir(path.parent().unwrap()).unwrap();
+        assert_eq!(super::exposure(&path), None, "absent");
+        std::fs::write(&path, "OPENAI_API_KEY=sk-secret\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(super::exposure(&path), None);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(
+            super::exposure(&path).unwrap(),
+            format!(
+                "{} holds secrets but is mode 644: other users can read it; fix: chmod 600 '{}'",
+                path.display(),
+                path.display()
+            )
+        );
     }
 }

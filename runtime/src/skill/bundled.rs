@@ -22,7 +22,6 @@
 //! mount and no exec rule: those wait for `talaria skills grant`.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -77,26 +76,28 @@ pub enum Outcome {
     Failed(String),
 }
 
-impl fmt::Display for Outcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Outcome {
+    /// What sync did with bundled skill `name`, with the command that
+    /// changes it where there is one.
+    pub fn describe(&self, name: &str) -> String {
         match self {
-            Self::Unchanged => f.write_str("unchanged"),
-            Self::Installed => f.write_str("installed and granted as bundled"),
+            Self::Unchanged => "unchanged".into(),
+            Self::Installed => "installed and granted as bundled".into(),
             Self::Updated { regranted: true } => {
-                f.write_str("updated; its grant was moved to the new version without review")
+                "updated; its grant was moved to the new version without review".into()
             }
-            Self::Updated { regranted: false } => f.write_str(
+            Self::Updated { regranted: false } => format!(
                 "updated; it was not granted, asks for more than was granted, or asks for env, \
-                 read-write mounts or exec, and waits for `talaria skills grant`",
+                 read-write mounts or exec, and waits for `talaria skills grant {name}`"
             ),
-            Self::KeptModified => f.write_str(
-                "modified locally; kept (`talaria skills reset` restores the shipped copy)",
+            Self::KeptModified => format!(
+                "modified locally; kept (`talaria skills reset {name}` restores the shipped copy)"
             ),
             Self::KeptDeleted => {
-                f.write_str("deleted locally; not re-added (`talaria skills reset` restores it)")
+                format!("deleted locally; not re-added (`talaria skills reset {name}` restores it)")
             }
-            Self::KeptUserSkill => f.write_str("a user skill has this name; left alone"),
-            Self::Failed(why) => write!(f, "not synced: {why}"),
+            Self::KeptUserSkill => "a user skill has this name; left alone".into(),
+            Self::Failed(why) => format!("not synced: {why}"),
         }
     }
 }

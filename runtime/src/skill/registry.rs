@@ -599,10 +599,12 @@ impl SkillRegistry {
         for (name, outcome) in &outcomes {
             match outcome {
                 Outcome::Unchanged | Outcome::KeptDeleted => {
-                    tracing::debug!(skill = name, "bundled: {outcome}")
+                    tracing::debug!(skill = name, "bundled: {}", outcome.describe(name))
                 }
-                Outcome::Installed => tracing::info!(skill = name, "bundled: {outcome}"),
-                _ => tracing::warn!(skill = name, "bundled: {outcome}"),
+                Outcome::Installed => {
+                    tracing::info!(skill = name, "bundled: {}", outcome.describe(name))
+                }
+                _ => tracing::warn!(skill = name, "bundled: {}", outcome.describe(name)),
             }
         }
         Ok(outcomes)
