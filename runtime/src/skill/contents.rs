@@ -151,10 +151,10 @@ impl SkillContents {
     ///
     /// ```text
     /// "talaria-skill-hash-v2\0"
-    /// u64 LE length of skill.toml, skill.toml bytes
-    /// u8 0, or u8 1 and u64 LE length and bytes of SKILL.md
-    /// u8 0, or u8 1 and the 64 hex digits of the component's blake3
-    /// u8 0, or u8 1 and the folder's tree hash (skills mounting ${skill_dir})
+    /// then for skill.toml, SKILL.md, the component, and the folder's tree
+    /// hash (skills mounting ${skill_dir}), in that order:
+    ///   u8 0 when the skill has no such part, else u8 1 and the part's
+    ///   hash as text, "blake3:" and 64 hex digits
     /// ```
     pub fn read(
         folder: Arc<Folder>,
@@ -321,46 +321,33 @@ fn hash(
     component: Option<&str>,
     folder: Option<&[FolderFile]>,
 ) -> SkillHash {
-    let folder_hash = folder.map(install::hash_tree);
+    let parts = HashParts {
+        manifest: part_hash(manifest),
+        instructions: instructions.map(|text| part_hash(text.as_bytes())),
+        component: component.map(str::to_owned),
+        folder: folder.map(install::hash_tree),
+    };
+    // Each part is hashed once; the skill hash frames the parts' hashes.
     let mut hasher = blake3::Hasher::new();
     hasher.update(HASH_DOMAIN);
-    hasher.update(&(manifest.len() as u64).to_le_bytes());
-    hasher.update(manifest);
-    match instructions {
-        Some(text) => {
-            hasher.update(&[1]);
-            hasher.update(&(text.len() as u64).to_le_bytes());
-            hasher.update(text.as_bytes());
-        }
-        None => {
-            hasher.update(&[0]);
-        }
-    }
-    match component.and_then(|hash| hash.strip_prefix("blake3:")) {
-        Some(hex) => {
-            hasher.update(&[1]);
-            hasher.update(hex.as_bytes());
-        }
-        None => {
-            hasher.update(&[0]);
-        }
-    }
-    match &folder_hash {
-        Some(tree) => {
-            hasher.update(&[1]);
-            hasher.update(tree.as_bytes());
-        }
-        None => {
-            hasher.update(&[0]);
+    for part in [
+        Some(&parts.manifest),
+        parts.instructions.as_ref(),
+        parts.component.as_ref(),
+        parts.folder.as_ref(),
+    ] {
+        match part {
+            Some(hash) => {
+                hasher.update(&[1]);
+                hasher.update(hash.as_bytes());
+            }
+            None => {
+                hasher.update(&[0]);
+            }
         }
     }
     SkillHash {
         full: format!("blake3:{}", hasher.finalize().to_hex()),
-        parts: HashParts {
-            manifest: part_hash(manifest),
-            instructions: instructions.map(|text| part_hash(text.as_bytes())),
-            component: component.map(str::to_owned),
-            folder: folder_hash,
-        },
+        parts,
     }
 }

@@ -14,12 +14,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::Skill;
-use super::registry::EnvLookup;
+use super::registry::{EnvLookup, SharedSandbox};
 use crate::home::{create_private_dir, write_atomically};
 use crate::sandbox::policy::Capabilities;
-use crate::sandbox::{
-    LoadedSkill, Sandbox, ToolCallError, ToolCallErrorKind, ToolOutput, ToolSpec,
-};
+use crate::sandbox::{LoadedSkill, ToolCallError, ToolCallErrorKind, ToolOutput, ToolSpec};
 
 /// A granted skill the agent may offer to the model.
 #[derive(Clone)]
@@ -46,7 +44,7 @@ pub struct SkillComponent {
 pub(crate) struct Loader {
     pub skill: Skill,
     pub effective: Capabilities,
-    pub sandbox: Arc<Sandbox>,
+    pub sandbox: Arc<SharedSandbox>,
     pub env: EnvLookup,
 }
 
@@ -121,6 +119,7 @@ pub(crate) async fn load(loader: &Loader) -> anyhow::Result<LoadedSkill> {
         .with_context(|| format!("skill {}", skill.label()))?;
     let loaded = loader
         .sandbox
+        .get()?
         .load(source, loader.effective.clone())
         .await?;
     let env = Arc::clone(&loader.env);

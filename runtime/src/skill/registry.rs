@@ -52,8 +52,7 @@ pub struct SkillRegistry {
     home: Home,
     skills_dir: PathBuf,
     roots: MountRoots,
-    sandbox_config: SandboxConfig,
-    sandbox: OnceLock<Arc<Sandbox>>,
+    sandbox: Arc<SharedSandbox>,
     env: EnvLookup,
     hashes: HashCache,
     tools: ToolCache,
@@ -126,8 +125,7 @@ impl SkillRegistry {
             home: config.home.clone(),
             skills_dir: config.skills_dir,
             roots: config.roots,
-            sandbox_config: config.sandbox,
-            sandbox: OnceLock::new(),
+            sandbox: Arc::new(SharedSandbox::new(config.sandbox)),
             env: config.env,
             hashes: HashCache::new(config.home.root().join("cache").join("component-hashes")),
             tools: ToolCache::new(config.home.root().join("cache").join("component-tools")),
@@ -145,12 +143,7 @@ impl SkillRegistry {
 
     /// The shared sandbox, created on first use.
     pub fn sandbox(&self) -> anyhow::Result<&Arc<Sandbox>> {
-        if let Some(sandbox) = self.sandbox.get() {
-            return Ok(sandbox);
-        }
-        let sandbox = Arc::new(Sandbox::new(self.sandbox_config.clone())?);
-        // Another thread may have won the race; either engine works, one is kept.
-        Ok(self.sandbox.get_or_init(|| sandbox))
+        self.sandbox.get()
     }
 
     pub fn grants(&self) -> anyhow::Result<Grants> {
@@ -219,7 +212,7 @@ impl SkillRegistry {
         Ok(Loader {
             skill: skill.clone(),
             effective,
-            sandbox: Arc::clone(self.sandbox()?),
+            sandbox: Arc::clone(&self.sandbox),
             env: Arc::clone(&self.env),
         })
     }
@@ -683,6 +676,32 @@ impl SkillRegistry {
             && bundled::Record::load(&home_skills)?
                 .skills
                 .contains_key(name))
+    }
+}
+
+/// The one sandbox of a registry, created when a component is first loaded:
+/// an engine and its instance pool are not free, and a start that loads no
+/// component (every skill's tools known) should not pay for them.
+pub struct SharedSandbox {
+    config: SandboxConfig,
+    sandbox: OnceLock<Arc<Sandbox>>,
+}
+
+impl SharedSandbox {
+    fn new(config: SandboxConfig) -> Self {
+        Self {
+            config,
+            sandbox: OnceLock::new(),
+        }
+    }
+
+    pub fn get(&self) -> anyhow::Result<&Arc<Sandbox>> {
+        if let Some(sandbox) = self.sandbox.get() {
+            return Ok(sandbox);
+        }
+        let sandbox = Arc::new(Sandbox::new(self.config.clone())?);
+        // Another thread may have won the race; either engine works, one is kept.
+        Ok(self.sandbox.get_or_init(|| sandbox))
     }
 }
 
