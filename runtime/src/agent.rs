@@ -220,11 +220,13 @@ impl Agent {
             // revoke since the last one takes effect now.
             self.tools.refresh().await;
             let tools = self.tools.definitions(&conversation.disclosed);
-            let body_size = self
-                .provider
-                .request_body(&conversation.messages, &tools, self.options.stream)
-                .to_string()
-                .len();
+            let body = self.provider.request_body(
+                &conversation.messages,
+                &tools,
+                !tools.is_empty(),
+                self.options.stream,
+            );
+            let body_size = body.len();
             tracing::info!(
                 turn,
                 bytes = body_size,
@@ -236,9 +238,7 @@ impl Agent {
                 bytes: body_size,
                 tools: tools.len(),
             });
-            let reply = self
-                .request(conversation.messages.clone(), tools, events)
-                .await?;
+            let reply = self.request(body, events).await?;
             let calls = reply.tool_calls.clone();
             self.record(
                 conversation,
@@ -277,8 +277,7 @@ impl Agent {
 
     async fn request(
         &self,
-        messages: Vec<ChatMessage>,
-        tools: Vec<serde_json::Value>,
+        body: String,
         events: &mut (dyn FnMut(Event) + Send),
     ) -> Result<Reply, AgentError> {
         let provider = Arc::clone(&self.provider);
@@ -290,7 +289,7 @@ impl Agent {
             };
             let on_text: Option<&mut dyn FnMut(&str)> =
                 if stream { Some(&mut forward) } else { None };
-            provider.complete(&messages, &tools, on_text)
+            provider.complete(&body, on_text)
         });
         while let Some(text) = receiver.recv().await {
             events(Event::Text(text));

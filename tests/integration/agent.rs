@@ -213,7 +213,8 @@ fn ask(
     let mut seen = String::new();
     let mut forward = |text: &str| seen.push_str(text);
     let on_text: Option<&mut dyn FnMut(&str)> = if stream { Some(&mut forward) } else { None };
-    let reply = provider.complete(&[ChatMessage::new("user", "hi")], &[], on_text);
+    let body = provider.request_body(&[ChatMessage::new("user", "hi")], &(), false, stream);
+    let reply = provider.complete(&body, on_text);
     (reply, seen)
 }
 

@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// Most tool calls accepted in one reply, streamed or not: each one runs.
 const MAX_TOOL_CALLS: usize = 128;
@@ -138,28 +138,41 @@ impl Provider {
         )
     }
 
-    /// The request body: lean on purpose, every byte is paid per turn.
-    pub fn request_body(&self, messages: &[ChatMessage], tools: &[Value], stream: bool) -> Value {
-        let mut body = json!({
-            "model": self.config.model,
-            "messages": messages,
-            "stream": stream,
-        });
-        if !tools.is_empty() {
-            body["tools"] = Value::Array(tools.to_vec());
-        }
-        body
-    }
-
-    /// Ask the model; with `on_text`, stream and hand it each text delta.
-    /// Blocking: call it from a blocking thread.
-    pub fn complete(
+    /// The request body, serialised once: lean on purpose, every byte is
+    /// paid per turn.
+    pub fn request_body(
         &self,
         messages: &[ChatMessage],
-        tools: &[Value],
+        tools: &impl Serialize,
+        has_tools: bool,
+        stream: bool,
+    ) -> String {
+        #[derive(Serialize)]
+        struct Body<'a, T: Serialize> {
+            model: &'a str,
+            messages: &'a [ChatMessage],
+            stream: bool,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            tools: Option<&'a T>,
+        }
+        let body = Body {
+            model: &self.config.model,
+            messages,
+            stream,
+            tools: has_tools.then_some(tools),
+        };
+        // Serialising plain data into a string cannot fail.
+        serde_json::to_string(&body).unwrap_or_default()
+    }
+
+    /// Send `body` (from [`Provider::request_body`]); with `on_text`,
+    /// stream and hand it each text delta. Blocking: call it from a
+    /// blocking thread.
+    pub fn complete(
+        &self,
+        body: &str,
         mut on_text: Option<&mut dyn FnMut(&str)>,
     ) -> Result<Reply, ProviderError> {
-        let body = self.request_body(messages, tools, on_text.is_some());
         let mut attempt = 0;
         loop {
             let mut delivered = false;
@@ -169,9 +182,9 @@ impl Provider {
                         delivered = true;
                         forward(text);
                     };
-                    self.send_once(&body, Some(&mut counting))
+                    self.send_once(body, Some(&mut counting))
                 }
-                None => self.send_once(&body, None),
+                None => self.send_once(body, None),
             };
             match outcome {
                 // Text already shown cannot be taken back: a stream that
@@ -203,7 +216,7 @@ impl Provider {
 
     fn send_once(
         &self,
-        body: &Value,
+        body: &str,
         on_text: Option<&mut dyn FnMut(&str)>,
     ) -> Result<Reply, ProviderError> {
         let url = self.url();
@@ -215,7 +228,7 @@ impl Provider {
             request = request.header("Authorization", format!("Bearer {key}"));
         }
         let response = request
-            .send(body.to_string())
+            .send(body)
             .map_err(|error| self.transport_error(&url, error))?;
         let status = response.status().as_u16();
         let mut body = response.into_body();
@@ -422,9 +435,9 @@ mod tests {
 
     fn completion_with_calls(count: usize) -> String {
         let calls: Vec<Value> = (0..count)
-            .map(|i| json!({"id": format!("call_{i}"), "type": "function", "function": {"name": "skills_list", "arguments": "{}"}}))
+            .map(|i| serde_json::json!({"id": format!("call_{i}"), "type": "function", "function": {"name": "skills_list", "arguments": "{}"}}))
             .collect();
-        json!({"choices": [{"message": {"role": "assistant", "content": null, "tool_calls": calls}}]})
+        serde_json::json!({"choices": [{"message": {"role": "assistant", "content": null, "tool_calls": calls}}]})
             .to_string()
     }
 

@@ -72,6 +72,8 @@ pub struct ToolRegistry {
     /// The skills as read at the last refresh: the tools of one model call
     /// and the calls it makes all see the same set.
     skills: RwLock<Arc<[OfferedSkill]>>,
+    /// The tool definitions of that set, built once per set.
+    definitions: RwLock<Arc<Definitions>>,
     notes: Notes,
     store: SessionStore,
     schema_budget_bytes: usize,
@@ -86,9 +88,11 @@ impl ToolRegistry {
         store: SessionStore,
         schema_budget_bytes: usize,
     ) -> Self {
+        let skills: Arc<[OfferedSkill]> = Arc::from(Vec::new());
         Self {
             source,
-            skills: RwLock::new(Arc::from(Vec::new())),
+            definitions: RwLock::new(Arc::new(Definitions::of(&skills))),
+            skills: RwLock::new(skills),
             notes,
             store,
             schema_budget_bytes,
@@ -109,7 +113,7 @@ impl ToolRegistry {
             store,
             schema_budget_bytes,
         );
-        *registry.skills.write().unwrap_or_else(|e| e.into_inner()) = skills;
+        registry.set_skills(skills);
         registry
     }
 
@@ -118,7 +122,9 @@ impl ToolRegistry {
     pub async fn refresh(&self) -> Arc<[OfferedSkill]> {
         match self.source.offered().await {
             Ok(skills) => {
-                *self.skills.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&skills);
+                if !Arc::ptr_eq(&skills, &self.skills()) {
+                    self.set_skills(Arc::clone(&skills));
+                }
                 skills
             }
             Err(error) => {
@@ -126,6 +132,12 @@ impl ToolRegistry {
                 self.skills()
             }
         }
+    }
+
+    fn set_skills(&self, skills: Arc<[OfferedSkill]>) {
+        let definitions = Arc::new(Definitions::of(&skills));
+        *self.skills.write().unwrap_or_else(|e| e.into_inner()) = skills;
+        *self.definitions.write().unwrap_or_else(|e| e.into_inner()) = definitions;
     }
 
     /// The skills as of the last refresh.
@@ -136,27 +148,17 @@ impl ToolRegistry {
     /// Tool definitions for one request. When all skill schemas together
     /// exceed the budget, a skill's tools are offered only once it is in
     /// `disclosed` (viewed with `skill_view` or used in this session).
-    pub fn definitions(&self, disclosed: &HashSet<String>) -> Vec<Value> {
-        let mut definitions = builtin_definitions();
-        let skills = self.skills();
-        let skill_tools: Vec<(&SkillEntry, Value)> = skills
-            .iter()
-            .filter_map(|skill| skill.loaded.as_ref().map(|loaded| (skill, loaded)))
-            .flat_map(|(skill, loaded)| {
-                loaded.tools().iter().filter_map(move |tool| {
-                    skill_tool_definition(&skill.name, tool).map(|d| (skill, d))
-                })
-            })
-            .collect();
-        let total: usize = skill_tools.iter().map(|(_, d)| d.to_string().len()).sum();
-        let everything = total <= self.schema_budget_bytes;
-        definitions.extend(
-            skill_tools
-                .into_iter()
-                .filter(|(skill, _)| everything || disclosed.contains(&skill.name))
-                .map(|(_, definition)| definition),
-        );
-        definitions
+    pub fn definitions(&self, disclosed: &HashSet<String>) -> ToolDefinitions {
+        let all = Arc::clone(&self.definitions.read().unwrap_or_else(|e| e.into_inner()));
+        let selected = (all.skill_bytes > self.schema_budget_bytes).then(|| {
+            all.owners
+                .iter()
+                .enumerate()
+                .filter(|(_, owner)| owner.as_ref().is_none_or(|skill| disclosed.contains(skill)))
+                .map(|(index, _)| index)
+                .collect()
+        });
+        ToolDefinitions { all, selected }
     }
 
     /// The skill a tool name belongs to, for disclosure bookkeeping.
@@ -361,6 +363,77 @@ pub fn skill_tool_definition(skill: &str, tool: &crate::sandbox::ToolSpec) -> Op
             }
         })
     })
+}
+
+/// The definitions of the built-in tools and of every tool of one set of
+/// skills, with the size of the skills' part: built once per set, since the
+/// schemas are what most of a request's tools weigh.
+pub struct Definitions {
+    values: Vec<Value>,
+    /// The skill each definition belongs to; `None` for a built-in.
+    owners: Vec<Option<String>>,
+    /// Bytes of the skills' definitions as sent.
+    skill_bytes: usize,
+}
+
+impl Definitions {
+    fn of(skills: &[OfferedSkill]) -> Self {
+        let mut values = builtin_definitions();
+        let mut owners = vec![None; values.len()];
+        let mut skill_bytes = 0;
+        for skill in skills {
+            let Some(component) = &skill.loaded else {
+                continue;
+            };
+            for tool in component.tools() {
+                if let Some(definition) = skill_tool_definition(&skill.name, tool) {
+                    skill_bytes += serde_json::to_vec(&definition).map_or(0, |bytes| bytes.len());
+                    values.push(definition);
+                    owners.push(Some(skill.name.clone()));
+                }
+            }
+        }
+        Self {
+            values,
+            owners,
+            skill_bytes,
+        }
+    }
+}
+
+/// The tools offered in one request: all definitions of the set, or those
+/// selected by disclosure. Serialises as the request's `tools` array without
+/// copying a schema.
+pub struct ToolDefinitions {
+    all: Arc<Definitions>,
+    selected: Option<Vec<usize>>,
+}
+
+impl ToolDefinitions {
+    pub fn len(&self) -> usize {
+        self.selected
+            .as_ref()
+            .map_or(self.all.values.len(), Vec::len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Value> {
+        let all = &self.all.values;
+        let chosen: Box<dyn Iterator<Item = &Value>> = match &self.selected {
+            None => Box::new(all.iter()),
+            Some(indices) => Box::new(indices.iter().filter_map(|&i| all.get(i))),
+        };
+        chosen
+    }
+}
+
+impl serde::Serialize for ToolDefinitions {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
 }
 
 fn builtin_definitions() -> Vec<Value> {
