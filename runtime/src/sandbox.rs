@@ -114,13 +114,33 @@ pub struct ComponentSource<'a> {
 }
 
 /// A tool a skill offers, as the skill described it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ToolSpec {
     pub name: String,
     pub description: String,
-    /// JSON Schema of the arguments.
-    pub parameters: serde_json::Value,
+    /// JSON Schema of the arguments, as valid JSON text: kept as text
+    /// because it is only ever sent on, and a start with many skills should
+    /// not build (and drop) a tree per schema.
+    pub parameters: Box<serde_json::value::RawValue>,
 }
+
+impl ToolSpec {
+    /// The schema as a tree, for the CLI to describe it.
+    pub fn parameters_value(&self) -> serde_json::Value {
+        // `RawValue` holds valid JSON by construction.
+        serde_json::from_str(self.parameters.get()).unwrap_or_default()
+    }
+}
+
+impl PartialEq for ToolSpec {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+            && self.description == other.description
+            && self.parameters.get() == other.parameters.get()
+    }
+}
+
+impl Eq for ToolSpec {}
 
 /// Why a skill could not be loaded.
 #[derive(Debug, thiserror::Error)]

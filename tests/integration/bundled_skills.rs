@@ -68,7 +68,8 @@ async fn every_bundled_skill_is_complete_and_loads() {
                 tool.name
             );
             assert_eq!(
-                tool.parameters["type"], "object",
+                tool.parameters_value()["type"],
+                "object",
                 "{name}.{} takes an object",
                 tool.name
             );

@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::memory::{Notes, SessionStore, Target};
@@ -352,24 +353,46 @@ fn parse<T: serde::de::DeserializeOwned>(arguments: &str) -> Result<T, String> {
 /// named `SKILL__TOOL`; `None` when that name is over the 64 characters
 /// OpenAI-compatible APIs accept (such a tool is not offered).
 pub fn skill_tool_definition(skill: &str, tool: &crate::sandbox::ToolSpec) -> Option<Value> {
+    let text = skill_tool_definition_text(skill, tool)?;
+    serde_json::from_str(text.get()).ok()
+}
+
+/// [`skill_tool_definition`] as JSON text, built without parsing the schema.
+fn skill_tool_definition_text(
+    skill: &str,
+    tool: &crate::sandbox::ToolSpec,
+) -> Option<Box<RawValue>> {
+    #[derive(serde::Serialize)]
+    struct Definition<'a> {
+        r#type: &'static str,
+        function: Function<'a>,
+    }
+    #[derive(serde::Serialize)]
+    struct Function<'a> {
+        name: &'a str,
+        description: &'a str,
+        parameters: &'a RawValue,
+    }
     let name = format!("{skill}{SEPARATOR}{}", tool.name);
-    (name.len() <= 64).then(|| {
-        json!({
-            "type": "function",
-            "function": {
-                "name": name,
-                "description": tool.description,
-                "parameters": tool.parameters,
-            }
-        })
-    })
+    if name.len() > 64 {
+        return None;
+    }
+    let definition = Definition {
+        r#type: "function",
+        function: Function {
+            name: &name,
+            description: &tool.description,
+            parameters: &tool.parameters,
+        },
+    };
+    serde_json::value::to_raw_value(&definition).ok()
 }
 
 /// The definitions of the built-in tools and of every tool of one set of
-/// skills, with the size of the skills' part: built once per set, since the
-/// schemas are what most of a request's tools weigh.
+/// skills, with the size of the skills' part: built once per set, as JSON
+/// text, since the schemas are what most of a request's tools weigh.
 pub struct Definitions {
-    values: Vec<Value>,
+    texts: Vec<Box<RawValue>>,
     /// The skill each definition belongs to; `None` for a built-in.
     owners: Vec<Option<String>>,
     /// Bytes of the skills' definitions as sent.
@@ -378,23 +401,26 @@ pub struct Definitions {
 
 impl Definitions {
     fn of(skills: &[OfferedSkill]) -> Self {
-        let mut values = builtin_definitions();
-        let mut owners = vec![None; values.len()];
+        let mut texts: Vec<Box<RawValue>> = builtin_definitions()
+            .iter()
+            .filter_map(|definition| serde_json::value::to_raw_value(definition).ok())
+            .collect();
+        let mut owners = vec![None; texts.len()];
         let mut skill_bytes = 0;
         for skill in skills {
             let Some(component) = &skill.loaded else {
                 continue;
             };
             for tool in component.tools() {
-                if let Some(definition) = skill_tool_definition(&skill.name, tool) {
-                    skill_bytes += serde_json::to_vec(&definition).map_or(0, |bytes| bytes.len());
-                    values.push(definition);
+                if let Some(text) = skill_tool_definition_text(&skill.name, tool) {
+                    skill_bytes += text.get().len();
+                    texts.push(text);
                     owners.push(Some(skill.name.clone()));
                 }
             }
         }
         Self {
-            values,
+            texts,
             owners,
             skill_bytes,
         }
@@ -413,20 +439,20 @@ impl ToolDefinitions {
     pub fn len(&self) -> usize {
         self.selected
             .as_ref()
-            .map_or(self.all.values.len(), Vec::len)
+            .map_or(self.all.texts.len(), Vec::len)
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Value> {
-        let all = &self.all.values;
-        let chosen: Box<dyn Iterator<Item = &Value>> = match &self.selected {
+    fn iter(&self) -> impl Iterator<Item = &RawValue> {
+        let all = &self.all.texts;
+        let chosen: Box<dyn Iterator<Item = &Box<RawValue>>> = match &self.selected {
             None => Box::new(all.iter()),
             Some(indices) => Box::new(indices.iter().filter_map(|&i| all.get(i))),
         };
-        chosen
+        chosen.map(|text| &**text)
     }
 }
 

@@ -47,7 +47,7 @@ pub(crate) fn print_tools(entries: &[SkillEntry], as_json: bool) -> anyhow::Resu
             // Names and descriptions come from the component: untrusted.
             writeln!(out, "{}.{}", skill.name(), log_line(&tool.name))?;
             writeln!(out, "    {}", message(&tool.description))?;
-            let arguments = describe_arguments(&tool.parameters);
+            let arguments = describe_arguments(&tool.parameters_value());
             if !arguments.is_empty() {
                 writeln!(out, "    arguments: {arguments}")?;
             }
@@ -143,12 +143,12 @@ pub(crate) async fn info(app: &App, tool: &str, as_json: bool) -> Result<(), Fai
         )?,
     }
     writeln!(out, "  description  {}", message(&spec.description))?;
-    let arguments = describe_arguments(&spec.parameters);
+    let arguments = describe_arguments(&spec.parameters_value());
     if !arguments.is_empty() {
         writeln!(out, "  arguments    {arguments}")?;
     }
     // Pretty JSON from the component: its strings may hold anything.
-    let schema = serde_json::to_string_pretty(&spec.parameters)?;
+    let schema = serde_json::to_string_pretty(&spec.parameters_value())?;
     writeln!(out, "JSON Schema of the arguments, as sent to the model:")?;
     writeln!(
         out,

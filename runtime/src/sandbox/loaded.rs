@@ -364,11 +364,12 @@ impl LoadedSkill {
                     "tool `{name}` is listed twice"
                 ))));
             }
-            let parameters = serde_json::from_str(&tool.parameters).map_err(|e| {
-                error(ToolCallErrorKind::Crashed(format!(
-                    "tool `{name}` has an invalid JSON Schema: {e}"
-                )))
-            })?;
+            let parameters =
+                serde_json::value::RawValue::from_string(tool.parameters).map_err(|e| {
+                    error(ToolCallErrorKind::Crashed(format!(
+                        "tool `{name}` has an invalid JSON Schema: {e}"
+                    )))
+                })?;
             specs.push(ToolSpec {
                 name,
                 description: guest_text::message(&tool.description),
