@@ -5,8 +5,10 @@
 //! cache load time, fresh-instance call latency (new Store + WASI context +
 //! instantiate + call, the production path), warm-instance call latency (a
 //! call into an instance kept alive: the raw cost of crossing into wasm),
-//! and as the baseline measured in the same run, fork/exec of `/bin/true`,
-//! with the ratios.
+//! and as baselines measured in the same run: bare wasmtime instantiating
+//! and calling the same component on the same engine with an empty WASI
+//! context (what the sandbox's policy adds), and fork/exec of `/bin/true`
+//! (what a native process costs), with the ratios.
 
 mod support;
 
@@ -120,6 +122,16 @@ fn main() -> anyhow::Result<()> {
     })?;
     report(&format!("warm instance ({WARM_CALLS})"), &warm);
 
+    let bare = runtime.block_on(bare_wasmtime_calls(
+        cached.engine(),
+        &std::fs::read(&echo_wasm)?,
+        arguments,
+    ))?;
+    report(
+        &format!("baseline: bare wasmtime, fresh instance ({FRESH_CALLS})"),
+        &bare,
+    );
+
     let true_binary = PathBuf::from("/bin/true");
     let spawn = measure(SPAWNS, || {
         let status = Command::new(&true_binary).status()?;
@@ -134,12 +146,96 @@ fn main() -> anyhow::Result<()> {
         ratio(&spawn, &fresh)
     );
     println!(
+        "fresh sandboxed ÷ bare wasmtime call, p50: {:.2}x (what the sandbox's policy adds: capabilities, limits, mounts, output checks)",
+        ratio(&fresh, &bare)
+    );
+    println!(
         "fresh ÷ warm call, p50: {:.1}x (what a new store, WASI context and instance add to a call)",
         ratio(&fresh, &warm)
     );
     println!();
     println!("after the run: {}", support::load());
     Ok(())
+}
+
+/// The baseline a host without Talaria's policy would pay: a new `Store`
+/// with an empty WASI context, instantiate, call `tools.call`, drop — on the
+/// same engine (pooling allocator, epoch interruption), with the host
+/// imports linked as traps (echo never calls them).
+async fn bare_wasmtime_calls(
+    engine: &wasmtime::Engine,
+    wasm: &[u8],
+    arguments: &str,
+) -> anyhow::Result<Vec<Duration>> {
+    use wasmtime::Store;
+    use wasmtime::component::{Component, Linker, Val};
+    use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
+
+    struct Bare {
+        wasi: WasiCtx,
+        table: ResourceTable,
+    }
+    impl WasiView for Bare {
+        fn ctx(&mut self) -> WasiCtxView<'_> {
+            WasiCtxView {
+                ctx: &mut self.wasi,
+                table: &mut self.table,
+            }
+        }
+    }
+
+    let component = Component::new(engine, wasm)?;
+    let mut linker = Linker::<Bare>::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    linker.define_unknown_imports_as_traps(&component)?;
+    let pre = linker.instantiate_pre(&component)?;
+    let tools = pre
+        .component()
+        .get_export_index(None, "talaria:skill/tools@0.1.0")
+        .ok_or_else(|| anyhow::anyhow!("echo exports no tools interface"))?;
+    let call_index = pre
+        .component()
+        .get_export_index(Some(&tools), "call")
+        .ok_or_else(|| anyhow::anyhow!("echo exports no tools.call"))?;
+
+    let once = async || -> anyhow::Result<()> {
+        let mut store = Store::new(
+            engine,
+            Bare {
+                wasi: WasiCtx::builder().build(),
+                table: ResourceTable::new(),
+            },
+        );
+        store.set_epoch_deadline(u64::MAX / 2);
+        let instance = pre.instantiate_async(&mut store).await?;
+        let call = instance
+            .get_func(&mut store, call_index)
+            .ok_or_else(|| anyhow::anyhow!("tools.call is not a function"))?;
+        let mut results = [Val::Bool(false)];
+        call.call_async(
+            &mut store,
+            &[Val::String("echo".into()), Val::String(arguments.into())],
+            &mut results,
+        )
+        .await?;
+        anyhow::ensure!(
+            matches!(&results[0], Val::Result(Ok(Some(text))) if **text == Val::String("hello".into())),
+            "unexpected result {:?}",
+            results[0]
+        );
+        Ok(())
+    };
+    for _ in 0..1_000 {
+        once().await?;
+    }
+    let mut samples = Vec::with_capacity(FRESH_CALLS);
+    for _ in 0..FRESH_CALLS {
+        let started = Instant::now();
+        once().await?;
+        samples.push(started.elapsed());
+    }
+    samples.sort();
+    Ok(samples)
 }
 
 fn measure(

@@ -127,52 +127,57 @@ pub fn instant_model() -> anyhow::Result<String> {
         let answer = r#"{"choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]}"#;
         let call = r#"{"choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"text0__count","arguments":"{\"text\":\"a b c\"}"}}]},"finish_reason":"tool_calls"}]}"#;
         for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let Ok(clone) = stream.try_clone() else {
-                continue;
-            };
-            let mut reader = BufReader::new(clone);
-            // Keep-alive: serve requests on this connection until it closes.
-            loop {
-                let mut length = 0;
-                let mut line = String::new();
-                let mut ended = false;
-                loop {
-                    line.clear();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        ended = true;
-                        break;
-                    }
-                    if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                        length = value.trim().parse().unwrap_or(0);
-                    }
-                    if line == "\r\n" {
-                        break;
-                    }
-                }
-                if ended {
-                    break;
-                }
-                let mut request = vec![0; length];
-                if reader.read_exact(&mut request).is_err() {
-                    break;
-                }
-                let request = String::from_utf8_lossy(&request);
-                let body =
-                    if request.contains("count please") && !request.contains("\"role\":\"tool\"") {
-                        call
-                    } else {
-                        answer
-                    };
-                let reply = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                    body.len()
-                );
-                if stream.write_all(reply.as_bytes()).is_err() {
-                    break;
-                }
-            }
+            let Ok(stream) = stream else { return };
+            // A thread per connection: the agent's client keeps its
+            // connection open in its pool while the baseline opens another.
+            std::thread::spawn(move || serve_connection(stream, answer, call));
         }
     });
     Ok(url)
+}
+
+fn serve_connection(mut stream: std::net::TcpStream, answer: &'static str, call: &'static str) {
+    let Ok(clone) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(clone);
+    // Keep-alive: serve requests on this connection until it closes.
+    loop {
+        let mut length = 0;
+        let mut line = String::new();
+        let mut ended = false;
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                ended = true;
+                break;
+            }
+            if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = value.trim().parse().unwrap_or(0);
+            }
+            if line == "\r\n" {
+                break;
+            }
+        }
+        if ended {
+            break;
+        }
+        let mut request = vec![0; length];
+        if reader.read_exact(&mut request).is_err() {
+            break;
+        }
+        let request = String::from_utf8_lossy(&request);
+        let body = if request.contains("count please") && !request.contains("\"role\":\"tool\"") {
+            call
+        } else {
+            answer
+        };
+        let reply = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if stream.write_all(reply.as_bytes()).is_err() {
+            break;
+        }
+    }
 }

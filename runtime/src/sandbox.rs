@@ -323,6 +323,13 @@ impl Sandbox {
         .map_err(|e| error(e.to_string()))
     }
 
+    /// The process's one engine, configured as every guest runs (pooling
+    /// allocator, epoch interruption). For benchmarks that compare the
+    /// sandbox's call path with bare wasmtime on the same engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
     /// Compile `wasm`, or fetch it from the cache, without linking or
     /// instantiating it. For benchmarks and health checks.
     pub fn prepare_component(&self, wasm: &[u8]) -> anyhow::Result<CacheOutcome> {
