@@ -42,6 +42,8 @@ pub enum Event {
         ok: bool,
         chars: usize,
     },
+    /// What one model call used, as the model reported it.
+    Usage(provider::Usage),
     /// The `memory` tool changed an entry (after its `ToolFinished`).
     MemoryChanged {
         action: MemoryAction,
@@ -165,6 +167,23 @@ impl Agent {
         })
     }
 
+    /// Add a message the client already holds to `conversation`, stored
+    /// like the loop's own: the history an OpenAI-compatible client sends
+    /// with every request (the gateway). Only user and assistant text.
+    pub async fn append_history(
+        &self,
+        conversation: &mut Conversation,
+        role: &str,
+        content: &str,
+    ) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            role == "user" || role == "assistant",
+            "only user and assistant messages are kept as history, not {role:?}"
+        );
+        self.record(conversation, ChatMessage::new(role, content))
+            .await
+    }
+
     /// Continue session `id` from the store (a fresh system prompt replaces
     /// the stored one), as a new session whose parent is `id`.
     pub async fn resume(&self, id: &str, system_prompt: &str) -> anyhow::Result<Conversation> {
@@ -239,6 +258,9 @@ impl Agent {
                 tools: tools.len(),
             });
             let reply = self.request(body, events).await?;
+            if let Some(usage) = reply.usage {
+                events(Event::Usage(usage));
+            }
             let calls = reply.tool_calls.clone();
             self.record(
                 conversation,

@@ -68,6 +68,10 @@ pub struct App {
     /// Where the skills shipped with this binary or image are.
     bundled_dir: Option<PathBuf>,
     registry: Arc<SkillRegistry>,
+    /// Opened at first use and shared: one writer thread per process, so
+    /// the gateway's conversations queue on one writer instead of
+    /// contending for the database's lock.
+    sessions: std::sync::Mutex<Option<SessionStore>>,
 }
 
 /// An agent and the system prompt its conversations start from.
@@ -130,6 +134,7 @@ impl App {
             roots,
             bundled_dir,
             registry,
+            sessions: std::sync::Mutex::new(None),
         };
         if let Some(shipped) = &app.bundled_dir {
             app.registry.sync_bundled(shipped)?;
@@ -150,8 +155,18 @@ impl App {
         self.bundled_dir.as_deref()
     }
 
+    /// The session store of this home, opened once per process.
     pub fn session_store(&self) -> anyhow::Result<SessionStore> {
-        SessionStore::open(&self.home.state_db())
+        let mut shared = self
+            .sessions
+            .lock()
+            .map_err(|_| anyhow::anyhow!("the session store's handle was poisoned"))?;
+        if let Some(store) = shared.as_ref() {
+            return Ok(store.clone());
+        }
+        let store = SessionStore::open(&self.home.state_db())?;
+        *shared = Some(store.clone());
+        Ok(store)
     }
 
     /// An agent over this home: the model endpoint from the config, the

@@ -80,6 +80,35 @@ pub struct FunctionCall {
 pub struct Reply {
     pub content: String,
     pub tool_calls: Vec<ToolCall>,
+    /// Tokens the model says it used, when it says.
+    pub usage: Option<Usage>,
+}
+
+/// The `usage` object of an OpenAI-compatible reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Usage {
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    #[serde(default)]
+    pub completion_tokens: u64,
+    #[serde(default)]
+    pub total_tokens: u64,
+}
+
+impl Usage {
+    /// Add the usage of another model call of the same turn.
+    pub fn add(&mut self, other: Usage) {
+        self.prompt_tokens += other.prompt_tokens;
+        self.completion_tokens += other.completion_tokens;
+        self.total_tokens += other.total_tokens;
+    }
+}
+
+fn usage_of(value: &Value) -> Option<Usage> {
+    value
+        .get("usage")
+        .filter(|usage| usage.is_object())
+        .and_then(|usage| serde_json::from_value(usage.clone()).ok())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -152,13 +181,23 @@ impl Provider {
             model: &'a str,
             messages: &'a [ChatMessage],
             stream: bool,
+            /// Streamed replies carry no usage unless asked for it.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            stream_options: Option<StreamOptions>,
             #[serde(skip_serializing_if = "Option::is_none")]
             tools: Option<&'a T>,
+        }
+        #[derive(Serialize)]
+        struct StreamOptions {
+            include_usage: bool,
         }
         let body = Body {
             model: &self.config.model,
             messages,
             stream,
+            stream_options: stream.then_some(StreamOptions {
+                include_usage: true,
+            }),
             tools: has_tools.then_some(tools),
         };
         // Serialising plain data into a string cannot fail.
@@ -309,6 +348,7 @@ fn parse_completion(text: &str) -> Result<Reply, ProviderError> {
     Ok(Reply {
         content: message.content.unwrap_or_default(),
         tool_calls: message.tool_calls,
+        usage: usage_of(&value),
     })
 }
 
@@ -337,6 +377,10 @@ fn parse_stream(reader: impl BufRead, on_text: &mut dyn FnMut(&str)) -> Result<R
         }
         let chunk: Value =
             serde_json::from_str(data).map_err(|e| StreamError::Json(e.to_string()))?;
+        // With `include_usage`, the last chunk carries it (and no choices).
+        if let Some(usage) = usage_of(&chunk) {
+            reply.usage = Some(usage);
+        }
         let Some(delta) = chunk.pointer("/choices/0/delta") else {
             continue;
         };

@@ -93,7 +93,7 @@ fn progress_line(event: &Event) -> Option<String> {
             let entry = sanitize(entry, SHOWN_ENTRY_BYTES, false);
             Some(format!("memory: {change} {}: {entry:?}", target.name()))
         }
-        Event::Request { .. } | Event::Text(_) => None,
+        Event::Request { .. } | Event::Text(_) | Event::Usage(_) => None,
     }
 }
 

@@ -258,6 +258,16 @@ impl SessionStore {
         self.read_async(move |conn| list(conn, limit)).await
     }
 
+    /// How many sessions are stored.
+    pub async fn count_async(&self) -> anyhow::Result<u64> {
+        self.read_async(|conn| {
+            let count: i64 =
+                conn.query_row("SELECT count(*) FROM sessions", [], |row| row.get(0))?;
+            Ok(count.max(0) as u64)
+        })
+        .await
+    }
+
     pub async fn exists_async(&self, session_id: &str) -> anyhow::Result<bool> {
         let session_id = session_id.to_owned();
         self.read_async(move |conn| exists(conn, &session_id)).await
