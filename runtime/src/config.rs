@@ -97,6 +97,7 @@ pub struct Config {
     pub bundled_skills: Setting<Option<PathBuf>>,
     pub model: ModelConfig,
     pub agent: AgentConfig,
+    pub gateway: GatewayConfig,
     pub memory_chars: usize,
     pub user_chars: usize,
     /// The keys only config.toml sets, as written, for `config show`.
@@ -115,6 +116,10 @@ struct Written {
     tool_schema_budget_bytes: Option<usize>,
     memory_chars: Option<usize>,
     user_chars: Option<usize>,
+    cors_origins: bool,
+    max_concurrent_runs: Option<usize>,
+    request_timeout_secs: Option<u64>,
+    max_body_bytes: Option<usize>,
 }
 
 /// Where the model is. The API key itself is read from the environment
@@ -247,6 +252,25 @@ pub struct AgentConfig {
     pub tool_schema_budget_bytes: usize,
 }
 
+/// `talaria gateway`: where it listens and what it lets in. The API key is
+/// never configuration: it is read from `TALARIA_API_KEY` (the environment
+/// or `.env`) when the gateway starts.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// The address the API binds; loopback unless the operator says otherwise.
+    pub host: Setting<String>,
+    pub port: Setting<u16>,
+    pub dashboard_port: Setting<u16>,
+    /// Origins a browser may call the API from; empty: CORS is off.
+    pub cors_origins: Vec<String>,
+    /// Agent runs at once; a request beyond gets 429 with `Retry-After`.
+    pub max_concurrent_runs: usize,
+    /// The longest a request may take, its model calls and tools included.
+    pub request_timeout_secs: u64,
+    /// Larger request bodies get 413.
+    pub max_body_bytes: usize,
+}
+
 /// One line of `talaria config show`.
 #[derive(Debug, Clone, Serialize)]
 pub struct ShownSetting {
@@ -359,6 +383,7 @@ impl Config {
             file.model.name,
             "default".to_owned(),
         );
+        let gateway = resolve_gateway(&file.gateway, env)?;
         let written = Written {
             api_key_env: file.model.api_key_env.clone(),
             timeout_secs: file.model.timeout_secs,
@@ -368,6 +393,10 @@ impl Config {
             tool_schema_budget_bytes: file.agent.tool_schema_budget_bytes,
             memory_chars: file.memory.memory_chars,
             user_chars: file.memory.user_chars,
+            cors_origins: file.gateway.cors_origins.is_some(),
+            max_concurrent_runs: file.gateway.max_concurrent_runs,
+            request_timeout_secs: file.gateway.request_timeout_secs,
+            max_body_bytes: file.gateway.max_body_bytes,
         };
         let api_key_env = file
             .model
@@ -403,6 +432,7 @@ impl Config {
                     .clamp(256, 1_000_000),
                 tool_schema_budget_bytes: file.agent.tool_schema_budget_bytes.unwrap_or(24_000),
             },
+            gateway,
             memory_chars: file
                 .memory
                 .memory_chars
@@ -513,6 +543,37 @@ impl Config {
                 written.memory_chars,
             ),
             file_only("memory.user_chars", self.user_chars, written.user_chars),
+            line("gateway.host", &self.gateway.host),
+            line("gateway.port", &self.gateway.port),
+            line("gateway.dashboard_port", &self.gateway.dashboard_port),
+            ShownSetting {
+                key: "gateway.cors_origins",
+                value: if self.gateway.cors_origins.is_empty() {
+                    "none (CORS off)".to_owned()
+                } else {
+                    self.gateway.cors_origins.join(", ")
+                },
+                source: if written.cors_origins {
+                    Source::File.to_string()
+                } else {
+                    "default".to_owned()
+                },
+            },
+            file_only(
+                "gateway.max_concurrent_runs",
+                self.gateway.max_concurrent_runs,
+                written.max_concurrent_runs,
+            ),
+            file_only(
+                "gateway.request_timeout_secs",
+                self.gateway.request_timeout_secs,
+                written.request_timeout_secs,
+            ),
+            file_only(
+                "gateway.max_body_bytes",
+                self.gateway.max_body_bytes,
+                written.max_body_bytes,
+            ),
         ]
     }
 }
@@ -533,6 +594,68 @@ fn mask_password(url: &str) -> String {
         None => url.to_owned(),
     }
 }
+
+fn resolve_gateway(
+    file: &file::GatewaySection,
+    env: &Environment,
+) -> anyhow::Result<GatewayConfig> {
+    let port_from = |name: &'static str| -> anyhow::Result<Option<(u16, &'static str)>> {
+        env.get(name)
+            .map(|v| {
+                v.parse::<u16>()
+                    .map(|port| (port, name))
+                    .map_err(|_| anyhow::anyhow!("{name}: expected a port number, found {v:?}"))
+            })
+            .transpose()
+    };
+    let host = pick(
+        None,
+        env.get("TALARIA_API_HOST")
+            .map(|v| (v.to_owned(), "TALARIA_API_HOST")),
+        file.host.clone(),
+        "127.0.0.1".to_owned(),
+    );
+    let port = pick(
+        None,
+        port_from("TALARIA_API_PORT")?,
+        file.port,
+        DEFAULT_API_PORT,
+    );
+    let dashboard_port = pick(
+        None,
+        port_from("TALARIA_DASHBOARD_PORT")?,
+        file.dashboard_port,
+        DEFAULT_DASHBOARD_PORT,
+    );
+    let cors_origins = file.cors_origins.clone().unwrap_or_default();
+    for origin in &cors_origins {
+        anyhow::ensure!(
+            origin != "*",
+            "gateway.cors_origins: \"*\" would let every web page use the API; list the origins"
+        );
+        anyhow::ensure!(
+            origin.starts_with("http://") || origin.starts_with("https://"),
+            "gateway.cors_origins: expected origins such as \"https://app.example.com\", found {origin:?}"
+        );
+    }
+    Ok(GatewayConfig {
+        host,
+        port,
+        dashboard_port,
+        cors_origins,
+        max_concurrent_runs: file.max_concurrent_runs.unwrap_or(10).clamp(1, 10_000),
+        request_timeout_secs: file.request_timeout_secs.unwrap_or(600).clamp(1, 86_400),
+        max_body_bytes: file
+            .max_body_bytes
+            .unwrap_or(4 * 1024 * 1024)
+            .clamp(1024, 256 * 1024 * 1024),
+    })
+}
+
+/// The ports of Hermes Agent's gateway and dashboard, which operators and
+/// clients moving over already use.
+pub const DEFAULT_API_PORT: u16 = 8642;
+pub const DEFAULT_DASHBOARD_PORT: u16 = 9119;
 
 fn pick<T>(
     flag: Option<(T, &'static str)>,
@@ -630,16 +753,24 @@ mod tests {
     fn every_key_of_config_toml_is_shown_with_its_source() {
         let file = ConfigFile::parse(
             "[model]\nbase_url = \"https://me:hunter2@llm.example/v1\"\ntimeout_secs = 99999\n\
-             max_retries = 2\n[agent]\nmax_turns = 7\n[memory]\nuser_chars = 500\n",
+             max_retries = 2\n[agent]\nmax_turns = 7\n[memory]\nuser_chars = 500\n\
+             [gateway]\nport = 9000\nmax_concurrent_runs = 0\n",
         )
         .unwrap();
         let environment = env(
-            &[("TALARIA_MODEL", "qwen")],
-            &[("OPENAI_API_KEY", "sk-secret")],
+            &[("TALARIA_MODEL", "qwen"), ("TALARIA_API_HOST", "0.0.0.0")],
+            &[
+                ("OPENAI_API_KEY", "sk-secret"),
+                ("TALARIA_API_KEY", "tk-secret-secret"),
+            ],
         );
         let config =
             Config::resolve(&Home::at("/d"), file, &environment, &Flags::default()).unwrap();
         let shown = config.shown(&environment);
+        assert!(
+            shown.iter().all(|s| !s.value.contains("tk-secret")),
+            "the gateway's key is never configuration"
+        );
         let row = |key: &str| {
             let setting = shown
                 .iter()
@@ -668,6 +799,13 @@ mod tests {
                 "agent.tool_schema_budget_bytes",
                 "memory.memory_chars",
                 "memory.user_chars",
+                "gateway.host",
+                "gateway.port",
+                "gateway.dashboard_port",
+                "gateway.cors_origins",
+                "gateway.max_concurrent_runs",
+                "gateway.request_timeout_secs",
+                "gateway.max_body_bytes",
             ]
         );
         assert_eq!(
@@ -675,6 +813,14 @@ mod tests {
             ("https://me:***@llm.example/v1", "config.toml")
         );
         assert_eq!(row("model.name"), ("qwen", "env TALARIA_MODEL"));
+        assert_eq!(row("gateway.host"), ("0.0.0.0", "env TALARIA_API_HOST"));
+        assert_eq!(row("gateway.port"), ("9000", "config.toml"));
+        assert_eq!(row("gateway.dashboard_port"), ("9119", "default"));
+        assert_eq!(row("gateway.cors_origins"), ("none (CORS off)", "default"));
+        assert_eq!(
+            row("gateway.max_concurrent_runs"),
+            ("1", "config.toml (0, out of bounds)")
+        );
         assert_eq!(
             row("model.api_key_env"),
             (

@@ -1070,6 +1070,17 @@ fn config_show_prints_every_key_with_its_source_and_no_secret() {
         ),
         ("memory.memory_chars", "2200".into(), "(default)"),
         ("memory.user_chars", "900".into(), "(config.toml)"),
+        ("gateway.host", "127.0.0.1".into(), "(default)"),
+        ("gateway.port", "8642".into(), "(default)"),
+        ("gateway.dashboard_port", "9119".into(), "(default)"),
+        (
+            "gateway.cors_origins",
+            "none (CORS off)".into(),
+            "(default)",
+        ),
+        ("gateway.max_concurrent_runs", "10".into(), "(default)"),
+        ("gateway.request_timeout_secs", "600".into(), "(default)"),
+        ("gateway.max_body_bytes", "4194304".into(), "(default)"),
     ];
     for (key, value, from) in &expected {
         assert_eq!(source(key), (value.clone(), from.to_string()), "{key}");

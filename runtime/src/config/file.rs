@@ -24,6 +24,20 @@ pub struct ConfigFile {
     pub(super) memory: MemorySection,
     #[serde(default)]
     pub(super) skills: SkillsSection,
+    #[serde(default)]
+    pub(super) gateway: GatewaySection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct GatewaySection {
+    pub(super) host: Option<String>,
+    pub(super) port: Option<u16>,
+    pub(super) dashboard_port: Option<u16>,
+    pub(super) cors_origins: Option<Vec<String>>,
+    pub(super) max_concurrent_runs: Option<usize>,
+    pub(super) request_timeout_secs: Option<u64>,
+    pub(super) max_body_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
