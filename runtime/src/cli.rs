@@ -9,6 +9,7 @@ mod args;
 mod chat;
 mod config;
 mod doctor;
+mod gateway;
 mod hint;
 mod output;
 mod sessions;
@@ -23,7 +24,7 @@ use clap::{CommandFactory as _, FromArgMatches as _};
 use crate::app::{App, AppOptions, Settings};
 use crate::config::{Config, LogFormat};
 pub use args::Cli;
-use args::{Command, ConfigCommand, SessionsCommand, SkillsCommand, ToolCommand};
+use args::{Command, ConfigCommand, GatewayCommand, SessionsCommand, SkillsCommand, ToolCommand};
 
 /// Exit code of a failed tool call, a refusal or a runtime failure; also of
 /// `skills audit` when a skill is not granted.
@@ -147,7 +148,10 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         .await;
     }
     let settings = Settings::load(&options)?;
-    init_logging(&settings.config);
+    // A service says what it does (one line per request) unless told not
+    // to; a command stays quiet.
+    let service = matches!(cli.command, Command::Gateway(_));
+    init_logging(&settings.config, service);
     let app = App::open(settings, &options)?;
     match cli.command {
         Command::Skills(SkillsCommand::List { json }) => {
@@ -188,6 +192,11 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Sessions(command) => sessions::run(&app, command)?,
         Command::Chat { query, resume } => chat::run(&app, query, resume).await?,
+        Command::Gateway(GatewayCommand::Run {
+            host,
+            port,
+            allow_root,
+        }) => gateway::run(app, host, port, allow_root).await?,
         // Answered above, before the context is built.
         Command::Config(ConfigCommand::Path)
         | Command::Doctor { .. }
@@ -207,9 +216,13 @@ fn completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_logging(config: &Config) {
+fn init_logging(config: &Config, service: bool) {
     use std::io::IsTerminal;
-    let filter = &config.log_level.value;
+    let filter = if service && config.log_level.source == crate::config::Source::Default {
+        "info"
+    } else {
+        &config.log_level.value
+    };
     let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|error| {
         eprintln!("warning: invalid log filter {filter:?} ({error}); using `warn`");
         tracing_subscriber::EnvFilter::new("warn")

@@ -140,6 +140,13 @@ impl Home {
         self.root.join("talaria.lock")
     }
 
+    /// Held by the running gateway: one per home. Separate from the
+    /// single-writer lock, which the gateway takes only while it writes, so
+    /// CLI commands keep working beside a running gateway.
+    pub fn gateway_lock_file(&self) -> PathBuf {
+        self.root.join("gateway.lock")
+    }
+
     /// Create what is missing and seed the default files that are absent.
     /// Safe to run concurrently: directories are created idempotently and
     /// seeds are linked into place only if nothing is there.

@@ -17,6 +17,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod doctor;
+pub mod gateway;
 pub mod home;
 pub mod memory;
 pub mod sandbox;

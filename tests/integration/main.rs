@@ -10,6 +10,8 @@
 //! - `agent`: the agent loop against the scripted model
 //! - `architecture`: no module of the runtime depends the wrong way
 //! - `hardening`: regressions from the outside security review
+//! - `gateway`: `talaria gateway run` over real HTTP: the OpenAI-compatible
+//!   API, its key, limits, errors, CORS, shutdown
 //! - `first_run`: a new user's path: the README's commands run word for
 //!   word, the installed layout, configuring a model
 
@@ -18,6 +20,7 @@ mod architecture;
 mod bundled_skills;
 mod cli;
 mod first_run;
+mod gateway;
 mod hardening;
 mod hostile_skills;
 mod operator;

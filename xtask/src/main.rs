@@ -3,7 +3,9 @@
 //! - `build-skills`: build every skill crate (bundled skills, examples, test
 //!   skills) to wasm32-wasip2 and put each component where its `skill.toml`
 //!   says.
-//! - `test`: `build-skills`, then every test of the workspace.
+//! - `test`: `build-skills`, a Python venv with the official OpenAI client
+//!   (`target/test-venv`, for the gateway tests), then every test of the
+//!   workspace.
 //! - `demo`: `build-skills`, then list, grant and call the bundled skills in
 //!   a data home of its own.
 //! - `install [--prefix DIR]`: `build-skills`, then `talaria` into
@@ -49,12 +51,14 @@ fn main() -> anyhow::Result<()> {
         "build-skills" => build_skills(&root),
         "test" => {
             build_skills(&root)?;
+            let python = test_python(&root)?;
             shared_build(&root)?;
             println!(
                 "xtask: running every test of the workspace (the same build: nothing is compiled again)"
             );
             run(cargo_command()
                 .current_dir(&root)
+                .env("TALARIA_TEST_PYTHON", python)
                 .args(["test", "--workspace"]))
         }
         "demo" => demo(&root),
@@ -71,6 +75,42 @@ fn main() -> anyhow::Result<()> {
         }
         _ => usage(),
     }
+}
+
+/// The Python the gateway tests drive the official OpenAI client with: a
+/// virtual environment in the target directory's `test-venv`, created once (about 30 s)
+/// and reused while `openai` imports in it.
+fn test_python(root: &Path) -> anyhow::Result<PathBuf> {
+    let venv = target_dir(root).join("test-venv");
+    let python = venv.join("bin").join("python");
+    let ready = |python: &Path| {
+        Command::new(python)
+            .args(["-c", "import openai"])
+            .output()
+            .is_ok_and(|output| output.status.success())
+    };
+    if ready(&python) {
+        return Ok(python);
+    }
+    println!(
+        "xtask: creating {} with the official OpenAI Python client, for the gateway tests",
+        venv.display()
+    );
+    run(Command::new("python3").arg("-m").arg("venv").arg(&venv))
+        .context("cannot create the test venv: is python3 (with venv) installed?")?;
+    run(Command::new(venv.join("bin").join("pip")).args([
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "openai>=1.40,<4",
+    ]))
+    .context("cannot install the openai package into the test venv")?;
+    anyhow::ensure!(
+        ready(&python),
+        "openai does not import in {}",
+        venv.display()
+    );
+    Ok(python)
 }
 
 fn usage() -> ! {

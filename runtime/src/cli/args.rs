@@ -81,6 +81,9 @@ pub(super) enum Command {
     /// Show the effective configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Run Talaria as a service: an OpenAI-compatible API.
+    #[command(subcommand)]
+    Gateway(GatewayCommand),
     /// Check the data home and explain each problem with the command that fixes it.
     ///
     /// Checks: the home exists, is writable and everything in it belongs to
@@ -105,6 +108,33 @@ pub(super) enum Command {
         /// The shell to complete in.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Subcommand)]
+pub(super) enum GatewayCommand {
+    /// Serve the OpenAI-compatible API in the foreground until SIGTERM or Ctrl-C.
+    ///
+    /// Endpoints: POST /v1/chat/completions (streaming too), GET /v1/models,
+    /// GET /health (no key), GET /health/detailed. Every request but /health
+    /// needs `Authorization: Bearer $TALARIA_API_KEY`; on the first start
+    /// without one, a random key is generated into the home's .env. Binds
+    /// 127.0.0.1:8642 unless told otherwise (config [gateway], TALARIA_API_HOST,
+    /// TALARIA_API_PORT). Refuses to run as root without --allow-root.
+    #[command(after_help = "Examples:\n  \
+        talaria gateway run                          # 127.0.0.1:8642\n  \
+        talaria gateway run --port 0                 # any free port; the first line says which\n  \
+        curl -s localhost:8642/v1/models -H \"Authorization: Bearer $TALARIA_API_KEY\"")]
+    Run {
+        /// Address to bind (default 127.0.0.1; 0.0.0.0 exposes the API to the network).
+        #[arg(long, value_name = "ADDRESS")]
+        host: Option<String>,
+        /// Port to listen on (default 8642; 0 picks a free one).
+        #[arg(long, value_name = "PORT")]
+        port: Option<u16>,
+        /// Run even as root (TALARIA_ALLOW_ROOT=1 does the same).
+        #[arg(long)]
+        allow_root: bool,
     },
 }
 
