@@ -3,8 +3,9 @@
 //!
 //! - `GET /health`: no key, no detail (for load balancers and probes).
 //! - `GET /health/detailed`, `GET /v1/models`, `POST /v1/chat/completions`
-//!   (see [`chat`]): `Authorization: Bearer <TALARIA_API_KEY>` required,
-//!   loopback included.
+//!   (see [`chat`]), `POST /v1/responses` and `GET`/`DELETE
+//!   /v1/responses/{id}` (see [`responses`]): `Authorization: Bearer
+//!   <TALARIA_API_KEY>` required, loopback included.
 //!
 //! Safe by default: it binds loopback unless told otherwise, refuses to run
 //! as root unless allowed, generates its key on a first start (see
@@ -20,6 +21,7 @@
 pub mod api_key;
 mod chat;
 pub mod error;
+mod responses;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -127,6 +129,11 @@ pub async fn run(
         },
     )?;
     let (key, key_origin) = ApiKey::load_or_generate(&app.home, &app.env)?;
+    // Read the skills (and load those whose tools are not known yet) now,
+    // not in the first request.
+    if let Err(error) = app.registry().offered().await {
+        tracing::warn!("cannot read the skills at start: {error:#}");
+    }
     let mut config = app.config.gateway.clone();
     if let Some(host) = options.host {
         config.host.value = host;
@@ -218,6 +225,11 @@ fn router(gateway: Arc<Gateway>) -> Router {
         .route("/health/detailed", get(health_detailed))
         .route("/v1/models", get(models))
         .route("/v1/chat/completions", post(chat::completions))
+        .route("/v1/responses", post(responses::create))
+        .route(
+            "/v1/responses/{id}",
+            get(responses::get).delete(responses::delete),
+        )
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&gateway),
             require_key,

@@ -5,4 +5,4 @@ pub mod notes;
 pub mod sessions;
 
 pub use notes::{Change, NoteError, NoteLimits, Notes, Snapshot, Target};
-pub use sessions::{Message, NewMessage, SearchHit, SessionStore, SessionSummary};
+pub use sessions::{Message, NewMessage, SearchHit, SessionStore, SessionSummary, StoredResponse};

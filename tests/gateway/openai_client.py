@@ -3,7 +3,8 @@
 Run by tests/integration/gateway.rs, which starts the gateway with a
 scripted model that answers, in order: "Plain answer.", a streamed
 "Streamed answer.", a call of the text skill's `count` tool, then
-"The text has 3 words.".
+"The text has 3 words.", then "Noted: blue." and "Your colour is blue."
+(for the Responses API).
 
 usage: openai_client.py BASE_URL API_KEY
 """
@@ -53,6 +54,16 @@ raw = client.chat.completions.with_raw_response.create(
 )
 check("a turn that calls a skill tool", raw.parse().choices[0].message.content, "The text has 3 words.")
 check("the session header", bool(raw.headers.get("x-talaria-session-id")), True)
+
+first = client.responses.create(
+    model="talaria", instructions="Be terse.", input="My favourite colour is blue."
+)
+check("responses.create", first.output_text, "Noted: blue.")
+second = client.responses.create(
+    model="talaria", input="What is my favourite colour?", previous_response_id=first.id
+)
+check("responses.create with previous_response_id", second.output_text, "Your colour is blue.")
+check("responses.retrieve", client.responses.retrieve(first.id).output_text, "Noted: blue.")
 
 wrong = OpenAI(base_url=base_url, api_key="wrong-key-wrong-key-wrong", max_retries=0)
 try:

@@ -15,6 +15,10 @@ use crate::support::{FakeModel, Fixture, Reply, assert_exit, repo_root, stdout, 
 
 const KEY: &str = "test-key-7Qp2vX9mZ4wL1tR8";
 
+/// How long a test waits for something that must happen before it fails:
+/// generous, since CI machines are loaded (never a measure of speed).
+const LIVENESS: Duration = Duration::from_secs(60);
+
 struct Gateway {
     child: Child,
     address: String,
@@ -134,7 +138,7 @@ impl Gateway {
                 return status;
             }
             assert!(
-                started.elapsed() < Duration::from_secs(20),
+                started.elapsed() < LIVENESS,
                 "the gateway did not stop after SIGTERM:\n{}",
                 self.log()
             );
@@ -212,9 +216,7 @@ fn request(
     body: &str,
 ) -> Response {
     let mut stream = TcpStream::connect(address).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
+    stream.set_read_timeout(Some(LIVENESS)).unwrap();
     let mut head = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
     if !headers
         .iter()
@@ -741,7 +743,7 @@ fn runs_beyond_the_limit_get_429_with_retry_after() {
     // Wait until the first run reached the model.
     let started = Instant::now();
     while model.requests().is_empty() {
-        assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(started.elapsed() < LIVENESS, "{}", gateway.log());
         std::thread::sleep(Duration::from_millis(10));
     }
     let refused = gateway.post(
@@ -869,7 +871,7 @@ fn sigterm_lets_the_request_in_flight_finish_and_exits_0() {
     });
     let started = Instant::now();
     while model.requests().is_empty() {
-        assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(started.elapsed() < LIVENESS, "{}", gateway.log());
         std::thread::sleep(Duration::from_millis(10));
     }
     let status = gateway.terminate();
@@ -936,10 +938,7 @@ fn a_client_that_goes_away_mid_stream_stops_its_run_and_frees_its_slot() {
         if response.status != 429 {
             break response;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the slot was never freed"
-        );
+        assert!(started.elapsed() < LIVENESS, "the slot was never freed");
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(next.status, 200, "{}", next.body);
@@ -979,6 +978,8 @@ fn the_official_openai_python_client_works_unchanged() {
         ]),
         Reply::calls(&[("text__count", json!({"text": "one two three"}))]),
         Reply::answer("The text has 3 words."),
+        Reply::answer("Noted: blue."),
+        Reply::answer("Your colour is blue."),
     ]);
     let gateway = Gateway::start(&fixture, &model, &[]);
     let output = Command::new(openai_python())
@@ -994,7 +995,23 @@ fn the_official_openai_python_client_works_unchanged() {
         String::from_utf8_lossy(&output.stderr),
         gateway.log()
     );
-    assert_eq!(printed.matches("ok: ").count(), 8, "{printed}");
+    assert_eq!(printed.matches("ok: ").count(), 11, "{printed}");
+    // The continued response was sent the stored conversation.
+    let continued: Vec<String> = model.requests()[5]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .skip(1)
+        .map(|m| m["content"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        continued,
+        [
+            "My favourite colour is blue.",
+            "Noted: blue.",
+            "What is my favourite colour?"
+        ]
+    );
     // The tool really ran: its result went back to the model.
     let requests = model.requests();
     let tool = requests[3]["messages"]
@@ -1008,4 +1025,155 @@ fn the_official_openai_python_client_works_unchanged() {
         tool["content"].as_str().unwrap().contains("\"words\":3"),
         "{tool}"
     );
+}
+
+#[test]
+fn the_responses_api_stores_continues_reads_and_deletes_a_response() {
+    let fixture = Fixture::new();
+    let model = FakeModel::start(vec![
+        answer_with_usage("Noted: 42."),
+        Reply::answer("You said 42."),
+        Reply::answer("Not kept."),
+    ]);
+    let gateway = Gateway::start(&fixture, &model, &[]);
+    let first = gateway.post(
+        "/v1/responses",
+        &json!({"model": "talaria", "input": "Remember the number 42.", "instructions": "Be terse."}),
+    );
+    assert_eq!(first.status, 200, "{}", first.body);
+    let body = first.json();
+    let id = body["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("resp_"), "{id}");
+    assert_eq!(body["object"], "response");
+    assert_eq!(body["status"], "completed");
+    assert_eq!(body["output"][0]["type"], "message");
+    assert_eq!(body["output"][0]["role"], "assistant");
+    assert_eq!(body["output"][0]["content"][0]["type"], "output_text");
+    assert_eq!(body["output"][0]["content"][0]["text"], "Noted: 42.");
+    assert_eq!(body["usage"]["input_tokens"], 120);
+    assert_eq!(body["usage"]["output_tokens"], 7);
+    let system = model.requests()[0]["messages"][0]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(system.contains("Be terse."), "{system}");
+
+    // Continued: the model sees the stored conversation.
+    let second = gateway.post(
+        "/v1/responses",
+        &json!({"input": [{"role": "user", "content": [{"type": "input_text", "text": "Which number?"}]}], "previous_response_id": id}),
+    );
+    assert_eq!(second.status, 200, "{}", second.body);
+    assert_eq!(second.json()["previous_response_id"], id.as_str());
+    let contents: Vec<String> = model.requests()[1]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .skip(1)
+        .map(|m| m["content"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        contents,
+        ["Remember the number 42.", "Noted: 42.", "Which number?"]
+    );
+
+    // Read back as it was sent.
+    let read = gateway.get(&format!("/v1/responses/{id}"));
+    assert_eq!(read.status, 200, "{}", read.body);
+    assert_eq!(read.json(), body);
+
+    // `store: false` is answered and not kept.
+    let unkept = gateway.post(
+        "/v1/responses",
+        &json!({"input": "Forget this.", "store": false}),
+    );
+    assert_eq!(unkept.status, 200, "{}", unkept.body);
+    let unkept_id = unkept.json()["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        gateway.get(&format!("/v1/responses/{unkept_id}")).status,
+        404
+    );
+
+    // Deleted with its session.
+    let session = first.header("x-talaria-session-id").unwrap().to_owned();
+    let deleted = gateway.send(
+        "DELETE",
+        &format!("/v1/responses/{id}"),
+        &[("Authorization", &format!("Bearer {KEY}"))],
+        "",
+    );
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    assert_eq!(deleted.json()["deleted"], true);
+    assert_eq!(gateway.get(&format!("/v1/responses/{id}")).status, 404);
+    let shown = talaria_with(&fixture, &[], &["sessions", "show", &session], None);
+    assert_ne!(shown.status.code(), Some(0), "{}", stdout(&shown));
+    let again = gateway.send(
+        "DELETE",
+        &format!("/v1/responses/{id}"),
+        &[("Authorization", &format!("Bearer {KEY}"))],
+        "",
+    );
+    assert_eq!(again.status, 404, "{}", again.body);
+    let unknown = gateway.post(
+        "/v1/responses",
+        &json!({"input": "hi", "previous_response_id": "resp_000000000000000000000000"}),
+    );
+    assert_eq!(unknown.status, 404, "{}", unknown.body);
+    assert_eq!(unknown.error()["code"], "not_found");
+    // Three model calls: the unknown id never reached the model.
+    assert_eq!(model.requests().len(), 3);
+}
+
+#[test]
+fn a_streamed_response_sends_the_responses_api_events_in_order() {
+    let fixture = Fixture::new();
+    let model = FakeModel::start(vec![Reply::Stream(vec![
+        json!({"choices": [{"index": 0, "delta": {"content": "Hello "}}]}).to_string(),
+        json!({"choices": [{"index": 0, "delta": {"content": "there."}}]}).to_string(),
+    ])]);
+    let gateway = Gateway::start(&fixture, &model, &[]);
+    let response = gateway.post(
+        "/v1/responses",
+        &json!({"input": "Greet me.", "stream": true}),
+    );
+    assert_eq!(response.status, 200, "{}", response.body);
+    let (_, named) = response.events();
+    let events: Vec<(String, Value)> = named
+        .into_iter()
+        .filter(|(name, _)| !name.starts_with("talaria."))
+        .map(|(name, data)| (name, serde_json::from_str(&data).unwrap()))
+        .collect();
+    let kinds: Vec<&str> = events.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.delta",
+            "response.output_text.delta",
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.completed",
+        ]
+    );
+    for (index, (name, data)) in events.iter().enumerate() {
+        assert_eq!(data["type"], name.as_str());
+        assert_eq!(data["sequence_number"], index);
+    }
+    let deltas: String = events
+        .iter()
+        .filter_map(|(_, data)| data["delta"].as_str())
+        .collect();
+    assert_eq!(deltas, "Hello there.");
+    let completed = &events.last().unwrap().1["response"];
+    assert_eq!(completed["status"], "completed");
+    assert_eq!(completed["output"][0]["content"][0]["text"], "Hello there.");
+    // Kept: it reads back as completed.
+    let id = completed["id"].as_str().unwrap();
+    let read = gateway.get(&format!("/v1/responses/{id}"));
+    assert_eq!(read.status, 200, "{}", read.body);
+    assert_eq!(&read.json(), completed);
 }

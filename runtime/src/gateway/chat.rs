@@ -74,13 +74,13 @@ pub struct Part {
 }
 
 impl InMessage {
-    fn text(&self) -> String {
+    pub(super) fn text(&self) -> String {
         match &self.content {
             None => String::new(),
             Some(Content::Text(text)) => text.clone(),
             Some(Content::Parts(parts)) => parts
                 .iter()
-                .filter(|p| p.kind == "text" || p.kind == "input_text")
+                .filter(|p| matches!(p.kind.as_str(), "text" | "input_text" | "output_text"))
                 .filter_map(|p| p.text.as_deref())
                 .collect::<Vec<_>>()
                 .join("\n"),
@@ -98,24 +98,35 @@ pub(super) struct Turn {
 
 impl Turn {
     fn from_request(request: &ChatRequest, headers: &HeaderMap) -> Result<Self, ApiError> {
-        let resume = session_header(headers)?;
-        let Some((last, earlier)) = request.messages.split_last() else {
-            return Err(ApiError::bad_request(
-                "messages: at least one message is required",
-            ));
+        Self::from_messages(&request.messages, session_header(headers)?, "messages")
+    }
+
+    /// The turn of `messages` (the request's `field`): the last one is the
+    /// user's input; system and developer messages are instructions; user
+    /// and assistant text before it is history, unless a stored session
+    /// (`resume`) already holds it.
+    pub(super) fn from_messages(
+        messages: &[InMessage],
+        resume: Option<String>,
+        field: &str,
+    ) -> Result<Self, ApiError> {
+        let Some((last, earlier)) = messages.split_last() else {
+            return Err(ApiError::bad_request(format!(
+                "{field}: at least one message is required"
+            )));
         };
         if last.role != "user" {
             return Err(ApiError::bad_request(format!(
-                "messages[{}]: the last message must have role \"user\", found {:?}",
-                request.messages.len() - 1,
+                "{field}[{}]: the last message must have role \"user\", found {:?}",
+                messages.len() - 1,
                 last.role
             )));
         }
         let input = last.text();
         if input.trim().is_empty() {
             return Err(ApiError::bad_request(format!(
-                "messages[{}].content: the user message has no text",
-                request.messages.len() - 1
+                "{field}[{}].content: the user message has no text",
+                messages.len() - 1
             )));
         }
         let mut client_system = Vec::new();
@@ -137,7 +148,7 @@ impl Turn {
                 "tool" | "function" => {}
                 other => {
                     return Err(ApiError::bad_request(format!(
-                        "messages[{index}].role: unknown role {other:?} (expected system, developer, user, assistant or tool)"
+                        "{field}[{index}].role: unknown role {other:?} (expected system, developer, user, assistant or tool)"
                     )));
                 }
             }
@@ -151,7 +162,7 @@ impl Turn {
     }
 }
 
-fn session_header(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+pub(super) fn session_header(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get(SESSION_HEADER) else {
         return Ok(None);
     };
@@ -487,9 +498,14 @@ fn usage_json(usage: Usage) -> Value {
 }
 
 fn completion_id() -> String {
+    random_id("chatcmpl-")
+}
+
+/// `prefix` and 24 random hex digits: ids a client cannot guess.
+pub(super) fn random_id(prefix: &str) -> String {
     let bytes: [u8; 12] = rand::random();
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("chatcmpl-{hex}")
+    format!("{prefix}{hex}")
 }
 
 pub(super) fn unix_now() -> u64 {

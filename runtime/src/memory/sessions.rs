@@ -118,6 +118,14 @@ pub struct Message {
     pub created_at: String,
 }
 
+/// A response of the gateway's Responses API, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    pub session_id: String,
+    /// The response object as it was sent, JSON.
+    pub body: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SessionSummary {
     pub id: String,
@@ -256,6 +264,51 @@ impl SessionStore {
 
     pub async fn list_async(&self, limit: usize) -> anyhow::Result<Vec<SessionSummary>> {
         self.read_async(move |conn| list(conn, limit)).await
+    }
+
+    /// Keep a response of the gateway's Responses API, stored with the
+    /// session of its turn.
+    pub fn save_response_async(
+        &self,
+        id: &str,
+        session_id: &str,
+        body: &str,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send + use<> {
+        let written = self.submit(Write::SaveResponse {
+            id: id.to_owned(),
+            session_id: session_id.to_owned(),
+            body: body.to_owned(),
+            now: crate::clock::now_rfc3339(),
+        });
+        async move { written.await.map(|_| ()) }
+    }
+
+    /// Delete a stored response with the session of its turn; `false` when
+    /// there was none.
+    pub fn delete_response_async(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = anyhow::Result<bool>> + Send + use<> {
+        let written = self.submit(Write::DeleteResponse(id.to_owned()));
+        async move { Ok(written.await? > 0) }
+    }
+
+    /// A stored response: the session of its turn and its JSON body.
+    pub async fn response_async(&self, id: &str) -> anyhow::Result<Option<StoredResponse>> {
+        let id = id.to_owned();
+        self.read_async(move |conn| {
+            use rusqlite::OptionalExtension as _;
+            Ok(conn
+                .prepare_cached("SELECT session_id, body FROM responses WHERE id = ?1")?
+                .query_row([&id], |row| {
+                    Ok(StoredResponse {
+                        session_id: row.get(0)?,
+                        body: row.get(1)?,
+                    })
+                })
+                .optional()?)
+        })
+        .await
     }
 
     /// How many sessions are stored.

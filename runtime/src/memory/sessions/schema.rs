@@ -1,4 +1,5 @@
-//! The tables of `state.db` (sessions, messages and their full-text index)
+//! The tables of `state.db` (sessions, messages and their full-text index,
+//! the gateway's stored responses)
 //! and the migrations that bring an older database up to date, counted in
 //! `PRAGMA user_version`.
 
@@ -73,6 +74,16 @@ pub(super) const MIGRATIONS: &[&str] = &[
          INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
      END;
      INSERT INTO messages_fts(messages_fts) VALUES ('rebuild');",
+    // 4: responses of the gateway's Responses API, kept to be read back and
+    // continued (`previous_response_id`). Each belongs to the session its
+    // turn was stored in and goes with it.
+    "CREATE TABLE responses (
+         id TEXT PRIMARY KEY,
+         session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+         created_at TEXT NOT NULL,
+         body TEXT NOT NULL
+     );
+     CREATE INDEX responses_by_session ON responses(session_id);",
 ];
 
 pub(super) fn schema_version(conn: &Connection) -> anyhow::Result<usize> {

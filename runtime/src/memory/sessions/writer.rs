@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use rusqlite::{Connection, ErrorCode, TransactionBehavior, params};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
 use super::schema::migrate;
@@ -48,6 +48,15 @@ pub(super) enum Write {
         now: String,
     },
     Delete(String),
+    /// Keep a response of the gateway's Responses API (its JSON body).
+    SaveResponse {
+        id: String,
+        session_id: String,
+        body: String,
+        now: String,
+    },
+    /// Delete a stored response and the session its turn was stored in.
+    DeleteResponse(String),
     CheckIntegrity,
     /// A write that panics the writer, to test what callers see then.
     #[cfg(test)]
@@ -232,6 +241,32 @@ fn apply(conn: &Connection, write: &Write) -> anyhow::Result<i64> {
         Write::Delete(session_id) => Ok(conn
             .prepare_cached("DELETE FROM sessions WHERE id = ?1")?
             .execute([session_id])? as i64),
+        Write::SaveResponse {
+            id,
+            session_id,
+            body,
+            now,
+        } => {
+            conn.prepare_cached(
+                "INSERT INTO responses (id, session_id, created_at, body) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![id, session_id, now, body])
+            .with_context(|| format!("cannot store response {id}"))?;
+            Ok(0)
+        }
+        Write::DeleteResponse(id) => {
+            let session: Option<String> = conn
+                .prepare_cached("SELECT session_id FROM responses WHERE id = ?1")?
+                .query_row([id], |row| row.get(0))
+                .optional()?;
+            let Some(session) = session else {
+                return Ok(0);
+            };
+            // The session's deletion takes the response with it.
+            conn.prepare_cached("DELETE FROM sessions WHERE id = ?1")?
+                .execute([&session])?;
+            Ok(1)
+        }
         Write::CheckIntegrity => {
             let result: String = conn.query_row("PRAGMA integrity_check", [], |row| row.get(0))?;
             anyhow::ensure!(result == "ok", "state.db integrity check: {result}");
