@@ -1177,3 +1177,19 @@ fn a_streamed_response_sends_the_responses_api_events_in_order() {
     assert_eq!(read.status, 200, "{}", read.body);
     assert_eq!(&read.json(), completed);
 }
+
+#[test]
+fn a_client_s_next_request_finds_the_slot_its_last_one_freed() {
+    let fixture = Fixture::new();
+    write_config(&fixture, "[gateway]\nmax_concurrent_runs = 1\n");
+    let turns = 40;
+    let model = FakeModel::start((0..turns).map(|_| Reply::answer("ok")).collect());
+    let gateway = Gateway::start(&fixture, &model, &[]);
+    for turn in 0..turns {
+        let response = gateway.post(
+            "/v1/chat/completions",
+            &json!({"messages": [{"role": "user", "content": format!("turn {turn}")}]}),
+        );
+        assert_eq!(response.status, 200, "turn {turn}: {}", response.body);
+    }
+}

@@ -228,8 +228,10 @@ pub(super) fn start_run(
 ) -> mpsc::UnboundedReceiver<Update> {
     let (sender, receiver) = mpsc::unbounded_channel();
     tokio::spawn(async move {
-        let _permit = permit;
         let result = run(&gateway, turn, stream, &sender).await;
+        // Freed before the answer goes out: a client that sends its next
+        // request as soon as it has this one's answer must find its slot.
+        drop(permit);
         let _ = sender.send(Update::Done(result));
     });
     receiver
