@@ -633,6 +633,16 @@ fn resolve_gateway(
             origin != "*",
             "gateway.cors_origins: \"*\" would let every web page use the API; list the origins"
         );
+        let host = origin
+            .strip_prefix("https://")
+            .or_else(|| origin.strip_prefix("http://"))
+            .unwrap_or_default();
+        anyhow::ensure!(
+            !host.is_empty()
+                && !host.contains(['/', '?', '#', ' '])
+                && host.chars().all(|c| c.is_ascii_graphic()),
+            "gateway.cors_origins: {origin:?} is not an origin (scheme://host[:port], no path or trailing slash)"
+        );
         anyhow::ensure!(
             origin.starts_with("http://") || origin.starts_with("https://"),
             "gateway.cors_origins: expected origins such as \"https://app.example.com\", found {origin:?}"
@@ -644,7 +654,8 @@ fn resolve_gateway(
         dashboard_port,
         cors_origins,
         max_concurrent_runs: file.max_concurrent_runs.unwrap_or(10).clamp(1, 10_000),
-        request_timeout_secs: file.request_timeout_secs.unwrap_or(600).clamp(1, 86_400),
+        // Below the OpenAI clients' own 600 s, so the gateway answers first.
+        request_timeout_secs: file.request_timeout_secs.unwrap_or(300).clamp(1, 86_400),
         max_body_bytes: file
             .max_body_bytes
             .unwrap_or(4 * 1024 * 1024)

@@ -263,11 +263,9 @@ fn cors(config: &GatewayConfig) -> Option<tower_http::cors::CorsLayer> {
         tower_http::cors::CorsLayer::new()
             .allow_origin(origins)
             .allow_methods([Method::GET, Method::POST, Method::DELETE])
-            .allow_headers([
-                header::AUTHORIZATION,
-                header::CONTENT_TYPE,
-                HeaderName::from_static(SESSION_HEADER),
-            ])
+            // OpenAI's JavaScript client sends its own `x-stainless-*` and
+            // `openai-*` headers; the origin is what is checked.
+            .allow_headers(tower_http::cors::AllowHeaders::mirror_request())
             .expose_headers([HeaderName::from_static(SESSION_HEADER)])
             .max_age(Duration::from_secs(600)),
     )
@@ -282,7 +280,11 @@ async fn require_key(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
+        .and_then(|value| {
+            // The scheme's name is case-insensitive (RFC 9110).
+            let (scheme, key) = value.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(key)
+        })
         .map(str::trim);
     match presented {
         Some(key) if gateway.key.matches(key) => next.run(request).await,

@@ -4,7 +4,7 @@ Run by tests/integration/gateway.rs, which starts the gateway with a
 scripted model that answers, in order: "Plain answer.", a streamed
 "Streamed answer.", a call of the text skill's `count` tool, then
 "The text has 3 words.", then "Noted: blue." and "Your colour is blue."
-(for the Responses API).
+and a streamed "Streamed response." (for the Responses API).
 
 usage: openai_client.py BASE_URL API_KEY
 """
@@ -41,6 +41,9 @@ stream = client.chat.completions.create(
 text = ""
 usage = None
 for chunk in stream:
+    # Every event is an OpenAI chunk: one with a choice, or the usage one.
+    if not chunk.choices and chunk.usage is None:
+        sys.exit(f"a chunk that is neither: {chunk!r}")
     if chunk.choices and chunk.choices[0].delta.content:
         text += chunk.choices[0].delta.content
     if chunk.usage is not None:
@@ -64,6 +67,18 @@ second = client.responses.create(
 )
 check("responses.create with previous_response_id", second.output_text, "Your colour is blue.")
 check("responses.retrieve", client.responses.retrieve(first.id).output_text, "Noted: blue.")
+
+kinds = []
+streamed = ""
+for event in client.responses.create(model="talaria", input="Stream a response.", stream=True):
+    kinds.append(event.type)
+    if event.type == "response.output_text.delta":
+        streamed += event.delta
+    if event.type == "response.completed":
+        completed_text = event.response.output_text
+check("streamed response text", streamed, "Streamed response.")
+check("streamed response events", (kinds[0], kinds[-1]), ("response.created", "response.completed"))
+check("streamed response completed", completed_text, "Streamed response.")
 
 wrong = OpenAI(base_url=base_url, api_key="wrong-key-wrong-key-wrong", max_retries=0)
 try:

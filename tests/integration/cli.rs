@@ -1079,7 +1079,7 @@ fn config_show_prints_every_key_with_its_source_and_no_secret() {
             "(default)",
         ),
         ("gateway.max_concurrent_runs", "10".into(), "(default)"),
-        ("gateway.request_timeout_secs", "600".into(), "(default)"),
+        ("gateway.request_timeout_secs", "300".into(), "(default)"),
         ("gateway.max_body_bytes", "4194304".into(), "(default)"),
     ];
     for (key, value, from) in &expected {

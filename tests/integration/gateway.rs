@@ -182,6 +182,16 @@ impl Response {
         error
     }
 
+    /// Tool progress sent as SSE comments (`: talaria.tool {...}`), which
+    /// every SSE parser skips.
+    fn progress(&self) -> Vec<Value> {
+        self.body
+            .lines()
+            .filter_map(|line| line.strip_prefix(": talaria.tool "))
+            .map(|payload| serde_json::from_str(payload).unwrap())
+            .collect()
+    }
+
     /// The `data:` payloads of a server-sent-event body, unnamed events
     /// only (what OpenAI clients read), and the named ones apart.
     fn events(&self) -> (Vec<String>, Vec<(String, String)>) {
@@ -485,14 +495,12 @@ fn a_streamed_completion_sends_openai_chunks_tool_progress_and_usage() {
     let usage = chunks.last().unwrap();
     assert_eq!(usage["choices"], json!([]));
     assert_eq!(usage["usage"]["total_tokens"], 52);
-    // Tool progress as named events, which OpenAI clients skip.
-    let tools: Vec<Value> = named
-        .iter()
-        .filter(|(name, _)| name == "talaria.tool")
-        .map(|(_, payload)| serde_json::from_str(payload).unwrap())
-        .collect();
+    // Nothing but OpenAI's chunks in events; the session in the header;
+    // tool progress in comments, which every SSE parser skips.
+    assert!(named.is_empty(), "{named:?}");
+    assert!(response.header("x-talaria-session-id").is_some());
     assert_eq!(
-        tools,
+        response.progress(),
         [
             json!({"tool": "text__count", "status": "started"}),
             json!({"tool": "text__count", "status": "finished"}),
@@ -519,6 +527,9 @@ fn every_request_but_health_needs_the_key() {
         ("/v1/models", "GET"),
         ("/health/detailed", "GET"),
         ("/v1/chat/completions", "POST"),
+        ("/v1/responses", "POST"),
+        ("/v1/responses/resp_0123456789abcdef01234567", "GET"),
+        ("/v1/responses/resp_0123456789abcdef01234567", "DELETE"),
     ] {
         for headers in [
             vec![],
@@ -526,6 +537,7 @@ fn every_request_but_health_needs_the_key() {
             vec![("Authorization", &format!("Bearer {KEY}x") as &str)],
             vec![("Authorization", KEY)],
             vec![("Authorization", &format!("Basic {KEY}") as &str)],
+            vec![("Authorization", &format!("Bearer{KEY}") as &str)],
         ] {
             let response = gateway.send(method, path, &headers, "{}");
             assert_eq!(
@@ -723,7 +735,7 @@ fn runs_beyond_the_limit_get_429_with_retry_after() {
     let fixture = Fixture::new();
     write_config(&fixture, "[gateway]\nmax_concurrent_runs = 1\n");
     let model = FakeModel::start(vec![
-        Reply::After(Duration::from_millis(1500), Box::new(Reply::answer("slow"))),
+        Reply::After(Duration::from_secs(3), Box::new(Reply::answer("slow"))),
         Reply::answer("fast"),
     ]);
     let gateway = Gateway::start(&fixture, &model, &[]);
@@ -852,7 +864,7 @@ fn running_as_root_needs_to_be_allowed() {
 fn sigterm_lets_the_request_in_flight_finish_and_exits_0() {
     let fixture = Fixture::new();
     let model = FakeModel::start(vec![Reply::After(
-        Duration::from_millis(800),
+        Duration::from_secs(2),
         Box::new(Reply::answer("finished anyway")),
     )]);
     let mut gateway = Gateway::start(&fixture, &model, &[]);
@@ -909,20 +921,23 @@ fn a_client_that_goes_away_mid_stream_stops_its_run_and_frees_its_slot() {
         body.len()
     )
     .unwrap();
-    // Read until the session event's data arrived, then hang up.
+    // Read the response's head (the session is named there), then hang up
+    // while the model is still thinking.
     let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut seen = String::new();
-    while !seen.contains("\"session_id\"") {
+    let mut session = None;
+    loop {
         let mut line = String::new();
-        assert!(reader.read_line(&mut line).unwrap() > 0, "{seen}");
-        seen.push_str(&line);
+        assert!(reader.read_line(&mut line).unwrap() > 0);
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("x-talaria-session-id")
+        {
+            session = Some(value.trim().to_owned());
+        }
+        if line == "\r\n" {
+            break;
+        }
     }
-    let session = seen
-        .split("\"session_id\":\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_owned();
+    let session = session.expect("a session header");
     drop(reader);
     stream.shutdown(std::net::Shutdown::Both).unwrap();
     drop(stream);
@@ -980,6 +995,10 @@ fn the_official_openai_python_client_works_unchanged() {
         Reply::answer("The text has 3 words."),
         Reply::answer("Noted: blue."),
         Reply::answer("Your colour is blue."),
+        Reply::Stream(vec![
+            json!({"choices": [{"index": 0, "delta": {"content": "Streamed "}}]}).to_string(),
+            json!({"choices": [{"index": 0, "delta": {"content": "response."}}]}).to_string(),
+        ]),
     ]);
     let gateway = Gateway::start(&fixture, &model, &[]);
     let output = Command::new(openai_python())
@@ -995,7 +1014,7 @@ fn the_official_openai_python_client_works_unchanged() {
         String::from_utf8_lossy(&output.stderr),
         gateway.log()
     );
-    assert_eq!(printed.matches("ok: ").count(), 11, "{printed}");
+    assert_eq!(printed.matches("ok: ").count(), 14, "{printed}");
     // The continued response was sent the stored conversation.
     let continued: Vec<String> = model.requests()[5]["messages"]
         .as_array()
@@ -1061,7 +1080,10 @@ fn the_responses_api_stores_continues_reads_and_deletes_a_response() {
     // Continued: the model sees the stored conversation.
     let second = gateway.post(
         "/v1/responses",
-        &json!({"input": [{"role": "user", "content": [{"type": "input_text", "text": "Which number?"}]}], "previous_response_id": id}),
+        &json!({"input": [
+            {"role": "user", "content": "Also remember 7."},
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Which number?"}]},
+        ], "previous_response_id": id}),
     );
     assert_eq!(second.status, 200, "{}", second.body);
     assert_eq!(second.json()["previous_response_id"], id.as_str());
@@ -1074,7 +1096,12 @@ fn the_responses_api_stores_continues_reads_and_deletes_a_response() {
         .collect();
     assert_eq!(
         contents,
-        ["Remember the number 42.", "Noted: 42.", "Which number?"]
+        [
+            "Remember the number 42.",
+            "Noted: 42.",
+            "Also remember 7.",
+            "Which number?"
+        ]
     );
 
     // Read back as it was sent.
@@ -1092,6 +1119,13 @@ fn the_responses_api_stores_continues_reads_and_deletes_a_response() {
     assert_eq!(
         gateway.get(&format!("/v1/responses/{unkept_id}")).status,
         404
+    );
+    assert_eq!(unkept.header("x-talaria-session-id"), None);
+    let searched = talaria_with(&fixture, &[], &["sessions", "search", "Forget"], None);
+    assert!(
+        !stdout(&searched).contains("Forget this."),
+        "an unstored turn was kept: {}",
+        stdout(&searched)
     );
 
     // Deleted with its session.
@@ -1137,10 +1171,11 @@ fn a_streamed_response_sends_the_responses_api_events_in_order() {
         &json!({"input": "Greet me.", "stream": true}),
     );
     assert_eq!(response.status, 200, "{}", response.body);
-    let (_, named) = response.events();
+    let (unnamed, named) = response.events();
+    assert!(unnamed.is_empty(), "{unnamed:?}");
+    assert!(response.header("x-talaria-session-id").is_some());
     let events: Vec<(String, Value)> = named
         .into_iter()
-        .filter(|(name, _)| !name.starts_with("talaria."))
         .map(|(name, data)| (name, serde_json::from_str(&data).unwrap()))
         .collect();
     let kinds: Vec<&str> = events.iter().map(|(name, _)| name.as_str()).collect();
@@ -1192,4 +1227,36 @@ fn a_client_s_next_request_finds_the_slot_its_last_one_freed() {
         );
         assert_eq!(response.status, 200, "turn {turn}: {}", response.body);
     }
+}
+
+#[test]
+fn a_failing_model_gets_503_that_clients_do_not_retry_and_that_hides_the_endpoint() {
+    let fixture = Fixture::new();
+    write_config(&fixture, "[model]\nmax_retries = 1\n");
+    let model = FakeModel::start(vec![
+        Reply::Json(500, "{\"error\":\"boom\"}".into()),
+        Reply::Json(500, "{\"error\":\"boom\"}".into()),
+    ]);
+    let gateway = Gateway::start(&fixture, &model, &[]);
+    let response = gateway.post(
+        "/v1/chat/completions",
+        &json!({"messages": [{"role": "user", "content": "hello?"}]}),
+    );
+    assert_eq!(response.status, 503, "{}", response.body);
+    // Tools may have run: OpenAI's clients must not run the turn again.
+    assert_eq!(response.header("x-should-retry"), Some("false"));
+    let error = response.error();
+    assert_eq!(error["code"], "model_unavailable");
+    let port = model
+        .base_url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches("/v1");
+    assert!(!response.body.contains(port), "{}", response.body);
+    assert!(
+        gateway.log().contains("model request failed"),
+        "{}",
+        gateway.log()
+    );
 }

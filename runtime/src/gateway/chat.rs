@@ -98,16 +98,26 @@ pub(super) struct Turn {
 
 impl Turn {
     fn from_request(request: &ChatRequest, headers: &HeaderMap) -> Result<Self, ApiError> {
-        Self::from_messages(&request.messages, session_header(headers)?, "messages")
+        // A chat client sends the whole conversation every time: with a
+        // stored session, the stored history stands and the request's is
+        // not added again.
+        Self::from_messages(
+            &request.messages,
+            session_header(headers)?,
+            false,
+            "messages",
+        )
     }
 
     /// The turn of `messages` (the request's `field`): the last one is the
     /// user's input; system and developer messages are instructions; user
-    /// and assistant text before it is history, unless a stored session
-    /// (`resume`) already holds it.
+    /// and assistant text before it is history, added to a stored session
+    /// (`resume`) only when `add_to_stored` (the Responses API, whose input
+    /// items are new items of the conversation).
     pub(super) fn from_messages(
         messages: &[InMessage],
         resume: Option<String>,
+        add_to_stored: bool,
         field: &str,
     ) -> Result<Self, ApiError> {
         let Some((last, earlier)) = messages.split_last() else {
@@ -135,8 +145,7 @@ impl Turn {
             match message.role.as_str() {
                 "system" | "developer" => client_system.push(message.text()),
                 "user" | "assistant" => {
-                    // A stored session already holds its history.
-                    if resume.is_none() {
+                    if resume.is_none() || add_to_stored {
                         let text = message.text();
                         if !text.is_empty() {
                             history.push((message.role.clone(), text));
@@ -210,12 +219,46 @@ pub async fn completions(
         .stream_options
         .as_ref()
         .is_some_and(|o| o.include_usage);
-    let updates = start_run(Arc::clone(&gateway), turn, request.stream, permit);
+    let mut updates = start_run(Arc::clone(&gateway), turn, request.stream, permit);
     if request.stream {
-        Ok(stream_response(updates, include_usage).into_response())
+        let session = first_session(&mut updates).await?;
+        let mut response = stream_response(updates, include_usage).into_response();
+        insert_session_header(&mut response, &session);
+        Ok(response)
     } else {
         whole_response(updates).await
     }
+}
+
+/// Wait for the run's first update: the session its turn is stored in. A
+/// run that fails before (an unknown session to continue) fails the request
+/// with its own status, not as an error inside a 200 stream.
+pub(super) async fn first_session(
+    updates: &mut mpsc::UnboundedReceiver<Update>,
+) -> Result<String, ApiError> {
+    match updates.recv().await {
+        Some(Update::Session(id)) => Ok(id),
+        Some(Update::Done(Err(error))) => Err(error),
+        _ => Err(ApiError::internal(
+            "the run ended before it stored its session",
+        )),
+    }
+}
+
+pub(super) fn insert_session_header(response: &mut Response, session: &str) {
+    if let Ok(value) = HeaderValue::from_str(session) {
+        response.headers_mut().insert(SESSION_HEADER, value);
+    }
+}
+
+/// A tool's progress in a stream, as an SSE comment (`: talaria.tool
+/// {...}`): every SSE parser skips comments, so OpenAI clients see only
+/// their own chunks, while a client that wants progress can read them.
+pub(super) fn tool_progress(tool: &str, status: &str) -> SseEvent {
+    SseEvent::default().comment(format!(
+        "talaria.tool {}",
+        json!({"tool": tool, "status": status})
+    ))
 }
 
 /// Run the turn on its own task. It stops when `updates`' receiver is
@@ -428,32 +471,18 @@ fn stream_response(
                 ));
             }
             match update {
-                Update::Session(id) => {
-                    out.push(
-                        SseEvent::default()
-                            .event("talaria.session")
-                            .data(json!({"session_id": id}).to_string()),
-                    );
-                }
+                // Named in the response's header already.
+                Update::Session(_) => {}
                 Update::Text(text) => {
                     out.push(
                         SseEvent::default()
                             .data(chunk(&state, json!({"content": text}), None).to_string()),
                     );
                 }
-                // Progress as named events: OpenAI clients read only
-                // unnamed `data:` events and skip these.
-                Update::ToolStarted(name) => out.push(
-                    SseEvent::default()
-                        .event("talaria.tool")
-                        .data(json!({"tool": name, "status": "started"}).to_string()),
-                ),
-                Update::ToolFinished { name, ok } => out.push(
-                    SseEvent::default().event("talaria.tool").data(
-                        json!({"tool": name, "status": if ok { "finished" } else { "failed" }})
-                            .to_string(),
-                    ),
-                ),
+                Update::ToolStarted(name) => out.push(tool_progress(&name, "started")),
+                Update::ToolFinished { name, ok } => {
+                    out.push(tool_progress(&name, if ok { "finished" } else { "failed" }))
+                }
                 Update::Usage(more) => state.usage.get_or_insert_with(Usage::default).add(more),
                 Update::Done(result) => {
                     state.finished = true;

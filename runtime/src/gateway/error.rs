@@ -146,6 +146,15 @@ impl IntoResponse for ApiError {
             }
         });
         let mut response = (self.status, Json(body)).into_response();
+        // A server error comes after the run started: tools may have run.
+        // OpenAI's clients retry 5xx twice unless told not to, which would
+        // run the turn, and its tools, again.
+        if self.status.is_server_error() {
+            response.headers_mut().insert(
+                axum::http::HeaderName::from_static("x-should-retry"),
+                HeaderValue::from_static("false"),
+            );
+        }
         if let Some(seconds) = self.retry_after {
             response
                 .headers_mut()

@@ -23,7 +23,8 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::chat::{
-    Content, InMessage, Turn, Update, random_id, session_header, start_run, unix_now,
+    Content, InMessage, Turn, Update, first_session, insert_session_header, random_id,
+    session_header, start_run, tool_progress, unix_now,
 };
 use super::error::ApiError;
 use super::{Gateway, MODEL_ID, SESSION_HEADER};
@@ -115,9 +116,9 @@ pub async fn create(
             },
         );
     }
-    let turn = Turn::from_messages(&messages, resume, "input")?;
+    let turn = Turn::from_messages(&messages, resume, true, "input")?;
     let permit = gateway.try_run()?;
-    let updates = start_run(Arc::clone(&gateway), turn, stream, permit);
+    let mut updates = start_run(Arc::clone(&gateway), turn, stream, permit);
     let shape = Shape {
         id: random_id("resp_"),
         message_id: random_id("msg_"),
@@ -127,7 +128,10 @@ pub async fn create(
         store,
     };
     if stream {
-        Ok(stream_events(gateway, updates, shape).into_response())
+        let session = first_session(&mut updates).await?;
+        let mut response = stream_events(gateway, updates, shape, session.clone()).into_response();
+        insert_session_header(&mut response, &session);
+        Ok(response)
     } else {
         whole(gateway, updates, shape).await
     }
@@ -246,25 +250,31 @@ impl Shape {
     }
 }
 
-/// Keep a finished response when asked to; a failure to keep it fails the
-/// request (the client was told it would be kept).
-async fn keep(
+/// Keep a finished response when asked to (`store`), or forget its turn:
+/// with `store: false` the session the turn was run in is deleted too. A
+/// failure to do either fails the request (the client was told).
+async fn settle(
     gateway: &Gateway,
     shape: &Shape,
     session: &str,
-    body: &Value,
+    body: Option<&Value>,
 ) -> Result<(), ApiError> {
-    if !shape.store {
-        return Ok(());
-    }
     let store = gateway
         .app
         .session_store()
         .map_err(|e| ApiError::internal(format!("cannot open the session store: {e:#}")))?;
-    store
-        .save_response_async(&shape.id, session, &body.to_string())
-        .await
-        .map_err(|e| ApiError::internal(format!("cannot store the response: {e:#}")))
+    match body {
+        Some(body) if shape.store => store
+            .save_response_async(&shape.id, session, &body.to_string())
+            .await
+            .map_err(|e| ApiError::internal(format!("cannot store the response: {e:#}"))),
+        _ if !shape.store && !session.is_empty() => store
+            .delete_async(session)
+            .await
+            .map(|_| ())
+            .map_err(|e| ApiError::internal(format!("cannot forget the unstored turn: {e:#}"))),
+        _ => Ok(()),
+    }
 }
 
 async fn whole(
@@ -280,14 +290,20 @@ async fn whole(
             Update::Usage(more) => usage.get_or_insert_with(Usage::default).add(more),
             Update::Text(_) | Update::ToolStarted(_) | Update::ToolFinished { .. } => {}
             Update::Done(result) => {
-                let answer = result?;
+                let session = session.unwrap_or_default();
+                let answer = match result {
+                    Ok(answer) => answer,
+                    Err(error) => {
+                        settle(&gateway, &shape, &session, None).await?;
+                        return Err(error);
+                    }
+                };
                 let body =
                     shape.object("completed", Some(&answer), Some(usage.unwrap_or_default()));
-                let session = session.unwrap_or_default();
-                keep(&gateway, &shape, &session, &body).await?;
+                settle(&gateway, &shape, &session, Some(&body)).await?;
                 let mut response = Json(body).into_response();
-                if let Ok(value) = HeaderValue::from_str(&session) {
-                    response.headers_mut().insert(SESSION_HEADER, value);
+                if shape.store {
+                    insert_session_header(&mut response, &session);
                 }
                 return Ok(response);
             }
@@ -300,6 +316,7 @@ fn stream_events(
     gateway: Arc<Gateway>,
     updates: mpsc::UnboundedReceiver<Update>,
     shape: Shape,
+    session: String,
 ) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, std::convert::Infallible>>> {
     struct State {
         gateway: Arc<Gateway>,
@@ -347,7 +364,7 @@ fn stream_events(
         shape,
         sequence: 0,
         text: String::new(),
-        session: String::new(),
+        session,
         usage: None,
         started: false,
         finished: false,
@@ -367,14 +384,8 @@ fn stream_events(
                 return Some((out, state));
             };
             match update {
-                Update::Session(id) => {
-                    out.push(
-                        SseEvent::default()
-                            .event("talaria.session")
-                            .data(json!({"session_id": id}).to_string()),
-                    );
-                    state.session = id;
-                }
+                // Named in the response's header already.
+                Update::Session(_) => {}
                 Update::Text(delta) => {
                     state.text.push_str(&delta);
                     let item_id = state.shape.message_id.clone();
@@ -383,26 +394,24 @@ fn stream_events(
                         json!({"item_id": item_id, "output_index": 0, "content_index": 0, "delta": delta}),
                     ));
                 }
-                Update::ToolStarted(name) => out.push(
-                    SseEvent::default()
-                        .event("talaria.tool")
-                        .data(json!({"tool": name, "status": "started"}).to_string()),
-                ),
-                Update::ToolFinished { name, ok } => out.push(
-                    SseEvent::default().event("talaria.tool").data(
-                        json!({"tool": name, "status": if ok { "finished" } else { "failed" }})
-                            .to_string(),
-                    ),
-                ),
+                Update::ToolStarted(name) => out.push(tool_progress(&name, "started")),
+                Update::ToolFinished { name, ok } => {
+                    out.push(tool_progress(&name, if ok { "finished" } else { "failed" }))
+                }
                 Update::Usage(more) => state.usage.get_or_insert_with(Usage::default).add(more),
                 Update::Done(result) => {
                     state.finished = true;
                     let item_id = state.shape.message_id.clone();
                     match result {
                         Ok(answer) => {
-                            // The answer as the agent kept it (the streamed
-                            // text of its last model call).
-                            let text = answer;
+                            // What the deltas said, all of it (text the model
+                            // wrote before a tool call included), so the
+                            // client's assembled text and `done` agree.
+                            let text = if state.text.is_empty() {
+                                answer
+                            } else {
+                                std::mem::take(&mut state.text)
+                            };
                             out.push(state.event(
                                 "response.output_text.done",
                                 json!({"item_id": item_id, "output_index": 0, "content_index": 0, "text": text}),
@@ -426,7 +435,9 @@ fn stream_events(
                                 Some(&text),
                                 Some(state.usage.unwrap_or_default()),
                             );
-                            match keep(&state.gateway, &state.shape, &state.session, &body).await {
+                            match settle(&state.gateway, &state.shape, &state.session, Some(&body))
+                                .await
+                            {
                                 Ok(()) => out.push(
                                     state.event("response.completed", json!({"response": body})),
                                 ),
@@ -437,7 +448,13 @@ fn stream_events(
                             }
                         }
                         Err(error) => {
-                            let failed = state.shape.object("failed", None, None);
+                            if let Err(forgetting) =
+                                settle(&state.gateway, &state.shape, &state.session, None).await
+                            {
+                                tracing::warn!("{}", forgetting.message);
+                            }
+                            let mut failed = state.shape.object("failed", None, None);
+                            failed["error"] = json!({"code": error.code, "message": error.message});
                             out.push(state.event(
                                 "error",
                                 json!({"code": error.code, "message": error.message}),
