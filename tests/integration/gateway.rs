@@ -903,11 +903,12 @@ fn sigterm_lets_the_request_in_flight_finish_and_exits_0() {
 }
 
 #[test]
-fn a_client_that_goes_away_mid_stream_stops_its_run_and_frees_its_slot() {
+fn a_client_that_goes_away_mid_stream_stops_its_run_and_frees_its_slot_once_its_model_call_ends() {
     let fixture = Fixture::new();
     write_config(&fixture, "[gateway]\nmax_concurrent_runs = 1\n");
+    let (open_gate, gate) = std::sync::mpsc::channel();
     let model = FakeModel::start(vec![
-        Reply::After(Duration::from_secs(2), Box::new(Reply::answer("too late"))),
+        Reply::Gated(gate, Box::new(Reply::answer("too late"))),
         Reply::answer("next one"),
     ]);
     let gateway = Gateway::start(&fixture, &model, &[]);
@@ -942,8 +943,21 @@ fn a_client_that_goes_away_mid_stream_stops_its_run_and_frees_its_slot() {
     stream.shutdown(std::net::Shutdown::Both).unwrap();
     drop(stream);
 
-    // The run is stopped at once: its slot is free long before the model
-    // would have answered.
+    // The run is stopped at once...
+    let started = Instant::now();
+    while !gateway.log().contains("the client went away") {
+        assert!(started.elapsed() < LIVENESS, "{}", gateway.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // ...but its model request, on a thread a stopped turn cannot stop,
+    // keeps the slot until it ends: hanging up cannot start more model
+    // calls than `max_concurrent_runs`.
+    let busy = gateway.post(
+        "/v1/chat/completions",
+        &json!({"messages": [{"role": "user", "content": "anyone?"}]}),
+    );
+    assert_eq!(busy.status, 429, "{}", busy.body);
+    open_gate.send(()).unwrap();
     let started = Instant::now();
     let next = loop {
         let response = gateway.post(

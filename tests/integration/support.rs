@@ -201,6 +201,8 @@ pub enum Reply {
     Stream(Vec<String>),
     /// Wait, then answer.
     After(std::time::Duration, Box<Reply>),
+    /// Wait until the test sends on the gate (or drops it), then answer.
+    Gated(std::sync::mpsc::Receiver<()>, Box<Reply>),
 }
 
 impl Reply {
@@ -277,6 +279,10 @@ fn respond(stream: &mut std::net::TcpStream, reply: Reply) {
     match reply {
         Reply::After(delay, reply) => {
             std::thread::sleep(delay);
+            respond(stream, *reply);
+        }
+        Reply::Gated(gate, reply) => {
+            let _ = gate.recv();
             respond(stream, *reply);
         }
         Reply::Json(status, body) => {
