@@ -547,15 +547,7 @@ async fn check_skills(
 
 /// Quote a path for a shell command.
 fn quote(path: &Path) -> String {
-    let text = path.display().to_string();
-    if text
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "/._-+:@".contains(c))
-    {
-        text
-    } else {
-        format!("'{}'", text.replace('\'', r"'\''"))
-    }
+    crate::untrusted_text::shell_word(&path.display().to_string())
 }
 
 #[cfg(test)]

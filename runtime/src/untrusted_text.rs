@@ -20,6 +20,18 @@ const C1_LEAD: u8 = 0xc2;
 /// The second byte of U+009C, STRING TERMINATOR.
 const C1_ST: u8 = 0x9c;
 
+/// `text` as one word for a POSIX shell: as is when it holds only
+/// characters no shell treats specially, else single-quoted. For commands
+/// printed to be pasted (hints, doctor's fixes).
+pub fn shell_word(text: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-./:=@%+,".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
 /// Bound `text` to `max_bytes` (cut on a character boundary, with a marker)
 /// and strip terminal escape sequences and control characters. Newlines and
 /// tabs survive when `keep_newlines` is true (error messages for the model);

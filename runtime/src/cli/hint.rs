@@ -46,14 +46,7 @@ pub(crate) fn talaria(rest: &str) -> String {
 }
 
 /// `text` as one word for a POSIX shell.
-pub(crate) fn quote(text: &str) -> String {
-    let plain = |c: char| c.is_ascii_alphanumeric() || "_-./:=@%+,".contains(c);
-    if !text.is_empty() && text.chars().all(plain) {
-        text.to_owned()
-    } else {
-        format!("'{}'", text.replace('\'', r"'\''"))
-    }
-}
+pub(crate) use crate::untrusted_text::shell_word as quote;
 
 #[cfg(test)]
 mod tests {

@@ -89,15 +89,7 @@ pub(crate) fn exposure(path: &Path) -> Option<String> {
 }
 
 fn shell_quoted(path: &Path) -> String {
-    let text = path.display().to_string();
-    if text
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "/._-+:@".contains(c))
-    {
-        text
-    } else {
-        format!("'{}'", text.replace('\'', r"'\''"))
-    }
+    crate::untrusted_text::shell_word(&path.display().to_string())
 }
 
 #[cfg(test)]
