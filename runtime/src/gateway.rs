@@ -83,6 +83,13 @@ pub(crate) struct Gateway {
 }
 
 impl Gateway {
+    /// The home's session store, or 500.
+    fn sessions(&self) -> Result<crate::memory::SessionStore, ApiError> {
+        self.app
+            .session_store()
+            .map_err(|e| ApiError::internal(format!("cannot open the session store: {e:#}")))
+    }
+
     /// A permit to run the agent, or 429.
     fn try_run(&self) -> Result<OwnedSemaphorePermit, ApiError> {
         Arc::clone(&self.runs)

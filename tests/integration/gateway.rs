@@ -126,6 +126,33 @@ impl Gateway {
         )
     }
 
+    /// A chat completion asking `content`, sent from another thread.
+    fn chat_in_background(&self, content: &str) -> std::thread::JoinHandle<Response> {
+        let address = self.address.clone();
+        let body = json!({"messages": [{"role": "user", "content": content}]}).to_string();
+        std::thread::spawn(move || {
+            request(
+                &address,
+                "POST",
+                "/v1/chat/completions",
+                &[
+                    ("Authorization", &format!("Bearer {KEY}")),
+                    ("Content-Type", "application/json"),
+                ],
+                &body,
+            )
+        })
+    }
+
+    /// Wait until a run has reached `model`.
+    fn wait_for_model(&self, model: &FakeModel) {
+        let started = Instant::now();
+        while model.requests().is_empty() {
+            assert!(started.elapsed() < LIVENESS, "{}", self.log());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     fn terminate(&mut self) -> std::process::ExitStatus {
         rustix::process::kill_process(
             rustix::process::Pid::from_child(&self.child),
@@ -739,25 +766,8 @@ fn runs_beyond_the_limit_get_429_with_retry_after() {
         Reply::answer("fast"),
     ]);
     let gateway = Gateway::start(&fixture, &model, &[]);
-    let address = gateway.address.clone();
-    let slow = std::thread::spawn(move || {
-        request(
-            &address,
-            "POST",
-            "/v1/chat/completions",
-            &[
-                ("Authorization", &format!("Bearer {KEY}")),
-                ("Content-Type", "application/json"),
-            ],
-            &json!({"messages": [{"role": "user", "content": "take your time"}]}).to_string(),
-        )
-    });
-    // Wait until the first run reached the model.
-    let started = Instant::now();
-    while model.requests().is_empty() {
-        assert!(started.elapsed() < LIVENESS, "{}", gateway.log());
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let slow = gateway.chat_in_background("take your time");
+    gateway.wait_for_model(&model);
     let refused = gateway.post(
         "/v1/chat/completions",
         &json!({"messages": [{"role": "user", "content": "me too"}]}),
@@ -868,24 +878,8 @@ fn sigterm_lets_the_request_in_flight_finish_and_exits_0() {
         Box::new(Reply::answer("finished anyway")),
     )]);
     let mut gateway = Gateway::start(&fixture, &model, &[]);
-    let address = gateway.address.clone();
-    let in_flight = std::thread::spawn(move || {
-        request(
-            &address,
-            "POST",
-            "/v1/chat/completions",
-            &[
-                ("Authorization", &format!("Bearer {KEY}")),
-                ("Content-Type", "application/json"),
-            ],
-            &json!({"messages": [{"role": "user", "content": "before the stop"}]}).to_string(),
-        )
-    });
-    let started = Instant::now();
-    while model.requests().is_empty() {
-        assert!(started.elapsed() < LIVENESS, "{}", gateway.log());
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let in_flight = gateway.chat_in_background("before the stop");
+    gateway.wait_for_model(&model);
     let status = gateway.terminate();
     assert!(status.success(), "{status}\n{}", gateway.log());
     let response = in_flight.join().unwrap();

@@ -392,40 +392,57 @@ async fn close_turn(agent: &crate::agent::Agent, conversation: &mut crate::agent
     }
 }
 
-async fn whole_response(
-    mut updates: mpsc::UnboundedReceiver<Update>,
-) -> Result<Response, ApiError> {
-    let mut session = None;
-    let mut usage = None::<Usage>;
+/// A run read to its end: the session it was stored in, what the model
+/// used, and the answer or the failure.
+pub(super) struct Finished {
+    pub(super) session: String,
+    pub(super) usage: Usage,
+    pub(super) answer: Result<String, ApiError>,
+}
+
+/// Read a run's updates to its end, for a response sent whole.
+pub(super) async fn finish(mut updates: mpsc::UnboundedReceiver<Update>) -> Finished {
+    let mut session = String::new();
+    let mut usage = Usage::default();
     while let Some(update) = updates.recv().await {
         match update {
-            Update::Session(id) => session = Some(id),
-            Update::Usage(more) => usage.get_or_insert_with(Usage::default).add(more),
+            Update::Session(id) => session = id,
+            Update::Usage(more) => usage.add(more),
             Update::Text(_) | Update::ToolStarted(_) | Update::ToolFinished { .. } => {}
-            Update::Done(result) => {
-                let answer = result?;
-                let id = completion_id();
-                let body = json!({
-                    "id": id,
-                    "object": "chat.completion",
-                    "created": unix_now(),
-                    "model": MODEL_ID,
-                    "choices": [{
-                        "index": 0,
-                        "message": {"role": "assistant", "content": answer},
-                        "finish_reason": "stop",
-                    }],
-                    "usage": usage_json(usage.unwrap_or_default()),
-                });
-                let mut response = Json(body).into_response();
-                if let Some(session) = session.and_then(|s| HeaderValue::from_str(&s).ok()) {
-                    response.headers_mut().insert(SESSION_HEADER, session);
-                }
-                return Ok(response);
+            Update::Done(answer) => {
+                return Finished {
+                    session,
+                    usage,
+                    answer,
+                };
             }
         }
     }
-    Err(ApiError::internal("the run ended without an answer"))
+    Finished {
+        session,
+        usage,
+        answer: Err(ApiError::internal("the run ended without an answer")),
+    }
+}
+
+async fn whole_response(updates: mpsc::UnboundedReceiver<Update>) -> Result<Response, ApiError> {
+    let finished = finish(updates).await;
+    let answer = finished.answer?;
+    let body = json!({
+        "id": completion_id(),
+        "object": "chat.completion",
+        "created": unix_now(),
+        "model": MODEL_ID,
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": answer},
+            "finish_reason": "stop",
+        }],
+        "usage": usage_json(finished.usage),
+    });
+    let mut response = Json(body).into_response();
+    insert_session_header(&mut response, &finished.session);
+    Ok(response)
 }
 
 fn stream_response(

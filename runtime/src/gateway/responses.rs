@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::chat::{
-    Content, InMessage, Turn, Update, first_session, insert_session_header, random_id,
+    Content, InMessage, Turn, Update, finish, first_session, insert_session_header, random_id,
     session_header, start_run, tool_progress, unix_now,
 };
 use super::error::ApiError;
@@ -157,10 +157,7 @@ pub async fn delete(
     State(gateway): State<Arc<Gateway>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let store = gateway
-        .app
-        .session_store()
-        .map_err(|e| ApiError::internal(format!("cannot open the session store: {e:#}")))?;
+    let store = gateway.sessions()?;
     let deleted = store
         .delete_response_async(&id)
         .await
@@ -175,10 +172,7 @@ async fn stored(gateway: &Gateway, id: &str) -> Result<crate::memory::StoredResp
     if id.len() > 128 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return Err(not_found(id));
     }
-    let store = gateway
-        .app
-        .session_store()
-        .map_err(|e| ApiError::internal(format!("cannot open the session store: {e:#}")))?;
+    let store = gateway.sessions()?;
     store
         .response_async(id)
         .await
@@ -259,10 +253,7 @@ async fn settle(
     session: &str,
     body: Option<&Value>,
 ) -> Result<(), ApiError> {
-    let store = gateway
-        .app
-        .session_store()
-        .map_err(|e| ApiError::internal(format!("cannot open the session store: {e:#}")))?;
+    let store = gateway.sessions()?;
     match body {
         Some(body) if shape.store => store
             .save_response_async(&shape.id, session, &body.to_string())
@@ -279,37 +270,24 @@ async fn settle(
 
 async fn whole(
     gateway: Arc<Gateway>,
-    mut updates: mpsc::UnboundedReceiver<Update>,
+    updates: mpsc::UnboundedReceiver<Update>,
     shape: Shape,
 ) -> Result<Response, ApiError> {
-    let mut session = None;
-    let mut usage = None::<Usage>;
-    while let Some(update) = updates.recv().await {
-        match update {
-            Update::Session(id) => session = Some(id),
-            Update::Usage(more) => usage.get_or_insert_with(Usage::default).add(more),
-            Update::Text(_) | Update::ToolStarted(_) | Update::ToolFinished { .. } => {}
-            Update::Done(result) => {
-                let session = session.unwrap_or_default();
-                let answer = match result {
-                    Ok(answer) => answer,
-                    Err(error) => {
-                        settle(&gateway, &shape, &session, None).await?;
-                        return Err(error);
-                    }
-                };
-                let body =
-                    shape.object("completed", Some(&answer), Some(usage.unwrap_or_default()));
-                settle(&gateway, &shape, &session, Some(&body)).await?;
-                let mut response = Json(body).into_response();
-                if shape.store {
-                    insert_session_header(&mut response, &session);
-                }
-                return Ok(response);
-            }
+    let finished = finish(updates).await;
+    let answer = match finished.answer {
+        Ok(answer) => answer,
+        Err(error) => {
+            settle(&gateway, &shape, &finished.session, None).await?;
+            return Err(error);
         }
+    };
+    let body = shape.object("completed", Some(&answer), Some(finished.usage));
+    settle(&gateway, &shape, &finished.session, Some(&body)).await?;
+    let mut response = Json(body).into_response();
+    if shape.store {
+        insert_session_header(&mut response, &finished.session);
     }
-    Err(ApiError::internal("the run ended without an answer"))
+    Ok(response)
 }
 
 fn stream_events(
