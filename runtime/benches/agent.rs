@@ -11,7 +11,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{DirectClient, instant_model, machine, ratio, report};
+use support::{Client, instant_model, machine, ratio, report};
 
 use talaria_runtime::agent::provider::{Provider, ProviderConfig};
 use talaria_runtime::agent::tools::ToolRegistry;
@@ -68,7 +68,7 @@ fn main() -> anyhow::Result<()> {
     report("per turn (request, reply, 2 commits)", &turns);
     // The same request body an agent sends, straight to the model.
     let body = r#"{"model":"bench","messages":[{"role":"system","content":"You are a benchmark."},{"role":"user","content":"hello"}],"stream":false}"#;
-    let mut client = DirectClient::connect(&base_url)?;
+    let mut client = Client::connect(&base_url)?;
     let mut direct = Vec::with_capacity(TURNS);
     for _ in 0..TURNS {
         let started = Instant::now();

@@ -18,15 +18,14 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use support::{DirectClient, instant_model, machine, percentile, report};
+use support::{Client, instant_model, machine, percentile, report};
 
 const KEY: &str = "bench-key-7Qp2vX9mZ4wL1tR8";
 const HELLO_SERVER: &str = "--hello-server";
@@ -83,24 +82,24 @@ fn main() -> anyhow::Result<()> {
     println!();
     println!("== chat completion overhead, instant model, {OVERHEAD_TURNS} sequential requests");
     let body = CHAT_BODY;
-    let mut client = Client::connect(&gateway.address)?;
+    let mut client = Client::connect(&gateway.address)?.with_key(KEY);
     for _ in 0..50 {
-        client.post_chat(body)?;
+        client.ask(body)?;
     }
     let mut through_gateway = Vec::with_capacity(OVERHEAD_TURNS);
     for _ in 0..OVERHEAD_TURNS {
         let started = Instant::now();
-        client.post_chat(body)?;
+        client.ask(body)?;
         through_gateway.push(started.elapsed());
     }
     through_gateway.sort();
     let direct_body =
         r#"{"model":"bench","messages":[{"role":"user","content":"hello"}],"stream":false}"#;
-    let mut direct_client = DirectClient::connect(&model)?;
+    let mut direct_client = Client::connect(&model)?;
     let mut direct = Vec::with_capacity(OVERHEAD_TURNS);
     for _ in 0..OVERHEAD_TURNS {
         let started = Instant::now();
-        direct_client.ask(direct_body)?;
+        anyhow::ensure!(direct_client.ask(direct_body)? == 200);
         direct.push(started.elapsed());
     }
     direct.sort();
@@ -117,7 +116,7 @@ fn main() -> anyhow::Result<()> {
 
     println!();
     println!("== chat completions per second, instant model, {LOAD_SECONDS} s each");
-    let chat = |client: &mut Client| client.post_chat(CHAT_BODY).map(|status| status == 200);
+    let chat = |client: &mut Client| client.ask(CHAT_BODY).map(|status| status == 200);
     let (one, one_errors) = requests_per_second(&gateway.address, 1, chat)?;
     let (eight, eight_errors) = requests_per_second(&gateway.address, 8, chat)?;
     println!(
@@ -136,9 +135,9 @@ fn main() -> anyhow::Result<()> {
             let address = gateway.address.clone();
             let done = Arc::clone(&done);
             std::thread::spawn(move || -> anyhow::Result<()> {
-                let mut client = Client::connect(&address)?;
+                let mut client = Client::connect(&address)?.with_key(KEY);
                 while done.fetch_add(1, Ordering::Relaxed) < MEMORY_TURNS as u64 {
-                    let status = client.post_chat(CHAT_BODY)?;
+                    let status = client.ask(CHAT_BODY)?;
                     anyhow::ensure!(status == 200, "a chat request failed with HTTP {status}");
                 }
                 Ok(())
@@ -218,7 +217,7 @@ fn requests_per_second(
                 (Arc::clone(&stop), Arc::clone(&count), Arc::clone(&errors));
             let address = address.to_owned();
             std::thread::spawn(move || -> anyhow::Result<()> {
-                let mut client = Client::connect(&address)?;
+                let mut client = Client::connect(&address)?.with_key(KEY);
                 while !stop.load(Ordering::Relaxed) {
                     if one(&mut client)? {
                         count.fetch_add(1, Ordering::Relaxed);
@@ -243,63 +242,6 @@ fn requests_per_second(
         count.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64(),
         errors.load(Ordering::Relaxed),
     ))
-}
-
-/// A kept-alive HTTP/1.1 connection.
-struct Client {
-    stream: TcpStream,
-    reader: BufReader<TcpStream>,
-    address: String,
-}
-
-impl Client {
-    fn connect(address: &str) -> anyhow::Result<Self> {
-        let stream = TcpStream::connect(address)?;
-        stream.set_nodelay(true)?;
-        Ok(Self {
-            reader: BufReader::new(stream.try_clone()?),
-            stream,
-            address: address.to_owned(),
-        })
-    }
-
-    fn post_chat(&mut self, body: &str) -> anyhow::Result<u16> {
-        self.request("POST", "/v1/chat/completions", body)
-    }
-
-    /// Send a request, read the whole response; its status.
-    fn request(&mut self, method: &str, path: &str, body: &str) -> anyhow::Result<u16> {
-        write!(
-            self.stream,
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {KEY}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            self.address,
-            body.len()
-        )?;
-        let mut line = String::new();
-        anyhow::ensure!(self.reader.read_line(&mut line)? > 0, "connection closed");
-        let status = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let mut length = 0;
-        loop {
-            line.clear();
-            anyhow::ensure!(self.reader.read_line(&mut line)? > 0, "connection closed");
-            if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                length = value.trim().parse()?;
-            }
-            if line == "\r\n" {
-                break;
-            }
-        }
-        let mut body = vec![0; length];
-        self.reader.read_exact(&mut body)?;
-        if status >= 500 {
-            eprintln!("HTTP {status}: {}", String::from_utf8_lossy(&body));
-        }
-        Ok(status)
-    }
 }
 
 /// The release gateway as a process, on a free port.
@@ -333,7 +275,7 @@ impl Gateway {
             .ok_or_else(|| anyhow::anyhow!("the gateway did not start: {line:?}"))?
             .to_owned();
         let mut client = loop {
-            match Client::connect(&address) {
+            match Client::connect(&address).map(|client| client.with_key(KEY)) {
                 Ok(client) => break client,
                 Err(_) => std::thread::sleep(Duration::from_micros(200)),
             }

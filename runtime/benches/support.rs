@@ -65,18 +65,22 @@ pub fn ratio(a: &[Duration], b: &[Duration]) -> f64 {
     percentile(a, 50).as_secs_f64() / percentile(b, 50).as_secs_f64()
 }
 
-/// `POST /v1/chat/completions` to `url` (as `instant_model` returns it) on
-/// a kept-alive connection, the way a client would; returns when the whole
-/// reply was read. The baseline an agent's turn is compared with.
-pub struct DirectClient {
+/// HTTP/1.1 requests on one kept-alive connection, the way a client
+/// would; each returns its status once the whole reply was read. Against
+/// the model (the baseline an agent's turn is compared with) or the gateway
+/// (with its key).
+pub struct Client {
     stream: std::net::TcpStream,
     reader: BufReader<std::net::TcpStream>,
     host: String,
+    key: Option<String>,
 }
 
-impl DirectClient {
-    pub fn connect(url: &str) -> anyhow::Result<Self> {
-        let host = url
+impl Client {
+    /// `target` is an address (`127.0.0.1:8642`) or a URL as
+    /// `instant_model` returns it.
+    pub fn connect(target: &str) -> anyhow::Result<Self> {
+        let host = target
             .trim_start_matches("http://")
             .split('/')
             .next()
@@ -89,18 +93,41 @@ impl DirectClient {
             stream,
             reader,
             host,
+            key: None,
         })
     }
 
-    pub fn ask(&mut self, body: &str) -> anyhow::Result<()> {
+    /// Send `Authorization: Bearer key` with every request.
+    pub fn with_key(mut self, key: &str) -> Self {
+        self.key = Some(key.to_owned());
+        self
+    }
+
+    /// `POST /v1/chat/completions` with `body`.
+    pub fn ask(&mut self, body: &str) -> anyhow::Result<u16> {
+        self.request("POST", "/v1/chat/completions", body)
+    }
+
+    pub fn request(&mut self, method: &str, path: &str, body: &str) -> anyhow::Result<u16> {
+        let authorization = self
+            .key
+            .as_ref()
+            .map(|key| format!("Authorization: Bearer {key}\r\n"))
+            .unwrap_or_default();
         write!(
             self.stream,
-            "POST /v1/chat/completions HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\n{authorization}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             self.host,
             body.len()
         )?;
-        let mut length = 0;
         let mut line = String::new();
+        anyhow::ensure!(self.reader.read_line(&mut line)? > 0, "connection closed");
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let mut length = 0;
         loop {
             line.clear();
             anyhow::ensure!(self.reader.read_line(&mut line)? > 0, "connection closed");
@@ -113,7 +140,10 @@ impl DirectClient {
         }
         let mut reply = vec![0; length];
         self.reader.read_exact(&mut reply)?;
-        Ok(())
+        if status >= 500 {
+            eprintln!("HTTP {status}: {}", String::from_utf8_lossy(&reply));
+        }
+        Ok(status)
     }
 }
 
