@@ -213,6 +213,13 @@ pub async fn run(
     Ok(())
 }
 
+/// `N` bytes from a cryptographically secure generator (rand's thread RNG,
+/// seeded by the operating system), in hex.
+fn random_hex<const N: usize>() -> String {
+    let bytes: [u8; N] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A future that ends at the first SIGTERM or SIGINT, with its name; the
 /// handlers are in place when this returns.
 fn shutdown_signal() -> anyhow::Result<impl Future<Output = &'static str>> {

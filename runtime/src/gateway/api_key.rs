@@ -114,12 +114,9 @@ impl ApiKey {
     }
 }
 
-/// 32 bytes from a cryptographically secure generator (rand's thread RNG,
-/// seeded by the operating system), hex: 256 bits.
+/// 256 random bits, hex.
 fn generate() -> String {
-    let bytes: [u8; 32] = rand::random();
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("tk-{hex}")
+    format!("tk-{}", super::random_hex::<32>())
 }
 
 /// Add `TALARIA_API_KEY=key` to `.env`, keeping what is there: the whole

@@ -556,9 +556,7 @@ fn completion_id() -> String {
 
 /// `prefix` and 24 random hex digits: ids a client cannot guess.
 pub(super) fn random_id(prefix: &str) -> String {
-    let bytes: [u8; 12] = rand::random();
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{prefix}{hex}")
+    format!("{prefix}{}", super::random_hex::<12>())
 }
 
 pub(super) fn unix_now() -> u64 {
