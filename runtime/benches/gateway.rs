@@ -256,7 +256,15 @@ impl Gateway {
         let mut child = Command::new(env!("CARGO_BIN_EXE_talaria"))
             .args(["--home"])
             .arg(home)
-            .args(["gateway", "run", "--port", "0", "--allow-root"])
+            .args([
+                "gateway",
+                "run",
+                "--port",
+                "0",
+                "--dashboard-port",
+                "0",
+                "--allow-root",
+            ])
             .env("TALARIA_API_KEY", KEY)
             .env("TALARIA_BUNDLED_SKILLS", bundled)
             .env("TALARIA_MODEL_BASE_URL", model)

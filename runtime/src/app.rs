@@ -169,18 +169,23 @@ impl App {
         Ok(store)
     }
 
+    /// The memory notes of this home, with their configured bounds.
+    pub fn notes(&self) -> Notes {
+        Notes::new(
+            self.home.memories_dir(),
+            NoteLimits {
+                memory_chars: self.config.memory_chars,
+                user_chars: self.config.user_chars,
+            },
+        )
+    }
+
     /// An agent over this home: the model endpoint from the config, the
     /// memory notes (snapshot taken now), the session store, and the skills
     /// the registry offers. `stream` hands the model's text out as it comes.
     pub async fn agent(&self, stream: bool) -> anyhow::Result<AgentSession> {
         let config = &self.config;
-        let notes = Notes::new(
-            self.home.memories_dir(),
-            NoteLimits {
-                memory_chars: config.memory_chars,
-                user_chars: config.user_chars,
-            },
-        );
+        let notes = self.notes();
         let snapshot = notes.snapshot()?;
         let store = self.session_store()?;
         let skills = self.registry.offered().await?;

@@ -150,7 +150,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
     let settings = Settings::load(&options)?;
     // A service says what it does (one line per request) unless told not
     // to; a command stays quiet.
-    let service = matches!(cli.command, Command::Gateway(_));
+    let service = matches!(cli.command, Command::Gateway(GatewayCommand::Run { .. }));
     init_logging(&settings.config, service);
     let app = App::open(settings, &options)?;
     match cli.command {
@@ -195,8 +195,22 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Gateway(GatewayCommand::Run {
             host,
             port,
+            dashboard_port,
+            no_dashboard,
             allow_root,
-        }) => gateway::run(app, host, port, allow_root).await?,
+        }) => {
+            let options = crate::gateway::GatewayOptions {
+                host,
+                port,
+                dashboard_port,
+                no_dashboard,
+                allow_root,
+            };
+            gateway::run(app, options).await?
+        }
+        Command::Gateway(GatewayCommand::SetPassword { remove }) => {
+            gateway::set_password(&app, remove)?
+        }
         // Answered above, before the context is built.
         Command::Config(ConfigCommand::Path)
         | Command::Doctor { .. }
@@ -227,13 +241,19 @@ fn init_logging(config: &Config, service: bool) {
         eprintln!("warning: invalid log filter {filter:?} ({error}); using `warn`");
         tracing_subscriber::EnvFilter::new("warn")
     });
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
+    // A service also keeps its recent lines for the dashboard's Logs page.
+    let buffer = service.then(crate::log_buffer::layer);
     let result = match config.log_format.value {
-        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Json => builder.json().finish().with(buffer).try_init(),
         LogFormat::Human => builder
             .with_ansi(std::io::stderr().is_terminal())
+            .finish()
+            .with(buffer)
             .try_init(),
     };
     // Only fails if a subscriber is already set (tests calling twice).

@@ -117,6 +117,7 @@ struct Written {
     memory_chars: Option<usize>,
     user_chars: Option<usize>,
     cors_origins: bool,
+    dashboard_hosts: bool,
     max_concurrent_runs: Option<usize>,
     request_timeout_secs: Option<u64>,
     max_body_bytes: Option<usize>,
@@ -260,7 +261,13 @@ pub struct GatewayConfig {
     /// The address the API binds; loopback unless the operator says otherwise.
     pub host: Setting<String>,
     pub port: Setting<u16>,
+    /// Whether the dashboard is served (beside the API, same process).
+    pub dashboard: Setting<bool>,
     pub dashboard_port: Setting<u16>,
+    /// Host names the dashboard answers to besides IP addresses and
+    /// `localhost` (a reverse proxy's name); any other `Host` is refused,
+    /// which defeats DNS rebinding.
+    pub dashboard_hosts: Vec<String>,
     /// Origins a browser may call the API from; empty: CORS is off.
     pub cors_origins: Vec<String>,
     /// Agent runs at once; a request beyond gets 429 with `Retry-After`.
@@ -394,6 +401,7 @@ impl Config {
             memory_chars: file.memory.memory_chars,
             user_chars: file.memory.user_chars,
             cors_origins: file.gateway.cors_origins.is_some(),
+            dashboard_hosts: file.gateway.dashboard_hosts.is_some(),
             max_concurrent_runs: file.gateway.max_concurrent_runs,
             request_timeout_secs: file.gateway.request_timeout_secs,
             max_body_bytes: file.gateway.max_body_bytes,
@@ -545,7 +553,21 @@ impl Config {
             file_only("memory.user_chars", self.user_chars, written.user_chars),
             line("gateway.host", &self.gateway.host),
             line("gateway.port", &self.gateway.port),
+            line("gateway.dashboard", &self.gateway.dashboard),
             line("gateway.dashboard_port", &self.gateway.dashboard_port),
+            ShownSetting {
+                key: "gateway.dashboard_hosts",
+                value: if self.gateway.dashboard_hosts.is_empty() {
+                    "none (IP addresses and localhost only)".to_owned()
+                } else {
+                    self.gateway.dashboard_hosts.join(", ")
+                },
+                source: if written.dashboard_hosts {
+                    Source::File.to_string()
+                } else {
+                    "default".to_owned()
+                },
+            },
             ShownSetting {
                 key: "gateway.cors_origins",
                 value: if self.gateway.cors_origins.is_empty() {
@@ -627,6 +649,36 @@ fn resolve_gateway(
         file.dashboard_port,
         DEFAULT_DASHBOARD_PORT,
     );
+    let dashboard = pick(
+        None,
+        env.get("TALARIA_DASHBOARD")
+            .map(|v| match v.to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => Ok((true, "TALARIA_DASHBOARD")),
+                "0" | "false" | "no" | "off" => Ok((false, "TALARIA_DASHBOARD")),
+                _ => Err(anyhow::anyhow!(
+                    "TALARIA_DASHBOARD: expected 1 or 0, found {v:?}"
+                )),
+            })
+            .transpose()?,
+        file.dashboard,
+        true,
+    );
+    let dashboard_hosts: Vec<String> = file
+        .dashboard_hosts
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|host| host.to_ascii_lowercase())
+        .collect();
+    for host in &dashboard_hosts {
+        anyhow::ensure!(
+            !host.is_empty()
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-'),
+            "gateway.dashboard_hosts: expected host names such as \"talaria.example.com\" (no scheme, port or path), found {host:?}"
+        );
+    }
     let cors_origins = file.cors_origins.clone().unwrap_or_default();
     for origin in &cors_origins {
         anyhow::ensure!(
@@ -651,7 +703,9 @@ fn resolve_gateway(
     Ok(GatewayConfig {
         host,
         port,
+        dashboard,
         dashboard_port,
+        dashboard_hosts,
         cors_origins,
         max_concurrent_runs: file.max_concurrent_runs.unwrap_or(10).clamp(1, 10_000),
         // Below the OpenAI clients' own 600 s, so the gateway answers first.
@@ -812,7 +866,9 @@ mod tests {
                 "memory.user_chars",
                 "gateway.host",
                 "gateway.port",
+                "gateway.dashboard",
                 "gateway.dashboard_port",
+                "gateway.dashboard_hosts",
                 "gateway.cors_origins",
                 "gateway.max_concurrent_runs",
                 "gateway.request_timeout_secs",

@@ -20,6 +20,7 @@
 
 pub mod api_key;
 mod chat;
+pub mod dashboard;
 pub mod error;
 mod responses;
 
@@ -61,6 +62,11 @@ pub struct GatewayOptions {
     /// `--port`: overrides `gateway.port` / `TALARIA_API_PORT`; 0 picks a
     /// free port (the started line says which).
     pub port: Option<u16>,
+    /// `--dashboard-port`: overrides `gateway.dashboard_port` /
+    /// `TALARIA_DASHBOARD_PORT`; 0 picks a free port.
+    pub dashboard_port: Option<u16>,
+    /// `--no-dashboard`: serve the API only.
+    pub no_dashboard: bool,
     /// `--allow-root` (or `TALARIA_ALLOW_ROOT=1` in the process
     /// environment): run as root anyway.
     pub allow_root: bool,
@@ -70,6 +76,8 @@ pub struct GatewayOptions {
 #[derive(Debug, Clone)]
 pub struct Started {
     pub address: SocketAddr,
+    /// Where the dashboard listens, when it is served.
+    pub dashboard: Option<SocketAddr>,
     pub key_origin: KeyOrigin,
 }
 
@@ -148,6 +156,12 @@ pub async fn run(
     if let Some(port) = options.port {
         config.port.value = port;
     }
+    if let Some(port) = options.dashboard_port {
+        config.dashboard_port.value = port;
+    }
+    if options.no_dashboard {
+        config.dashboard.value = false;
+    }
     let bind = (config.host.value.as_str(), config.port.value);
     let listener = tokio::net::TcpListener::bind(bind)
         .await
@@ -166,6 +180,21 @@ pub async fn run(
         ),
         KeyOrigin::Configured(origin) => tracing::info!("API key from {origin}"),
     }
+    let dashboard_listener = if config.dashboard.value {
+        let bind = (config.host.value.as_str(), config.dashboard_port.value);
+        Some(
+            tokio::net::TcpListener::bind(bind)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot listen on {}:{} for the dashboard (--dashboard-port picks another port, --no-dashboard turns it off)",
+                        bind.0, bind.1
+                    )
+                })?,
+        )
+    } else {
+        None
+    };
     let gateway = Arc::new(Gateway {
         runs: Arc::new(Semaphore::new(config.max_concurrent_runs)),
         config,
@@ -173,33 +202,72 @@ pub async fn run(
         key,
         started: Instant::now(),
     });
+    let dashboard = match dashboard_listener {
+        Some(listener) => {
+            let dashboard_address = listener.local_addr()?;
+            let dashboard = dashboard::Dashboard::new(Arc::clone(&gateway), dashboard_address)?;
+            Some((listener, dashboard_address, Arc::new(dashboard)))
+        }
+        None => None,
+    };
     let router = router(Arc::clone(&gateway));
     // Watched before the started line: a supervisor may signal as soon as
     // it reads it.
     let shutdown = shutdown_signal()?;
     on_started(&Started {
         address,
+        dashboard: dashboard.as_ref().map(|(_, address, _)| *address),
         key_origin,
     });
     tracing::info!(%address, "gateway listening");
 
     let stop = Arc::new(tokio::sync::Notify::new());
+    let stop_dashboard = Arc::new(tokio::sync::Notify::new());
+    let mut dashboard_server = dashboard.map(|(listener, address, dashboard)| {
+        tracing::info!(%address, "dashboard listening");
+        dashboard::serve(dashboard, listener, Arc::clone(&stop_dashboard))
+    });
     let server = axum::serve(listener, router).with_graceful_shutdown({
         let stop = Arc::clone(&stop);
         async move { stop.notified().await }
     });
     let mut server = tokio::spawn(async move { server.await });
+    let dashboard_failed = async {
+        match dashboard_server.as_mut() {
+            Some(handle) => handle.await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         result = &mut server => return result.context("the server task failed")?.context("the server failed"),
+        result = dashboard_failed => {
+            result.context("the dashboard's task failed")??;
+            anyhow::bail!("the dashboard's server stopped");
+        }
         signal = shutdown => tracing::info!("{signal}: no new connections; finishing the requests in flight"),
     }
     // `notify_one` keeps the permit if the server is not waiting yet.
     stop.notify_one();
-    match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
+    stop_dashboard.notify_one();
+    let both = async {
+        let api = (&mut server).await;
+        if let Some(handle) = dashboard_server.as_mut() {
+            match handle.await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::warn!("{error:#}"),
+                Err(error) => tracing::warn!("the dashboard's task failed: {error}"),
+            }
+        }
+        api
+    };
+    match tokio::time::timeout(SHUTDOWN_GRACE, both).await {
         Ok(result) => result
             .context("the server task failed")?
             .context("the server failed")?,
         Err(_) => {
+            if let Some(handle) = &dashboard_server {
+                handle.abort();
+            }
             let running = gateway.config.max_concurrent_runs - gateway.runs.available_permits();
             tracing::warn!(
                 running,
@@ -345,51 +413,59 @@ async fn health() -> impl IntoResponse {
 }
 
 async fn health_detailed(State(gateway): State<Arc<Gateway>>) -> Result<Response, ApiError> {
-    let registry = gateway.app.registry();
-    let entries = registry
-        .entries(false)
-        .await
-        .map_err(|e| ApiError::internal(format!("cannot read the skills: {e:#}")))?;
-    let skills: Vec<serde_json::Value> = entries
-        .iter()
-        .map(|entry| match entry {
-            crate::skill::registry::SkillEntry::Invalid(error) => json!({
-                "state": "invalid",
-                "error": crate::untrusted_text::sanitize(&error.to_string(), 512, false),
-            }),
-            crate::skill::registry::SkillEntry::Known {
-                skill, assessment, ..
-            } => json!({
-                "name": skill.manifest.name,
-                "version": skill.manifest.version.to_string(),
-                "state": assessment.state.name(),
-            }),
-        })
-        .collect();
-    let sessions = match gateway.app.session_store() {
-        Ok(store) => store.count_async().await.ok(),
-        Err(_) => None,
-    };
-    let model = &gateway.app.config.model;
-    let reachable = model_reachable(&model.base_url.value).await;
-    Ok(axum::Json(json!({
-        "status": "ok",
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptime_secs": gateway.started.elapsed().as_secs(),
-        "model": {
-            "id": MODEL_ID,
-            "name": model.name.value,
-            "configured": model.is_configured(),
-            "reachable": reachable,
-        },
-        "skills": skills,
-        "sessions": sessions,
-        "runs": {
-            "running": gateway.config.max_concurrent_runs - gateway.runs.available_permits(),
-            "max": gateway.config.max_concurrent_runs,
-        },
-    }))
-    .into_response())
+    Ok(axum::Json(gateway.detailed_health().await?).into_response())
+}
+
+impl Gateway {
+    /// Version, uptime, the model, the skills and their states, sessions
+    /// and runs: `/health/detailed` and the dashboard's status.
+    async fn detailed_health(&self) -> Result<serde_json::Value, ApiError> {
+        let gateway = self;
+        let registry = gateway.app.registry();
+        let entries = registry
+            .entries(false)
+            .await
+            .map_err(|e| ApiError::internal(format!("cannot read the skills: {e:#}")))?;
+        let skills: Vec<serde_json::Value> = entries
+            .iter()
+            .map(|entry| match entry {
+                crate::skill::registry::SkillEntry::Invalid(error) => json!({
+                    "state": "invalid",
+                    "error": crate::untrusted_text::sanitize(&error.to_string(), 512, false),
+                }),
+                crate::skill::registry::SkillEntry::Known {
+                    skill, assessment, ..
+                } => json!({
+                    "name": skill.manifest.name,
+                    "version": skill.manifest.version.to_string(),
+                    "state": assessment.state.name(),
+                }),
+            })
+            .collect();
+        let sessions = match gateway.app.session_store() {
+            Ok(store) => store.count_async().await.ok(),
+            Err(_) => None,
+        };
+        let model = &gateway.app.config.model;
+        let reachable = model_reachable(&model.base_url.value).await;
+        Ok(json!({
+            "status": "ok",
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_secs": gateway.started.elapsed().as_secs(),
+            "model": {
+                "id": MODEL_ID,
+                "name": model.name.value,
+                "configured": model.is_configured(),
+                "reachable": reachable,
+            },
+            "skills": skills,
+            "sessions": sessions,
+            "runs": {
+                "running": gateway.config.max_concurrent_runs - gateway.runs.available_permits(),
+                "max": gateway.config.max_concurrent_runs,
+            },
+        }))
+    }
 }
 
 /// Whether a TCP connection to the model endpoint's host opens within a

@@ -10,6 +10,7 @@ pub mod install;
 pub mod manifest;
 pub mod offered;
 pub mod registry;
+pub mod report;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

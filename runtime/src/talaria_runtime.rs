@@ -19,6 +19,7 @@ pub mod config;
 pub mod doctor;
 pub mod gateway;
 pub mod home;
+pub mod log_buffer;
 pub mod memory;
 pub mod sandbox;
 pub mod skill;

@@ -122,6 +122,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     ("untrusted_text", ABOVE_GROUND),
     ("untrusted_file", ABOVE_GROUND),
     ("toml_file", ABOVE_GROUND),
+    ("log_buffer", ABOVE_GROUND),
 ];
 
 const ABOVE_GROUND: &[&str] = &[

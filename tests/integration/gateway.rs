@@ -19,22 +19,32 @@ const KEY: &str = "test-key-7Qp2vX9mZ4wL1tR8";
 /// generous, since CI machines are loaded (never a measure of speed).
 const LIVENESS: Duration = Duration::from_secs(60);
 
-struct Gateway {
+pub(crate) struct Gateway {
     child: Child,
-    address: String,
+    pub(crate) address: String,
+    /// Where the dashboard listens (empty with `--no-dashboard`).
+    pub(crate) dashboard: String,
     log: Arc<Mutex<String>>,
+}
+
+/// The `ADDRESS` of a started line's `http://ADDRESS`.
+fn address_in(line: &str) -> Option<String> {
+    line.split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(str::to_owned)
 }
 
 impl Gateway {
     /// Start a gateway on a free port with `TALARIA_API_KEY` = [`KEY`]
     /// unless `env` sets it, and wait for its started line.
-    fn start(fixture: &Fixture, model: &FakeModel, env: &[(&str, &str)]) -> Self {
+    pub(crate) fn start(fixture: &Fixture, model: &FakeModel, env: &[(&str, &str)]) -> Self {
         Self::try_start(fixture, model, env, &["--allow-root"]).unwrap_or_else(|log| {
             panic!("the gateway did not start:\n{log}");
         })
     }
 
-    fn try_start(
+    pub(crate) fn try_start(
         fixture: &Fixture,
         model: &FakeModel,
         env: &[(&str, &str)],
@@ -54,7 +64,7 @@ impl Gateway {
         }
         let mut child = command
             .envs(env.iter().copied())
-            .args(["gateway", "run", "--port", "0"])
+            .args(["gateway", "run", "--port", "0", "--dashboard-port", "0"])
             .args(flags)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -75,28 +85,31 @@ impl Gateway {
                     .push_str(&String::from_utf8_lossy(&buffer[..n]));
             }
         });
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let Some(address) = line
-            .split("http://")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-        else {
+        stdout.read_line(&mut line).unwrap();
+        let Some(address) = address_in(&line) else {
             let status = child.wait().unwrap();
             std::thread::sleep(Duration::from_millis(100));
             let log = log.lock().unwrap().clone();
             return Err(format!("{status}\n{line}{log}"));
         };
+        let mut dashboard = String::new();
+        if !flags.contains(&"--no-dashboard") {
+            let mut line = String::new();
+            stdout.read_line(&mut line).unwrap();
+            assert!(line.contains("dashboard on"), "{line}");
+            dashboard = address_in(&line).unwrap_or_default();
+        }
         Ok(Self {
-            address: address.to_owned(),
+            address,
+            dashboard,
             child,
             log,
         })
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
 
@@ -182,27 +195,27 @@ impl Drop for Gateway {
 }
 
 #[derive(Debug)]
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
+pub(crate) struct Response {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: String,
 }
 
 impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
 
     /// The `{"error": ...}` object of an error response, checked for
     /// OpenAI's shape.
-    fn error(&self) -> Value {
+    pub(crate) fn error(&self) -> Value {
         let error = self.json()["error"].clone();
         assert!(error["message"].is_string(), "{}", self.body);
         assert!(error["type"].is_string(), "{}", self.body);
@@ -221,7 +234,7 @@ impl Response {
 
     /// The `data:` payloads of a server-sent-event body, unnamed events
     /// only (what OpenAI clients read), and the named ones apart.
-    fn events(&self) -> (Vec<String>, Vec<(String, String)>) {
+    pub(crate) fn events(&self) -> (Vec<String>, Vec<(String, String)>) {
         let mut data = Vec::new();
         let mut named = Vec::new();
         for block in self.body.split("\n\n") {
@@ -245,7 +258,7 @@ impl Response {
 }
 
 /// One HTTP/1.1 request on a new connection, read to its end.
-fn request(
+pub(crate) fn request(
     address: &str,
     method: &str,
     path: &str,
@@ -621,7 +634,14 @@ fn short_and_placeholder_keys_stop_the_start_and_a_missing_one_is_generated_priv
         .env("TALARIA_SKILLS_DIR", &fixture.skills_dir)
         .env("TALARIA_WORKSPACE", &fixture.workspace)
         .env("TALARIA_MODEL_BASE_URL", &model.base_url)
-        .args(["gateway", "run", "--port", "0", "--allow-root"])
+        .args([
+            "gateway",
+            "run",
+            "--port",
+            "0",
+            "--no-dashboard",
+            "--allow-root",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -630,6 +650,7 @@ fn short_and_placeholder_keys_stop_the_start_and_a_missing_one_is_generated_priv
     let mut gateway = Gateway {
         child: output,
         address: String::new(),
+        dashboard: String::new(),
         log: Arc::new(Mutex::new(String::new())),
     };
     let mut line = String::new();

@@ -12,6 +12,8 @@
 //! - `hardening`: regressions from the outside security review
 //! - `gateway`: `talaria gateway run` over real HTTP: the OpenAI-compatible
 //!   API, its key, limits, errors, CORS, shutdown
+//! - `dashboard`: the dashboard's page and `/api/`: sessions, CSRF, the
+//!   `Host` check, the password, each page's work
 //! - `first_run`: a new user's path: the README's commands run word for
 //!   word, the installed layout, configuring a model
 
@@ -19,6 +21,7 @@ mod agent;
 mod architecture;
 mod bundled_skills;
 mod cli;
+mod dashboard;
 mod first_run;
 mod gateway;
 mod hardening;

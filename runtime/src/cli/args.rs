@@ -113,28 +113,55 @@ pub(super) enum Command {
 
 #[derive(Subcommand)]
 pub(super) enum GatewayCommand {
-    /// Serve the OpenAI-compatible API in the foreground until SIGTERM or Ctrl-C.
+    /// Serve the OpenAI-compatible API and the dashboard in the foreground
+    /// until SIGTERM or Ctrl-C.
     ///
-    /// Endpoints: POST /v1/chat/completions (streaming too), GET /v1/models,
-    /// GET /health (no key), GET /health/detailed. Every request but /health
-    /// needs `Authorization: Bearer $TALARIA_API_KEY`; on the first start
-    /// without one, a random key is generated into the home's .env. Binds
-    /// 127.0.0.1:8642 unless told otherwise (config [gateway], TALARIA_API_HOST,
-    /// TALARIA_API_PORT). Refuses to run as root without --allow-root.
+    /// API endpoints: POST /v1/chat/completions (streaming too), POST
+    /// /v1/responses, GET /v1/models, GET /health (no key), GET
+    /// /health/detailed. Every request but /health needs `Authorization:
+    /// Bearer $TALARIA_API_KEY`; on the first start without one, a random key
+    /// is generated into the home's .env. The API binds 127.0.0.1:8642 and the
+    /// dashboard 127.0.0.1:9119 unless told otherwise (config [gateway],
+    /// TALARIA_API_HOST, TALARIA_API_PORT, TALARIA_DASHBOARD_PORT). Beyond
+    /// loopback the dashboard needs a password (`talaria gateway
+    /// set-password`). Refuses to run as root without --allow-root.
     #[command(after_help = "Examples:\n  \
-        talaria gateway run                          # 127.0.0.1:8642\n  \
-        talaria gateway run --port 0                 # any free port; the first line says which\n  \
+        talaria gateway run                          # API on 127.0.0.1:8642, dashboard on 127.0.0.1:9119\n  \
+        talaria gateway run --port 0 --dashboard-port 0   # free ports; the first lines say which\n  \
+        talaria gateway run --no-dashboard           # the API only\n  \
         curl -s localhost:8642/v1/models -H \"Authorization: Bearer $TALARIA_API_KEY\"")]
     Run {
-        /// Address to bind (default 127.0.0.1; 0.0.0.0 exposes the API to the network).
+        /// Address to bind (default 127.0.0.1; 0.0.0.0 exposes the API and the dashboard to the network).
         #[arg(long, value_name = "ADDRESS")]
         host: Option<String>,
-        /// Port to listen on (default 8642; 0 picks a free one).
+        /// Port of the API (default 8642; 0 picks a free one).
         #[arg(long, value_name = "PORT")]
         port: Option<u16>,
+        /// Port of the dashboard (default 9119; 0 picks a free one).
+        #[arg(long, value_name = "PORT")]
+        dashboard_port: Option<u16>,
+        /// Serve the API only (TALARIA_DASHBOARD=0 or gateway.dashboard = false do the same).
+        #[arg(long)]
+        no_dashboard: bool,
         /// Run even as root (TALARIA_ALLOW_ROOT=1 does the same).
         #[arg(long)]
         allow_root: bool,
+    },
+    /// Set the dashboard's password (needed to serve it beyond loopback).
+    ///
+    /// On a terminal the password is asked twice without echo; otherwise the
+    /// first line of stdin is the password (never pass it as an argument:
+    /// argv is visible to every user of the machine). At least 12
+    /// characters. Stored as an Argon2id hash in the home's
+    /// dashboard.password; a running gateway uses it from its next login.
+    #[command(after_help = "Examples:\n  \
+        talaria gateway set-password                 # asks twice\n  \
+        talaria gateway set-password < password.txt  # from a file or a secret store\n  \
+        talaria gateway set-password --remove        # loopback only again, no login")]
+    SetPassword {
+        /// Remove the password instead.
+        #[arg(long)]
+        remove: bool,
     },
 }
 

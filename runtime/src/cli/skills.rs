@@ -15,8 +15,9 @@ use super::table::write_table;
 use super::{Failure, hint};
 use crate::app::App;
 use crate::config::Environment;
-use crate::skill::grants::{self, Grant, GrantedBy, SkillState, describe_exec, short_hash};
+use crate::skill::grants::{Grant, GrantedBy, SkillState, describe_exec, short_hash};
 use crate::skill::registry::{ActionError, GrantOutcome, SkillEntry, SkillRegistry};
+use crate::skill::report::{audit_json, data_usage, folder_name};
 use crate::skill::{self, GrantedMount, Limits};
 use crate::untrusted_text::log_line;
 
@@ -329,33 +330,6 @@ fn write_capabilities(
     writeln!(out, "  limits   {}", describe_limits(&grant.limits))
 }
 
-/// A grant's capabilities as JSON, in the shape of `skills audit --json`.
-fn capabilities_json(
-    grant: &Grant,
-    resolved: &[GrantedMount],
-    env: &Environment,
-) -> serde_json::Value {
-    json!({
-        "mounts": grant.mounts.iter().map(|m| json!({
-            "source": m.source,
-            // Where the template points at this start.
-            "host": resolved
-                .iter()
-                .find(|r| r.source.variable() == m.source && r.guest == m.guest)
-                .map(|r| &r.host),
-            "guest": m.guest,
-            "access": m.access,
-        })).collect::<Vec<_>>(),
-        "env": grant.env.iter().map(|name| json!({
-            "name": name,
-            "set": env.get(name).is_some(),
-        })).collect::<Vec<_>>(),
-        "exec": grant.exec,
-        "network": grant.network,
-        "limits": grant.limits,
-    })
-}
-
 /// `512 bytes`, `3.4 KiB`, `12.0 MiB`.
 fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 3] = ["KiB", "MiB", "GiB"];
@@ -386,22 +360,6 @@ fn describe_limits(limits: &Limits) -> String {
     )
 }
 
-/// The skill's `${skill_data}` directory and how much it holds, when it
-/// mounts one.
-fn data_usage(assessment: &grants::Assessment) -> Option<(&Path, u64)> {
-    assessment
-        .requested
-        .mounts
-        .iter()
-        .find(|mount| mount.source == skill::MountSource::SkillData)
-        .map(|mount| {
-            (
-                mount.host.as_path(),
-                crate::sandbox::data_usage(&mount.host),
-            )
-        })
-}
-
 /// `talaria skills audit`: the operator's view of every skill. Returns
 /// whether every skill is granted.
 pub(crate) async fn audit(app: &App, as_json: bool) -> Result<bool, Failure> {
@@ -417,7 +375,7 @@ pub(crate) async fn audit(app: &App, as_json: bool) -> Result<bool, Failure> {
     if as_json {
         let skills: Vec<serde_json::Value> = entries
             .iter()
-            .map(|e| audit_json(e, &grants, &app.env))
+            .map(|e| audit_json(e, &grants, &|name| app.env.get(name).is_some()))
             .chain(orphaned.iter().map(|(name, grant)| {
                 json!({
                     "name": name,
@@ -543,68 +501,9 @@ pub(crate) async fn audit(app: &App, as_json: bool) -> Result<bool, Failure> {
     Ok(all_granted)
 }
 
-fn audit_json(entry: &SkillEntry, grants: &grants::Grants, env: &Environment) -> serde_json::Value {
-    match entry {
-        SkillEntry::Invalid(error) => json!({
-            "name": folder_name(&error.file),
-            "state": "invalid",
-            "error": error.to_string(),
-        }),
-        SkillEntry::Known {
-            skill, assessment, ..
-        } => {
-            let grant = grants.skills.get(skill.name());
-            let capabilities = &assessment.requested;
-            let drift: Vec<&String> = match &assessment.state {
-                SkillState::Drifted(reasons) => reasons.iter().collect(),
-                _ => Vec::new(),
-            };
-            json!({
-                "name": skill.name(),
-                "version": skill.manifest.version.to_string(),
-                "hash": assessment.hash.full,
-                "state": assessment.state.name(),
-                "drift": drift,
-                "granted_by": grant.map(|g| g.granted_by.to_string()),
-                "granted_at": grant.map(|g| g.granted_at.clone()),
-                "granted_hash": grant.map(|g| g.hash.clone()),
-                "moved_from": grant.and_then(|g| g.moved_from.clone()),
-                "data": data_usage(assessment).map(|(dir, used)| json!({
-                    "dir": dir,
-                    "used_bytes": used,
-                    "quota_mb": assessment.requested.limits.data_mb,
-                })),
-                "mounts": capabilities.mounts.iter().map(|m| json!({
-                    "source": m.source.variable(),
-                    "host": m.host,
-                    "guest": m.guest,
-                    "access": m.access,
-                })).collect::<Vec<_>>(),
-                "env": capabilities.env.iter().map(|name| json!({
-                    "name": name,
-                    "set": env.get(name).is_some(),
-                })).collect::<Vec<_>>(),
-                "exec": capabilities.exec,
-                "network": Vec::<String>::new(),
-                "limits": capabilities.limits,
-            })
-        }
-    }
-}
-
 /// The path given to `skills install`, made absolute for messages.
 pub(crate) fn install_source(path: PathBuf) -> PathBuf {
     std::path::absolute(&path).unwrap_or(path)
-}
-
-/// The folder of a skill, for display: any name can be created on disk,
-/// escape sequences included.
-pub(crate) fn folder_name(manifest: &std::path::Path) -> String {
-    manifest
-        .parent()
-        .and_then(|dir| dir.file_name())
-        .map(|name| log_line(&name.to_string_lossy()))
-        .unwrap_or_else(|| "?".into())
 }
 
 #[cfg(test)]
@@ -617,13 +516,5 @@ mod tests {
         assert_eq!(human_size(4096), "4.0 KiB");
         assert_eq!(human_size(3 << 20), "3.0 MiB");
         assert_eq!(human_size(5 << 30), "5.0 GiB");
-    }
-
-    #[test]
-    fn folder_names_from_disk_are_sanitised() {
-        assert_eq!(
-            folder_name(std::path::Path::new("/skills/evil\u{1b}[2J/skill.toml")),
-            "evil"
-        );
     }
 }

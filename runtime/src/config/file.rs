@@ -33,7 +33,9 @@ pub struct ConfigFile {
 pub(super) struct GatewaySection {
     pub(super) host: Option<String>,
     pub(super) port: Option<u16>,
+    pub(super) dashboard: Option<bool>,
     pub(super) dashboard_port: Option<u16>,
+    pub(super) dashboard_hosts: Option<Vec<String>>,
     pub(super) cors_origins: Option<Vec<String>>,
     pub(super) max_concurrent_runs: Option<usize>,
     pub(super) request_timeout_secs: Option<u64>,

@@ -92,6 +92,35 @@ impl ApiError {
         error
     }
 
+    /// 401 from the dashboard: no valid session (log in first).
+    pub fn login_required() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "log in to the dashboard first",
+        )
+        .code("login_required")
+    }
+
+    /// 403: the request is refused whoever sends it (a wrong `Host`, a
+    /// missing CSRF token, a wrong password).
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "permission_error", message).code(code)
+    }
+
+    /// 429 with `Retry-After`.
+    pub fn too_many(message: impl Into<String>, retry_after: u64) -> Self {
+        let mut error = Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", message)
+            .code("rate_limited");
+        error.retry_after = Some(retry_after.max(1));
+        error
+    }
+
+    /// 409: the request conflicts with what changed since the page read it.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "invalid_request_error", message).code("conflict")
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "api_error", message)
     }

@@ -184,6 +184,11 @@ impl Notes {
         })
     }
 
+    /// The bound of `target`, in characters.
+    pub fn limit(&self, target: Target) -> usize {
+        self.limits.of(target)
+    }
+
     pub fn entries(&self, target: Target) -> anyhow::Result<Vec<String>> {
         self.read(target)
     }

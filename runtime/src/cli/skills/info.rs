@@ -5,12 +5,13 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
-use super::{Failure, capabilities_json, usage_if_unknown, write_capabilities};
+use super::{Failure, usage_if_unknown, write_capabilities};
 use crate::app::App;
 use crate::cli::hint;
 use crate::cli::output::stdout;
 use crate::sandbox::ToolSpec;
 use crate::skill::grants::{Grant, GrantedBy, SkillState, grant_diff, short_hash};
+use crate::skill::report::capabilities_json;
 use crate::skill::{MountSource, Skill};
 use crate::untrusted_text::{log_line, message};
 
@@ -234,9 +235,9 @@ fn info_json(
         "hash": hash,
         "state": state.name(),
         "drift": drift,
-        "requested": capabilities_json(requested, &resolved, &app.env),
+        "requested": capabilities_json(requested, &resolved, &|name| app.env.get(name).is_some()),
         "granted": grant.map(|grant| {
-            let mut granted = capabilities_json(grant, &resolved, &app.env);
+            let mut granted = capabilities_json(grant, &resolved, &|name| app.env.get(name).is_some());
             granted["by"] = json!(grant.granted_by.to_string());
             granted["at"] = json!(grant.granted_at);
             granted["hash"] = json!(grant.hash);
