@@ -62,6 +62,13 @@ fn session_cookie(response: &Response) -> String {
     set.split(';').next().unwrap().to_owned()
 }
 
+/// A model's tool call, streamed (the dashboard's chat streams).
+fn streamed_call(name: &str, arguments: Value) -> Reply {
+    Reply::Stream(vec![
+        json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "c1", "type": "function", "function": {"name": name, "arguments": arguments.to_string()}}]}}]}).to_string(),
+    ])
+}
+
 fn code(response: &Response) -> String {
     response.error()["code"]
         .as_str()
@@ -395,6 +402,7 @@ fn a_pending_skill_is_granted_from_the_dashboard_after_its_review() {
 fn chat_sessions_and_logs_from_the_dashboard() {
     let fixture = Fixture::new();
     let model = FakeModel::start(vec![
+        streamed_call("text__count", json!({"text": "Saturn moons"})),
         Reply::Stream(vec![
             json!({"choices": [{"index": 0, "delta": {"content": "Saturn has "}}]}).to_string(),
             json!({"choices": [{"index": 0, "delta": {"content": "146 moons."}}]}).to_string(),
@@ -433,6 +441,19 @@ fn chat_sessions_and_logs_from_the_dashboard() {
         })
         .collect();
     assert_eq!(text, "Saturn has 146 moons.");
+    let tools: Vec<Value> = events
+        .iter()
+        .filter(|(name, _)| name == "tool")
+        .map(|(_, data)| serde_json::from_str(data).unwrap())
+        .collect();
+    assert_eq!(
+        tools,
+        [
+            json!({"name": "text__count", "status": "started"}),
+            json!({"name": "text__count", "status": "finished"})
+        ],
+        "{events:?}"
+    );
     let session: Value = serde_json::from_str(&events[0].1).unwrap();
     let session = session["id"].as_str().unwrap().to_owned();
 
@@ -508,4 +529,113 @@ fn chat_sessions_and_logs_from_the_dashboard() {
         "{warnings}"
     );
     assert_eq!(browser.get("/api/logs?level=loud").status, 400);
+}
+
+/// Chromium and playwright-core as `cargo xtask test` prepares them
+/// (`TALARIA_TEST_CHROMIUM`, `TALARIA_TEST_NODE_MODULES`; else
+/// `/usr/bin/chromium` and `target/test-node/node_modules`).
+fn browser_tools() -> (std::path::PathBuf, std::path::PathBuf) {
+    let chromium = std::env::var_os("TALARIA_TEST_CHROMIUM")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/usr/bin/chromium".into());
+    let modules = std::env::var_os("TALARIA_TEST_NODE_MODULES")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| crate::support::repo_root().join("target/test-node/node_modules"));
+    assert!(
+        chromium.is_file(),
+        "{} is missing: `cargo xtask test` installs Debian's chromium",
+        chromium.display()
+    );
+    assert!(
+        modules.join("playwright-core").is_dir(),
+        "{} has no playwright-core: `cargo xtask test` installs it",
+        modules.display()
+    );
+    (chromium, modules)
+}
+
+#[test]
+fn the_dashboard_works_in_a_real_browser() {
+    let (chromium, modules) = browser_tools();
+    let fixture = Fixture::new();
+    fixture.install(&skill_source("examples/word-stats"), "word-stats", None);
+    let password = "a long enough dashboard password";
+    let set = talaria_with_stdin(
+        &fixture,
+        &["gateway", "set-password"],
+        Some(&format!("{password}\n")),
+    );
+    assert_exit(&set, 0);
+    let model = FakeModel::start(vec![
+        streamed_call("text__count", json!({"text": "one two three"})),
+        Reply::Stream(vec![
+            json!({"choices": [{"index": 0, "delta": {"content": "The text has "}}]}).to_string(),
+            json!({"choices": [{"index": 0, "delta": {"content": "3 words."}}]}).to_string(),
+        ]),
+    ]);
+    // Bound beyond loopback, so the browser has to log in.
+    let gateway = Gateway::try_start(
+        &fixture,
+        &model,
+        &[],
+        &["--allow-root", "--host", "0.0.0.0"],
+    )
+    .unwrap_or_else(|log| panic!("the gateway did not start:\n{log}"));
+    let port = gateway.dashboard.rsplit(':').next().unwrap().to_owned();
+    let screenshots = crate::support::repo_root().join("target/dashboard-screenshots");
+    let _ = std::fs::remove_dir_all(&screenshots);
+    std::fs::create_dir_all(&screenshots).unwrap();
+    let output = std::process::Command::new("node")
+        .arg(crate::support::repo_root().join("tests/dashboard/browser.cjs"))
+        .env("NODE_MODULES", &modules)
+        .env("CHROMIUM", &chromium)
+        .env("DASHBOARD", format!("http://127.0.0.1:{port}"))
+        .env("PORT", &port)
+        .env("PASSWORD", password)
+        .env("SCREENSHOTS", &screenshots)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("node runs");
+    let report = format!(
+        "{}{}\n--- gateway log ---\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+        gateway.log()
+    );
+    assert!(output.status.success(), "{report}");
+    assert!(report.contains("\ndone\n"), "{report}");
+
+    // What the browser did is in the home.
+    let grants = std::fs::read_to_string(fixture.root.path().join("grants.toml")).unwrap();
+    assert!(grants.contains("[skills.word-stats]"), "{grants}");
+    let user = std::fs::read_to_string(fixture.root.path().join("memories/USER.md")).unwrap();
+    assert!(user.contains("Prefers metric units."), "{user}");
+    assert!(!user.contains("Planted"), "{user}");
+    let sessions = crate::support::talaria(&fixture, &["sessions", "search", "three"]);
+    assert!(
+        String::from_utf8_lossy(&sessions.stdout).contains("How many words are in"),
+        "{}",
+        String::from_utf8_lossy(&sessions.stdout)
+    );
+    for name in [
+        "login",
+        "status",
+        "chat",
+        "sessions",
+        "session",
+        "skills-review",
+        "skills",
+        "memory",
+        "logs",
+        "phone-chat",
+        "phone-skills",
+    ] {
+        let bytes = std::fs::read(screenshots.join(format!("{name}.png")))
+            .unwrap_or_else(|e| panic!("no screenshot {name}: {e}"));
+        assert!(
+            bytes.starts_with(b"\x89PNG") && bytes.len() > 5_000,
+            "{name}.png"
+        );
+    }
+    assert!(!gateway.log().contains(password));
 }

@@ -242,6 +242,7 @@ impl FakeModel {
                 let Ok(mut stream) = stream else { return };
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
                 let mut length = 0;
+                let mut complete = false;
                 loop {
                     let mut line = String::new();
                     if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -251,8 +252,15 @@ impl FakeModel {
                         length = value.trim().parse().unwrap_or(0);
                     }
                     if line == "\r\n" {
+                        complete = true;
                         break;
                     }
+                }
+                // A connection closed before its request (the gateway's
+                // reachability probe opens one and sends nothing) takes no
+                // reply.
+                if !complete {
+                    continue;
                 }
                 let mut body = vec![0; length];
                 if reader.read_exact(&mut body).is_err() {

@@ -4,8 +4,9 @@
 //!   skills) to wasm32-wasip2 and put each component where its `skill.toml`
 //!   says.
 //! - `test`: `build-skills`, a Python venv with the official OpenAI client
-//!   (`target/test-venv`, for the gateway tests), then every test of the
-//!   workspace.
+//!   (`target/test-venv`, for the gateway tests), Debian's `chromium` (apt,
+//!   when missing) and playwright-core (`target/test-node`, for the
+//!   dashboard's browser test), then every test of the workspace.
 //! - `demo`: `build-skills`, then list, grant and call the bundled skills in
 //!   a data home of its own.
 //! - `install [--prefix DIR]`: `build-skills`, then `talaria` into
@@ -52,6 +53,7 @@ fn main() -> anyhow::Result<()> {
         "test" => {
             build_skills(&root)?;
             let python = test_python(&root)?;
+            let browser = test_browser(&root)?;
             shared_build(&root)?;
             println!(
                 "xtask: running every test of the workspace (the same build: nothing is compiled again)"
@@ -59,6 +61,8 @@ fn main() -> anyhow::Result<()> {
             run(cargo_command()
                 .current_dir(&root)
                 .env("TALARIA_TEST_PYTHON", python)
+                .env("TALARIA_TEST_CHROMIUM", browser.chromium)
+                .env("TALARIA_TEST_NODE_MODULES", browser.node_modules)
                 .args(["test", "--workspace"]))
         }
         "demo" => demo(&root),
@@ -111,6 +115,102 @@ fn test_python(root: &Path) -> anyhow::Result<PathBuf> {
         venv.display()
     );
     Ok(python)
+}
+
+/// What the dashboard's browser test drives: Debian's Chromium and
+/// playwright-core (which never downloads a browser of its own).
+struct TestBrowser {
+    chromium: PathBuf,
+    node_modules: PathBuf,
+}
+
+/// The pinned playwright-core, installed into the target directory's
+/// `test-node` once.
+const PLAYWRIGHT_CORE: &str = "playwright-core@1.65.1";
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Chromium from apt when it is missing (as root, or with a message saying
+/// what to run), and playwright-core from npm when it is missing.
+fn test_browser(root: &Path) -> anyhow::Result<TestBrowser> {
+    let chromium = PathBuf::from(CHROMIUM);
+    ensure_installed(&chromium, &["chromium"], "the dashboard's browser test")?;
+    if !on_path("npm") {
+        ensure_installed(
+            Path::new("/usr/bin/npm"),
+            &["nodejs", "npm"],
+            "playwright-core",
+        )?;
+    }
+    let prefix = target_dir(root).join("test-node");
+    let node_modules = prefix.join("node_modules");
+    let version = PLAYWRIGHT_CORE.rsplit('@').next().unwrap_or_default();
+    let installed = std::fs::read_to_string(node_modules.join("playwright-core/package.json"))
+        .is_ok_and(|text| text.contains(&format!("\"version\": \"{version}\"")));
+    if !installed {
+        println!(
+            "xtask: installing {PLAYWRIGHT_CORE} into {} for the dashboard's browser test",
+            prefix.display()
+        );
+        std::fs::create_dir_all(&prefix)?;
+        run(Command::new("npm")
+            .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+            .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
+            .arg(&prefix)
+            .arg(PLAYWRIGHT_CORE))
+        .context("cannot install playwright-core with npm: is Node.js (with npm) installed?")?;
+    }
+    Ok(TestBrowser {
+        chromium,
+        node_modules,
+    })
+}
+
+/// Whether `program` runs from the PATH.
+fn on_path(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|output| output.status.success())
+}
+
+/// Install the Debian `packages` that provide `path` when it is missing:
+/// as root with apt-get (updating the package lists once if needed),
+/// otherwise an error saying what to run.
+fn ensure_installed(path: &Path, packages: &[&str], purpose: &str) -> anyhow::Result<()> {
+    if path.is_file() {
+        return Ok(());
+    }
+    let list = packages.join(" ");
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "0");
+    anyhow::ensure!(
+        is_root,
+        "{} is missing and this is not root: run `sudo apt-get install -y {list}`, then this again",
+        path.display()
+    );
+    println!("xtask: installing Debian's {list} for {purpose} (once)");
+    let install = || {
+        run(Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(packages))
+    };
+    if install().is_err() {
+        // A fresh machine may have no package lists yet.
+        run(Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .arg("update"))
+        .context("apt-get update failed")?;
+        install().with_context(|| format!("cannot install {list} with apt-get"))?;
+    }
+    anyhow::ensure!(
+        path.is_file(),
+        "{} is still missing after apt-get",
+        path.display()
+    );
+    Ok(())
 }
 
 fn usage() -> ! {

@@ -24,7 +24,7 @@ function h(tag, attrs, ...children) {
 
 function show(...nodes) {
   const main = document.getElementById("main");
-  main.replaceChildren(...nodes);
+  main.replaceChildren(...nodes.flat().filter((node) => node !== null && node !== undefined && node !== false));
 }
 
 class ApiError extends Error {
@@ -249,6 +249,8 @@ async function renderChat() {
       for (const message of stored.messages) {
         if ((message.role === "user" || message.role === "assistant") && message.content) {
           log.append(h("div", { class: `bubble ${message.role}` }, message.content));
+        } else if (message.role === "tool") {
+          log.append(h("div", { class: "bubble tool" }, `${message.name || "tool"}: finished`));
         }
       }
     } catch (_) {
@@ -283,7 +285,7 @@ async function renderChat() {
       input.focus();
     }
   });
-  show(h("div", { class: "row" }, h("h1", {}, "Chat"), fresh), sessionLine, log, form);
+  show(h("div", { class: "row spread" }, h("h1", {}, "Chat"), fresh), sessionLine, log, form);
   input.focus();
 }
 
@@ -324,7 +326,10 @@ async function streamChat(message, answer, log) {
       if (!data.length) continue;
       const payload = JSON.parse(data.join("\n"));
       if (name === "session") state.chatSession = payload.id;
-      else if (name === "text") answer.textContent += payload.text;
+      else if (name === "text") {
+        answer.textContent += payload.text;
+        answer.dataset.chunks = String(Number(answer.dataset.chunks || 0) + 1);
+      }
       else if (name === "tool") log.insertBefore(h("div", { class: "bubble tool" }, `${payload.name}: ${payload.status}`), answer);
       else if (name === "done" && !answer.textContent) answer.textContent = payload.answer;
       else if (name === "error") throw new Error(payload.message);
@@ -388,7 +393,7 @@ async function renderSessions(args) {
     event.preventDefault();
     load();
   });
-  show(h("h1", {}, "Sessions"), form, h("div", { style: null }, " "), results);
+  show(h("h1", {}, "Sessions"), form, h("p", {}), results);
   await load();
 }
 
@@ -421,7 +426,7 @@ async function renderSession(id) {
     ),
     h(
       "div",
-      { class: "chat", id: "session-messages", style: null },
+      { class: "chat", id: "session-messages" },
       body.messages
         .filter((m) => m.role !== "system")
         .map((message) =>
@@ -576,7 +581,7 @@ function memorySection(target, title, file) {
     { class: "panel", id: `memory-${target}` },
     h("h2", {}, title),
     h("div", { class: "muted", id: `${target}-usage` }, `${file.chars} / ${file.limit} characters`),
-    h("div", { class: "meter" }, h("span", { class: percent > 90 ? "full" : null, style: null, "data-width": percent })),
+    h("div", { class: "meter" }, h("span", { class: percent > 90 ? "full" : null, "data-width": percent })),
     file.entries.length ? entries : h("p", { class: "muted" }, "No entries."),
     added,
     h("div", { class: "actions" }, add),
