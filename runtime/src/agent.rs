@@ -70,9 +70,6 @@ pub struct Agent {
     tools: Arc<ToolRegistry>,
     store: SessionStore,
     options: AgentOptions,
-    /// Kept by every model request until it has really ended (see
-    /// [`Agent::hold_during_model_calls`]).
-    call_guard: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 /// A conversation: its id in the store and the messages sent to the model.
@@ -139,17 +136,7 @@ impl Agent {
             tools: Arc::new(tools),
             store,
             options,
-            call_guard: None,
         }
-    }
-
-    /// Keep `guard` alive while a model request of this agent is in flight,
-    /// even after its turn was dropped. A model request runs on a blocking
-    /// thread that a dropped turn cannot stop; the gateway passes its run's
-    /// slot here, so a client that hangs up does not free a slot whose
-    /// model call is still running.
-    pub fn hold_during_model_calls(&mut self, guard: Arc<dyn std::any::Any + Send + Sync>) {
-        self.call_guard = Some(guard);
     }
 
     pub fn tools(&self) -> &ToolRegistry {
@@ -315,26 +302,13 @@ impl Agent {
         body: String,
         events: &mut (dyn FnMut(Event) + Send),
     ) -> Result<Reply, AgentError> {
-        let provider = Arc::clone(&self.provider);
-        let stream = self.options.stream;
-        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<String>();
-        let guard = self.call_guard.clone();
-        let task = tokio::task::spawn_blocking(move || {
-            let _guard = guard;
-            let mut forward = |text: &str| {
-                let _ = sender.send(text.to_owned());
-            };
-            let on_text: Option<&mut dyn FnMut(&str)> =
-                if stream { Some(&mut forward) } else { None };
-            provider.complete(&body, on_text)
-        });
-        while let Some(text) = receiver.recv().await {
-            events(Event::Text(text));
-        }
-        let reply = task
-            .await
-            .map_err(|e| anyhow::anyhow!("the model request task failed: {e}"))??;
-        Ok(reply)
+        let mut forward = |text: &str| events(Event::Text(text.to_owned()));
+        let on_text: Option<provider::OnText<'_>> = if self.options.stream {
+            Some(&mut forward)
+        } else {
+            None
+        };
+        Ok(self.provider.complete(&body, on_text).await?)
     }
 
     /// Run every call of one turn at once; results come back in call order.

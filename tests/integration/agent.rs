@@ -212,9 +212,14 @@ fn ask(
 ) {
     let mut seen = String::new();
     let mut forward = |text: &str| seen.push_str(text);
-    let on_text: Option<&mut dyn FnMut(&str)> = if stream { Some(&mut forward) } else { None };
+    let on_text: Option<&mut (dyn FnMut(&str) + Send)> =
+        if stream { Some(&mut forward) } else { None };
     let body = provider.request_body(&[ChatMessage::new("user", "hi")], &(), false, stream);
-    let reply = provider.complete(&body, on_text);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let reply = runtime.block_on(provider.complete(&body, on_text));
     (reply, seen)
 }
 

@@ -201,8 +201,9 @@ pub enum Reply {
     Stream(Vec<String>),
     /// Wait, then answer.
     After(std::time::Duration, Box<Reply>),
-    /// Wait until the test sends on the gate (or drops it), then answer.
-    Gated(std::sync::mpsc::Receiver<()>, Box<Reply>),
+    /// Never answer: wait until the client closes the connection (it
+    /// cancelled the request), then say so on the channel.
+    UntilHungUp(std::sync::mpsc::Sender<()>),
 }
 
 impl Reply {
@@ -289,9 +290,10 @@ fn respond(stream: &mut std::net::TcpStream, reply: Reply) {
             std::thread::sleep(delay);
             respond(stream, *reply);
         }
-        Reply::Gated(gate, reply) => {
-            let _ = gate.recv();
-            respond(stream, *reply);
+        Reply::UntilHungUp(hung_up) => {
+            let mut buffer = [0u8; 256];
+            while matches!(std::io::Read::read(stream, &mut buffer), Ok(n) if n > 0) {}
+            let _ = hung_up.send(());
         }
         Reply::Json(status, body) => {
             let _ = write!(

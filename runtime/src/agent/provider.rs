@@ -5,10 +5,19 @@
 //! Works with any server speaking that API: vLLM, Ollama, llama.cpp's
 //! server, OpenRouter. The API key is sent as a bearer token and never
 //! logged or shown in errors.
+//!
+//! Async, on hyper's pooled client over rustls (the WebPKI roots): a turn
+//! that is dropped (a gateway client hung up, Ctrl-C) drops its request,
+//! which closes the connection, so the endpoint stops generating too.
 
-use std::io::{BufRead, BufReader};
+use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -141,19 +150,22 @@ impl ProviderError {
     }
 }
 
+type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
 pub struct Provider {
     config: ProviderConfig,
-    agent: ureq::Agent,
+    client: Result<HttpsClient, String>,
 }
+
+/// Text deltas of a streamed reply, as they come.
+pub type OnText<'a> = &'a mut (dyn FnMut(&str) + Send);
 
 impl Provider {
     pub fn new(config: ProviderConfig) -> Self {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(config.timeout))
-            .http_status_as_error(false)
-            .build()
-            .into();
-        Self { config, agent }
+        Self {
+            config,
+            client: https_client(),
+        }
     }
 
     pub fn config(&self) -> &ProviderConfig {
@@ -205,13 +217,14 @@ impl Provider {
     }
 
     /// Send `body` (from [`Provider::request_body`]); with `on_text`,
-    /// stream and hand it each text delta. Blocking: call it from a
-    /// blocking thread.
-    pub fn complete(
+    /// stream and hand it each text delta. Dropping the future stops the
+    /// request and closes its connection.
+    pub async fn complete(
         &self,
         body: &str,
-        mut on_text: Option<&mut dyn FnMut(&str)>,
+        mut on_text: Option<OnText<'_>>,
     ) -> Result<Reply, ProviderError> {
+        let body = Bytes::copy_from_slice(body.as_bytes());
         let mut attempt = 0;
         loop {
             let mut delivered = false;
@@ -221,9 +234,9 @@ impl Provider {
                         delivered = true;
                         forward(text);
                     };
-                    self.send_once(body, Some(&mut counting))
+                    self.send_once(body.clone(), Some(&mut counting)).await
                 }
-                None => self.send_once(body, None),
+                None => self.send_once(body.clone(), None).await,
             };
             match outcome {
                 // Text already shown cannot be taken back: a stream that
@@ -237,7 +250,7 @@ impl Provider {
                         ?delay,
                         "model request failed, retrying: {error}"
                     );
-                    std::thread::sleep(delay);
+                    tokio::time::sleep(delay).await;
                     attempt += 1;
                 }
                 outcome => return outcome,
@@ -253,22 +266,52 @@ impl Provider {
         base.mul_f64(jitter).min(Duration::from_secs(60))
     }
 
-    fn send_once(
+    /// One attempt, bounded as a whole by `timeout` (connecting, waiting,
+    /// reading every byte).
+    async fn send_once(
         &self,
-        body: &str,
-        on_text: Option<&mut dyn FnMut(&str)>,
+        body: Bytes,
+        on_text: Option<OnText<'_>>,
     ) -> Result<Reply, ProviderError> {
         let url = self.url();
-        let mut request = self
-            .agent
-            .post(&url)
-            .header("Content-Type", "application/json");
-        if let Some(key) = &self.config.api_key {
-            request = request.header("Authorization", format!("Bearer {key}"));
+        match tokio::time::timeout(self.config.timeout, self.exchange(&url, body, on_text)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(ProviderError::Timeout(self.config.timeout)),
         }
-        let response = request
-            .send(body)
-            .map_err(|error| self.transport_error(&url, error))?;
+    }
+
+    async fn exchange(
+        &self,
+        url: &str,
+        body: Bytes,
+        on_text: Option<OnText<'_>>,
+    ) -> Result<Reply, ProviderError> {
+        let unreachable = |detail: String| ProviderError::Unreachable {
+            url: url.to_owned(),
+            detail,
+        };
+        let mut request = hyper::Request::post(url)
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .header(
+                hyper::header::USER_AGENT,
+                concat!("talaria/", env!("CARGO_PKG_VERSION")),
+            );
+        if let Some(key) = &self.config.api_key {
+            request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {key}"));
+        }
+        // An invalid URL or a key that is not a valid header value; the
+        // error names neither the key nor its bytes.
+        let request = request
+            .body(Full::new(body))
+            .map_err(|_| unreachable("model.base_url is not a valid http(s) URL, or the API key is not a valid header value".into()))?;
+        let client = self
+            .client
+            .as_ref()
+            .map_err(|error| unreachable(error.clone()))?;
+        let response = client
+            .request(request)
+            .await
+            .map_err(|error| unreachable(connection_error(&error)))?;
         let status = response.status().as_u16();
         let mut body = response.into_body();
         match status {
@@ -276,54 +319,146 @@ impl Provider {
             401 | 403 => return Err(ProviderError::Unauthorized),
             404 => {
                 return Err(ProviderError::NotFound {
-                    url,
+                    url: url.to_owned(),
                     model: self.config.model.clone(),
                 });
             }
             status => {
-                let text = body
-                    .with_config()
-                    .limit(4096)
-                    .lossy_utf8(true)
-                    .read_to_string()
-                    .unwrap_or_default();
+                let mut text = Vec::new();
+                // The start of the error body is enough to say what failed.
+                let _ = read_bounded(&mut body, 4096, |bytes| {
+                    text.extend_from_slice(bytes);
+                    Ok(())
+                })
+                .await;
+                text.truncate(4096);
                 return Err(ProviderError::Status {
                     status,
-                    body: crate::untrusted_text::sanitize(&text, 512, false),
+                    body: crate::untrusted_text::sanitize(
+                        &String::from_utf8_lossy(&text),
+                        512,
+                        false,
+                    ),
                 });
             }
         }
         match on_text {
             None => {
-                let text = body
-                    .with_config()
-                    .limit(MAX_RESPONSE_BYTES)
-                    .read_to_string()
-                    .map_err(|error| self.transport_error(&url, error))?;
-                parse_completion(&text)
+                let mut text = Vec::new();
+                read_bounded(&mut body, MAX_RESPONSE_BYTES, |bytes| {
+                    text.extend_from_slice(bytes);
+                    Ok(())
+                })
+                .await
+                .map_err(|error| match error {
+                    StreamError::Io(detail) => unreachable(detail),
+                    StreamError::Json(detail) => ProviderError::InvalidJson(detail),
+                })?;
+                parse_completion(&String::from_utf8_lossy(&text))
             }
             Some(on_text) => {
-                let reader = BufReader::new(body.with_config().limit(MAX_RESPONSE_BYTES).reader());
-                parse_stream(reader, on_text).map_err(|error| match error {
-                    StreamError::Io(detail) => ProviderError::Unreachable { url, detail },
-                    StreamError::Json(detail) => ProviderError::InvalidJson(detail),
+                let mut parser = StreamParser::default();
+                let mut pending: Vec<u8> = Vec::new();
+                let mut done = false;
+                let read = read_bounded(&mut body, MAX_RESPONSE_BYTES, |bytes| {
+                    if done {
+                        return Ok(());
+                    }
+                    pending.extend_from_slice(bytes);
+                    while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                        let line: Vec<u8> = pending.drain(..=end).collect();
+                        let line = String::from_utf8_lossy(&line);
+                        if parser.line(line.trim_end_matches(['\n', '\r']), on_text)? {
+                            done = true;
+                            break;
+                        }
+                    }
+                    Ok(())
                 })
+                .await;
+                read.map_err(|error| match error {
+                    StreamError::Io(detail) => unreachable(detail),
+                    StreamError::Json(detail) => ProviderError::InvalidJson(detail),
+                })?;
+                if !done && !pending.is_empty() {
+                    let line = String::from_utf8_lossy(&pending).into_owned();
+                    parser.line(line.trim_end_matches('\r'), on_text).map_err(
+                        |error| match error {
+                            StreamError::Io(detail) => unreachable(detail),
+                            StreamError::Json(detail) => ProviderError::InvalidJson(detail),
+                        },
+                    )?;
+                }
+                Ok(parser.finish())
             }
         }
     }
+}
 
-    fn transport_error(&self, url: &str, error: ureq::Error) -> ProviderError {
-        match error {
-            ureq::Error::Timeout(_) => ProviderError::Timeout(self.config.timeout),
-            ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
-                ProviderError::Timeout(self.config.timeout)
-            }
-            other => ProviderError::Unreachable {
-                url: url.to_owned(),
-                detail: other.to_string(),
-            },
-        }
+/// The client every provider shares: one connection pool per process, TLS
+/// with the WebPKI roots (certificate errors are never ignored). An error
+/// here (it cannot happen with ring's defaults) is reported by each request.
+fn https_client() -> Result<HttpsClient, String> {
+    static CLIENT: std::sync::OnceLock<Result<HttpsClient, String>> = std::sync::OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            let roots = rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            };
+            let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .map_err(|error| format!("cannot set up TLS for the model client: {error}"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+            let connector = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(tls)
+                .https_or_http()
+                .enable_http1()
+                .build();
+            Ok(Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(90))
+                .build(connector))
+        })
+        .clone()
+}
+
+/// What went wrong opening or using a connection, without the URL's
+/// credentials (the caller names the URL).
+fn connection_error(error: &hyper_util::client::legacy::Error) -> String {
+    use std::error::Error as _;
+    let mut detail = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        detail.push_str(": ");
+        detail.push_str(&cause.to_string());
+        source = cause.source();
     }
+    detail
+}
+
+/// Read `body` frame by frame into `each`, failing beyond `limit` bytes.
+async fn read_bounded(
+    body: &mut Incoming,
+    limit: u64,
+    mut each: impl FnMut(&[u8]) -> Result<(), StreamError>,
+) -> Result<(), StreamError> {
+    let mut read: u64 = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| StreamError::Io(e.to_string()))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        read += data.len() as u64;
+        if read > limit {
+            return Err(StreamError::Io(format!(
+                "the response is larger than {limit} bytes"
+            )));
+        }
+        each(&data)?;
+    }
+    Ok(())
 }
 
 /// A non-streamed completion: `choices[0].message`.
@@ -360,32 +495,36 @@ enum StreamError {
 /// Server-sent events: `data: {chunk}` lines until `data: [DONE]`. Tool
 /// calls arrive in pieces keyed by `index`: the id and name once, the
 /// arguments as fragments to concatenate.
-fn parse_stream(reader: impl BufRead, on_text: &mut dyn FnMut(&str)) -> Result<Reply, StreamError> {
-    let mut reply = Reply::default();
-    let mut calls: Vec<ToolCall> = Vec::new();
-    for line in reader.lines() {
-        let line = line.map_err(|e| StreamError::Io(e.to_string()))?;
+#[derive(Default)]
+struct StreamParser {
+    reply: Reply,
+    calls: Vec<ToolCall>,
+}
+
+impl StreamParser {
+    /// Take one line; returns whether the stream said it is done.
+    fn line(&mut self, line: &str, on_text: &mut dyn FnMut(&str)) -> Result<bool, StreamError> {
         let Some(data) = line.strip_prefix("data:") else {
-            continue;
+            return Ok(false);
         };
         let data = data.trim();
         if data == "[DONE]" {
-            break;
+            return Ok(true);
         }
         if data.is_empty() {
-            continue;
+            return Ok(false);
         }
         let chunk: Value =
             serde_json::from_str(data).map_err(|e| StreamError::Json(e.to_string()))?;
         // With `include_usage`, the last chunk carries it (and no choices).
         if let Some(usage) = usage_of(&chunk) {
-            reply.usage = Some(usage);
+            self.reply.usage = Some(usage);
         }
         let Some(delta) = chunk.pointer("/choices/0/delta") else {
-            continue;
+            return Ok(false);
         };
         if let Some(text) = delta.get("content").and_then(Value::as_str) {
-            reply.content.push_str(text);
+            self.reply.content.push_str(text);
             on_text(text);
         }
         for piece in delta
@@ -397,14 +536,14 @@ fn parse_stream(reader: impl BufRead, on_text: &mut dyn FnMut(&str)) -> Result<R
             let index = piece
                 .get("index")
                 .and_then(Value::as_u64)
-                .unwrap_or(calls.len() as u64) as usize;
+                .unwrap_or(self.calls.len() as u64) as usize;
             if index >= MAX_TOOL_CALLS {
                 return Err(StreamError::Json(format!(
                     "tool call index {index} is beyond the {MAX_TOOL_CALLS} calls accepted in one reply"
                 )));
             }
-            while calls.len() <= index {
-                calls.push(ToolCall {
+            while self.calls.len() <= index {
+                self.calls.push(ToolCall {
                     id: String::new(),
                     kind: function_type(),
                     function: FunctionCall {
@@ -413,7 +552,7 @@ fn parse_stream(reader: impl BufRead, on_text: &mut dyn FnMut(&str)) -> Result<R
                     },
                 });
             }
-            let call = &mut calls[index];
+            let call = &mut self.calls[index];
             if let Some(id) = piece.get("id").and_then(Value::as_str) {
                 call.id = id.to_owned();
             }
@@ -424,9 +563,13 @@ fn parse_stream(reader: impl BufRead, on_text: &mut dyn FnMut(&str)) -> Result<R
                 call.function.arguments.push_str(arguments);
             }
         }
+        Ok(false)
     }
-    reply.tool_calls = calls;
-    Ok(reply)
+
+    fn finish(mut self) -> Reply {
+        self.reply.tool_calls = self.calls;
+        self.reply
+    }
 }
 
 #[cfg(test)]
@@ -446,9 +589,16 @@ mod tests {
             "data: [DONE]\n\n",
         );
         let mut seen = String::new();
-        let Ok(reply) = parse_stream(stream.as_bytes(), &mut |text| seen.push_str(text)) else {
-            panic!("stream must parse");
-        };
+        let mut parser = StreamParser::default();
+        for line in stream.lines() {
+            let Ok(done) = parser.line(line, &mut |text| seen.push_str(text)) else {
+                panic!("stream must parse");
+            };
+            if done {
+                break;
+            }
+        }
+        let reply = parser.finish();
         assert_eq!(seen, "Let me check.");
         assert_eq!(reply.content, "Let me check.");
         assert_eq!(reply.tool_calls.len(), 2);

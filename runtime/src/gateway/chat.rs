@@ -270,11 +270,10 @@ pub(super) fn start_run(
     permit: OwnedSemaphorePermit,
 ) -> mpsc::UnboundedReceiver<Update> {
     let (sender, receiver) = mpsc::unbounded_channel();
-    // Shared with the run's model requests: the slot comes back when the
-    // run and any model request it started have ended.
-    let permit = Arc::new(permit);
     tokio::spawn(async move {
-        let result = run(&gateway, turn, stream, &sender, Arc::clone(&permit)).await;
+        // A run that stops drops its model request with it (the connection
+        // is closed), so the slot is free once the run is.
+        let result = run(&gateway, turn, stream, &sender).await;
         // Freed before the answer goes out: a client that sends its next
         // request as soon as it has this one's answer must find its slot.
         drop(permit);
@@ -288,14 +287,12 @@ async fn run(
     turn: Turn,
     stream: bool,
     updates: &mpsc::UnboundedSender<Update>,
-    slot: Arc<OwnedSemaphorePermit>,
 ) -> Result<String, ApiError> {
-    let mut session = gateway
+    let session = gateway
         .app
         .agent(stream)
         .await
         .map_err(|e| ApiError::internal(format!("cannot start the agent: {e:#}")))?;
-    session.agent.hold_during_model_calls(slot);
     let mut session_prompt = session.system_prompt.clone();
     if !turn.client_system.is_empty() {
         session_prompt.push_str("\n\n# Instructions from the client\n\n");
