@@ -377,6 +377,17 @@ async fn require_key(
 /// One log line per request (method, path, status, duration, session), and
 /// the headers every response carries.
 async fn log_and_harden(request: Request, next: Next) -> Response {
+    log_and_harden_at(request, next, false).await
+}
+
+/// [`log_and_harden`] with successful reads logged at debug level: the
+/// dashboard polls its logs, and its own reads would push every other line
+/// out of the log's memory.
+async fn log_and_harden_quiet_reads(request: Request, next: Next) -> Response {
+    log_and_harden_at(request, next, true).await
+}
+
+async fn log_and_harden_at(request: Request, next: Next, quiet_reads: bool) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     // The path only: a query string could carry something secret.
@@ -396,15 +407,19 @@ async fn log_and_harden(request: Request, next: Next) -> Response {
         .get(SESSION_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
-    tracing::info!(
-        target: "talaria::gateway::request",
-        %method,
-        path = %crate::untrusted_text::sanitize(&path, 256, false),
-        status,
-        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
-        session,
-        "request"
-    );
+    let path = crate::untrusted_text::sanitize(&path, 256, false);
+    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    if quiet_reads && method == Method::GET && status < 400 {
+        tracing::debug!(
+            target: "talaria::gateway::request",
+            %method, %path, status, duration_ms, session, "request"
+        );
+    } else {
+        tracing::info!(
+            target: "talaria::gateway::request",
+            %method, %path, status, duration_ms, session, "request"
+        );
+    }
     response
 }
 

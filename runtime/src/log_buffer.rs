@@ -18,6 +18,9 @@ use tracing_subscriber::layer::Context;
 
 /// How many lines are kept.
 pub const CAPACITY: usize = 500;
+/// How many warnings and errors are kept apart, so that a burst of
+/// ordinary lines does not push them out.
+pub const PROBLEMS: usize = 100;
 /// Bytes of one line beyond which it is cut.
 const LINE_BYTES: usize = 2_000;
 
@@ -43,6 +46,7 @@ pub struct LogBuffer {
 struct Ring {
     next_seq: u64,
     lines: VecDeque<LogLine>,
+    problems: VecDeque<LogLine>,
 }
 
 impl LogBuffer {
@@ -59,6 +63,13 @@ impl LogBuffer {
         matching.into_iter().skip(skip).cloned().collect()
     }
 
+    /// The last `limit` warnings and errors, oldest first.
+    pub fn problems(&self, limit: usize) -> Vec<LogLine> {
+        let ring = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        let skip = ring.problems.len().saturating_sub(limit);
+        ring.problems.iter().skip(skip).cloned().collect()
+    }
+
     fn push(&self, level: &'static str, target: &str, text: String) {
         let mut ring = self.lines.lock().unwrap_or_else(|e| e.into_inner());
         ring.next_seq += 1;
@@ -66,13 +77,20 @@ impl LogBuffer {
         if ring.lines.len() == CAPACITY {
             ring.lines.pop_front();
         }
-        ring.lines.push_back(LogLine {
+        let line = LogLine {
             seq,
             time: crate::clock::now_rfc3339(),
             level,
             target: target.to_owned(),
             text: crate::untrusted_text::sanitize(&text, LINE_BYTES, false),
-        });
+        };
+        if level_of(level) <= Level::WARN {
+            if ring.problems.len() == PROBLEMS {
+                ring.problems.pop_front();
+            }
+            ring.problems.push_back(line.clone());
+        }
+        ring.lines.push_back(line);
     }
 }
 
@@ -191,6 +209,19 @@ mod tests {
         );
         let after = newest[1].seq;
         assert_eq!(buffer.since(after, Level::TRACE, 100).len(), 1);
+    }
+
+    #[test]
+    fn problems_outlive_a_flood_of_ordinary_lines() {
+        let buffer = LogBuffer::default();
+        buffer.push("ERROR", "talaria", "the disk is full".into());
+        for index in 0..CAPACITY * 3 {
+            buffer.push("INFO", "talaria", format!("request {index}"));
+        }
+        assert!(buffer.since(0, Level::WARN, 10).is_empty());
+        let problems = buffer.problems(10);
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].text, "the disk is full");
     }
 
     #[test]

@@ -209,6 +209,42 @@ fn a_loopback_dashboard_serves_its_page_and_guards_every_change() {
     }
     let by_name = request(address, "GET", "/", &[("Host", "localhost")], "");
     assert_eq!(by_name.status, 200);
+    // Bound to loopback, another address as `Host` is a proxy's doing.
+    let proxied = request(address, "GET", "/", &[("Host", "192.0.2.10:9119")], "");
+    assert_eq!(proxied.status, 403);
+
+    // A session without a password is for a browser on this machine only:
+    // not through a proxy, not for another site's page.
+    let forwarded = request(
+        address,
+        "GET",
+        "/api/session",
+        &[("X-Forwarded-For", "203.0.113.9")],
+        "",
+    );
+    assert_eq!(forwarded.status, 200);
+    assert_eq!(forwarded.json()["signed_in"], false, "{}", forwarded.body);
+    assert!(forwarded.header("set-cookie").is_none());
+    let cross_site = request(
+        address,
+        "GET",
+        "/api/session",
+        &[("Sec-Fetch-Site", "cross-site")],
+        "",
+    );
+    assert_eq!(cross_site.status, 403);
+
+    // Setting a password ends the sessions handed out without one.
+    let set = talaria_with_stdin(
+        &fixture,
+        &["gateway", "set-password"],
+        Some("correct horse battery staple\n"),
+    );
+    assert_exit(&set, 0);
+    assert_eq!(browser.get("/api/status").status, 401);
+    let after = request(address, "GET", "/api/session", &[], "").json();
+    assert_eq!(after["signed_in"], false, "{after}");
+    assert_eq!(after["password"], true, "{after}");
 
     // The log shows the requests, and never the session or token.
     let log = gateway.log();
@@ -237,6 +273,19 @@ fn beyond_loopback_the_dashboard_needs_a_password_with_a_rate_limited_login() {
         "{refused}"
     );
     assert!(refused.contains("--no-dashboard"), "{refused}");
+
+    // A name in gateway.dashboard_hosts means a proxy or DNS: a password
+    // is needed there too.
+    std::fs::write(
+        fixture.root.path().join("config.toml"),
+        "[gateway]\ndashboard_hosts = [\"talaria.example.com\"]\n",
+    )
+    .unwrap();
+    let named = Gateway::try_start(&fixture, &model, &[], &["--allow-root"])
+        .err()
+        .expect("a named dashboard needs a password");
+    assert!(named.contains("dashboard_hosts"), "{named}");
+    std::fs::remove_file(fixture.root.path().join("config.toml")).unwrap();
 
     // The API alone may listen beyond loopback.
     let api_only = Gateway::try_start(
@@ -286,6 +335,17 @@ fn beyond_loopback_the_dashboard_needs_a_password_with_a_rate_limited_login() {
             &json!({"password": password}).to_string(),
         )
     };
+    // A body that is not the expected object is not echoed back.
+    let bare = request(
+        &address,
+        "POST",
+        "/api/login",
+        &[("Content-Type", "application/json")],
+        "\"my secret password\"",
+    );
+    assert_eq!(bare.status, 400, "{}", bare.body);
+    assert!(!bare.body.contains("secret"), "{}", bare.body);
+
     let wrong = login("not the password at all");
     assert_eq!(wrong.status, 403, "{}", wrong.body);
     assert_eq!(code(&wrong), "wrong_password");
@@ -303,7 +363,7 @@ fn beyond_loopback_the_dashboard_needs_a_password_with_a_rate_limited_login() {
     assert_eq!(logout.status, 200);
     assert_eq!(browser.get("/api/status").status, 401, "logged out");
 
-    // Ten attempts a minute per address: two were made above.
+    // Ten attempts a minute per address: three were made above.
     let mut limited = None;
     for _ in 0..10 {
         let attempt = login("still not the password");

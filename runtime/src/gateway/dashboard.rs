@@ -6,16 +6,22 @@
 //! and their grants, memory, logs.
 //!
 //! Who gets in (see [`auth`]):
-//! - Bound to loopback without a password, the page gets a session on
-//!   `GET /api/session`; bound beyond loopback, the gateway refuses to start
-//!   unless a password is set (`talaria gateway set-password`), and once one
-//!   is set, every session starts with a login (10 attempts a minute per
-//!   address).
+//! - Bound to loopback without a password, a browser on this machine that
+//!   reaches it directly (a loopback peer, a loopback `Host`, no proxy
+//!   headers, not a cross-site request) gets a session on `GET
+//!   /api/session`. Bound beyond loopback, or reached by name
+//!   (`gateway.dashboard_hosts`, a reverse proxy), the gateway refuses to
+//!   start unless a password is set (`talaria gateway set-password`); once
+//!   one is set, every session starts with a login (10 attempts a minute
+//!   per client, two password checks at a time), and setting another ends
+//!   every session opened before.
 //! - Sessions ride in a signed `HttpOnly`, `SameSite=Strict` cookie. Every
 //!   request that changes something carries the session's CSRF token in
 //!   `X-CSRF-Token` (and, when the browser sends one, an `Origin` of the
-//!   same host).
-//! - Every request's `Host` must be an IP address, `localhost` or a name in
+//!   same host or a listed name); browsers' `Sec-Fetch-Site: cross-site`
+//!   requests to `/api/` are refused outright.
+//! - Every request's `Host` must be a loopback address or `localhost` (bound
+//!   to loopback), any IP address (bound beyond), or a name in
 //!   `gateway.dashboard_hosts`: a page on another site whose name was made
 //!   to resolve to this machine (DNS rebinding) gets 403.
 //! - A strict Content-Security-Policy (scripts and styles from this origin
@@ -68,6 +74,12 @@ pub enum DashboardStartError {
          TALARIA_DASHBOARD=0 or gateway.dashboard = false)"
     )]
     NoPassword { address: SocketAddr },
+    #[error(
+        "refusing to serve the dashboard under gateway.dashboard_hosts without a password: a name \
+         means it is reached through DNS or a reverse proxy, by more than this machine. Set one \
+         with `talaria gateway set-password`, or empty gateway.dashboard_hosts"
+    )]
+    NamedWithoutPassword,
 }
 
 impl Dashboard {
@@ -78,6 +90,15 @@ impl Dashboard {
         let loopback = address.ip().is_loopback();
         if !loopback && !has_password {
             return Err(DashboardStartError::NoPassword { address }.into());
+        }
+        if !gateway.config.dashboard_hosts.is_empty() && !has_password {
+            return Err(DashboardStartError::NamedWithoutPassword.into());
+        }
+        if !loopback {
+            tracing::warn!(
+                %address,
+                "the dashboard listens beyond loopback over plain HTTP: put it behind a reverse proxy with TLS, since the password and the session cookie travel in every login and request"
+            );
         }
         Ok(Self {
             hosts: gateway.config.dashboard_hosts.clone(),
@@ -90,7 +111,7 @@ impl Dashboard {
     }
 
     /// The stored password hash, read on every use: `set-password` takes
-    /// effect without a restart.
+    /// effect without a restart, and ends the sessions opened before.
     fn password_hash(&self) -> Result<Option<String>, ApiError> {
         auth::load_password_hash(&self.password_file).map_err(|error| {
             tracing::error!("{error:#}");
@@ -100,17 +121,79 @@ impl Dashboard {
         })
     }
 
+    /// The session id of the request's cookie, if it is valid under the
+    /// current password.
+    fn session_of(&self, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+        let epoch = auth::PasswordEpoch::of(self.password_hash()?.as_deref());
+        let now = Instant::now();
+        Ok(headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .filter(|(name, _)| *name == auth::COOKIE)
+            .find_map(|(_, value)| self.sessions.check(value, now, &epoch)))
+    }
+
     fn host_allowed(&self, host: &str) -> bool {
         host_allowed(host, self.loopback, &self.hosts)
     }
 }
 
-/// Whether a request's `Host` names this dashboard: an IP address (a page
-/// that rebinds a name to this machine still sends its name), `localhost`
-/// on loopback, or a name the operator listed.
+/// Whether a request's `Host` names this dashboard: bound to loopback, a
+/// loopback address or `localhost`; bound beyond, any IP address (a page
+/// that rebinds a name to this machine still sends its name); or a name the
+/// operator listed.
 fn host_allowed(host: &str, loopback: bool, listed: &[String]) -> bool {
     let name = host_name(host).to_ascii_lowercase();
-    name.parse::<IpAddr>().is_ok() || (loopback && name == "localhost") || listed.contains(&name)
+    if listed.contains(&name) {
+        return true;
+    }
+    match name.parse::<IpAddr>() {
+        Ok(ip) => !loopback || ip.is_loopback(),
+        Err(_) => loopback && name == "localhost",
+    }
+}
+
+/// Whether `host` is this machine by a loopback name.
+fn is_loopback_host(host: &str) -> bool {
+    let name = host_name(host).to_ascii_lowercase();
+    name == "localhost" || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Headers a reverse proxy adds: a request that carries one came from
+/// elsewhere, whatever its peer address.
+const PROXY_HEADERS: &[&str] = &[
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-real-ip",
+    "via",
+];
+
+/// Whether a request comes straight from a browser on this machine: a
+/// loopback peer, a loopback `Host`, no proxy's headers, not a cross-site
+/// request. Only such a request gets a session without a password.
+fn from_this_machine(request: &Request) -> bool {
+    let headers = request.headers();
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    client_ip(request.extensions()).is_loopback()
+        && is_loopback_host(host)
+        && !PROXY_HEADERS.iter().any(|name| headers.contains_key(*name))
+        && !cross_site(headers)
+}
+
+/// Whether the browser says the request comes from another site's page.
+fn cross_site(headers: &HeaderMap) -> bool {
+    headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|site| matches!(site, "cross-site" | "same-site"))
 }
 
 /// The name part of a `Host` value: without its port, IPv6 brackets removed.
@@ -183,7 +266,7 @@ fn router(dashboard: Arc<Dashboard>) -> Router {
             check_host_and_origin,
         ))
         .layer(middleware::from_fn(harden))
-        .layer(middleware::from_fn(super::log_and_harden))
+        .layer(middleware::from_fn(super::log_and_harden_quiet_reads))
         .with_state(dashboard)
 }
 
@@ -207,17 +290,26 @@ async fn check_host_and_origin(
         )
         .into_response();
     }
+    let refused =
+        || ApiError::forbidden("cross_origin", "cross-origin requests are refused").into_response();
+    if request.uri().path().starts_with("/api/") && cross_site(request.headers()) {
+        return refused();
+    }
     if !matches!(*request.method(), Method::GET | Method::HEAD)
         && let Some(origin) = request.headers().get(header::ORIGIN)
     {
+        // The page's own origin: the `Host` it was loaded from, or a listed
+        // name (behind a proxy that rewrites `Host`).
         let same = origin.to_str().ok().is_some_and(|origin| {
-            origin
-                .split_once("://")
-                .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(&host))
+            origin.split_once("://").is_some_and(|(_, authority)| {
+                authority.eq_ignore_ascii_case(&host)
+                    || dashboard
+                        .hosts
+                        .contains(&host_name(authority).to_ascii_lowercase())
+            })
         });
         if !same {
-            return ApiError::forbidden("cross_origin", "cross-origin requests are refused")
-                .into_response();
+            return refused();
         }
     }
     next.run(request).await
@@ -230,8 +322,10 @@ async fn require_session(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let Some(id) = session_of(&dashboard, request.headers()) else {
-        return ApiError::login_required().into_response();
+    let id = match dashboard.session_of(request.headers()) {
+        Ok(Some(id)) => id,
+        Ok(None) => return ApiError::login_required().into_response(),
+        Err(error) => return error.into_response(),
     };
     if !matches!(*request.method(), Method::GET | Method::HEAD) {
         let token = request
@@ -254,18 +348,6 @@ async fn require_session(
 /// The dashboard session a request belongs to.
 #[derive(Clone)]
 pub(crate) struct SessionId(pub String);
-
-/// The session id of the request's cookie, if valid.
-fn session_of(dashboard: &Dashboard, headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .filter(|(name, _)| *name == auth::COOKIE)
-        .find_map(|(_, value)| dashboard.sessions.check(value, Instant::now()))
-}
 
 /// The `Set-Cookie` value of a session.
 fn session_cookie(value: &str) -> HeaderValue {
@@ -365,6 +447,9 @@ mod tests {
             ("127.0.0.1:9119", true, true),
             ("[::1]:9119", true, true),
             ("192.0.2.10:9119", false, true),
+            // Bound to loopback, only loopback names: a proxy that sends
+            // its own address as `Host` is not this machine's browser.
+            ("192.0.2.10:9119", true, false),
             ("localhost:9119", true, true),
             ("LOCALHOST:9119", true, true),
             // Beyond loopback, `localhost` is whatever the client thinks.

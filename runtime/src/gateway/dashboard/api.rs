@@ -15,8 +15,9 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Dashboard, SessionId, auth, clear_cookie, client_ip, session_cookie, session_of};
+use super::{Dashboard, SessionId, clear_cookie, client_ip, from_this_machine, session_cookie};
 use crate::gateway::chat::{self, Turn, Update};
+use crate::gateway::dashboard::auth::{self, PasswordEpoch};
 use crate::gateway::error::ApiError;
 use crate::memory::notes::{DELIMITER, NoteError, Target};
 use crate::skill::registry::{ActionError, GrantOutcome};
@@ -25,8 +26,9 @@ type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
 
 /// `GET /api/session`: whether this browser is signed in, and its CSRF
 /// token when it is. On loopback without a password, a session is handed
-/// out here: the `Host` check and `SameSite=Strict` keep other sites' pages
-/// from using it, and without CORS they cannot read the token.
+/// out here to a browser on this machine (see [`from_this_machine`]): the
+/// `Host` check and `SameSite=Strict` keep other sites' pages from using
+/// it, and without CORS they cannot read the token.
 pub async fn session(State(dashboard): State<Arc<Dashboard>>, request: Request) -> Response {
     let password = match dashboard.password_hash() {
         Ok(hash) => hash.is_some(),
@@ -40,13 +42,19 @@ pub async fn session(State(dashboard): State<Arc<Dashboard>>, request: Request) 
             "version": env!("CARGO_PKG_VERSION"),
         })
     };
-    if let Some(id) = session_of(&dashboard, request.headers()) {
-        return Json(body(Some(dashboard.sessions.csrf_token(&id)))).into_response();
+    match dashboard.session_of(request.headers()) {
+        Ok(Some(id)) => {
+            return Json(body(Some(dashboard.sessions.csrf_token(&id)))).into_response();
+        }
+        Ok(None) => {}
+        Err(error) => return error.into_response(),
     }
-    if password || !dashboard.loopback {
+    if password || !dashboard.loopback || !from_this_machine(&request) {
         return Json(body(None)).into_response();
     }
-    let cookie = dashboard.sessions.create(Instant::now());
+    let cookie = dashboard
+        .sessions
+        .create(Instant::now(), PasswordEpoch::of(None));
     let id = cookie.split('.').next().unwrap_or_default().to_owned();
     let mut response = Json(body(Some(dashboard.sessions.csrf_token(&id)))).into_response();
     response
@@ -73,7 +81,17 @@ pub async fn login(State(dashboard): State<Arc<Dashboard>>, request: Request) ->
     let body = <Json<Login> as axum::extract::FromRequest<()>>::from_request(request, &()).await;
     let Json(Login { password }) = match body {
         Ok(body) => body,
-        Err(rejection) => return ApiError::from(rejection).into_response(),
+        // Not the rejection's own text: it can quote the body, the password.
+        Err(axum::extract::rejection::JsonRejection::MissingJsonContentType(rejection)) => {
+            return ApiError::from(
+                axum::extract::rejection::JsonRejection::MissingJsonContentType(rejection),
+            )
+            .into_response();
+        }
+        Err(_) => {
+            return ApiError::bad_request("the body must be {\"password\": \"...\"}")
+                .into_response();
+        }
     };
     let stored = match dashboard.password_hash() {
         Ok(Some(stored)) => stored,
@@ -86,15 +104,24 @@ pub async fn login(State(dashboard): State<Arc<Dashboard>>, request: Request) ->
         }
         Err(error) => return error.into_response(),
     };
-    // Argon2 takes tens of milliseconds of CPU: off the async threads.
-    let matches =
-        tokio::task::spawn_blocking(move || auth::verify_password(&stored, &password)).await;
+    // Argon2 takes tens of milliseconds of CPU and 19 MiB: a few at a time,
+    // off the async threads.
+    let Some(permit) = dashboard.logins.verification() else {
+        return ApiError::too_many("too many logins at once; try again in a moment", 1)
+            .into_response();
+    };
+    let epoch = PasswordEpoch::of(Some(stored.as_str()));
+    let matches = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        auth::verify_password(&stored, &password)
+    })
+    .await;
     if !matches.unwrap_or(false) {
         tracing::warn!(%client, "dashboard login failed: wrong password");
         return ApiError::forbidden("wrong_password", "wrong password").into_response();
     }
     tracing::info!(%client, "dashboard login");
-    let cookie = dashboard.sessions.create(Instant::now());
+    let cookie = dashboard.sessions.create(Instant::now(), epoch);
     let id = cookie.split('.').next().unwrap_or_default().to_owned();
     let mut response = Json(json!({
         "signed_in": true,
@@ -124,7 +151,7 @@ pub async fn status(State(dashboard): State<Arc<Dashboard>>) -> Result<Response,
     let gateway = &dashboard.gateway;
     let mut body = gateway.detailed_health().await?;
     let problems: Vec<_> = crate::log_buffer::global()
-        .map(|buffer| buffer.since(0, tracing::Level::WARN, 20))
+        .map(|buffer| buffer.problems(20))
         .unwrap_or_default();
     body["recent_problems"] = json!(problems);
     body["home"] = json!(gateway.app.home.root());
@@ -346,13 +373,25 @@ pub async fn skills(State(dashboard): State<Arc<Dashboard>>) -> Result<Response,
     Ok(Json(json!({"skills": skills})).into_response())
 }
 
+/// A registry action's failure, with the status that says whose it is.
 fn action_error(error: anyhow::Error) -> ApiError {
-    match error.downcast_ref::<ActionError>() {
-        Some(ActionError::NoSuchSkill { name, .. }) => {
-            ApiError::not_found(format!("no skill named {name:?}"))
-        }
-        Some(ActionError::Invalid(invalid)) => ApiError::bad_request(invalid.to_string()),
-        None => ApiError::bad_request(format!("{error:#}")),
+    if let Some(action) = error.downcast_ref::<ActionError>() {
+        return match action {
+            ActionError::NoSuchSkill { name, .. } => {
+                ApiError::not_found(format!("no skill named {name:?}"))
+            }
+            ActionError::Invalid(invalid) => ApiError::bad_request(invalid.to_string()),
+        };
+    }
+    if error.downcast_ref::<crate::home::LockError>().is_some() {
+        // Another talaria command is changing the home: try again.
+        return ApiError::conflict(format!("{error:#}"));
+    }
+    let message = format!("{error:#}");
+    if message.starts_with("refusing to grant") {
+        ApiError::bad_request(message)
+    } else {
+        ApiError::internal(message)
     }
 }
 

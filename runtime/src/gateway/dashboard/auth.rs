@@ -133,10 +133,27 @@ pub fn load_password_hash(path: &Path) -> anyhow::Result<Option<String>> {
     Ok(Some(hash))
 }
 
+/// Which password a session was opened under: a fingerprint of the stored
+/// hash, or none. A session opened under another password (or before one
+/// was set) ends when the password changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswordEpoch(Option<[u8; 32]>);
+
+impl PasswordEpoch {
+    pub fn of(stored_hash: Option<&str>) -> Self {
+        Self(stored_hash.map(|hash| *blake3::hash(hash.as_bytes()).as_bytes()))
+    }
+}
+
+struct LiveSession {
+    expires: Instant,
+    epoch: PasswordEpoch,
+}
+
 /// The sessions of this process.
 pub struct Sessions {
     key: [u8; 32],
-    live: Mutex<HashMap<String, Instant>>,
+    live: Mutex<HashMap<String, LiveSession>>,
 }
 
 impl Default for Sessions {
@@ -149,33 +166,40 @@ impl Default for Sessions {
 }
 
 impl Sessions {
-    /// A new session; returns the cookie's value.
-    pub fn create(&self, now: Instant) -> String {
+    /// A new session under the password `epoch`; returns the cookie's
+    /// value.
+    pub fn create(&self, now: Instant, epoch: PasswordEpoch) -> String {
         let id = super::super::random_hex::<16>();
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        live.retain(|_, expires| *expires > now);
+        live.retain(|_, session| session.expires > now);
         if live.len() >= MAX_SESSIONS
             && let Some(oldest) = live
                 .iter()
-                .min_by_key(|(_, expires)| **expires)
+                .min_by_key(|(_, session)| session.expires)
                 .map(|(id, _)| id.clone())
         {
             live.remove(&oldest);
         }
-        live.insert(id.clone(), now + SESSION_LIFETIME);
+        live.insert(
+            id.clone(),
+            LiveSession {
+                expires: now + SESSION_LIFETIME,
+                epoch,
+            },
+        );
         format!("{id}.{}", self.mac("session", &id))
     }
 
-    /// The session id a cookie value stands for, if it is one of ours and
-    /// still valid.
-    pub fn check(&self, cookie: &str, now: Instant) -> Option<String> {
+    /// The session id a cookie value stands for, if it is one of ours, still
+    /// valid, and opened under the current password.
+    pub fn check(&self, cookie: &str, now: Instant, epoch: &PasswordEpoch) -> Option<String> {
         let (id, mac) = cookie.split_once('.')?;
         if !constant_time_eq::constant_time_eq(mac.as_bytes(), self.mac("session", id).as_bytes()) {
             return None;
         }
         let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         live.get(id)
-            .is_some_and(|expires| *expires > now)
+            .is_some_and(|session| session.expires > now && session.epoch == *epoch)
             .then(|| id.to_owned())
     }
 
@@ -202,11 +226,41 @@ impl Sessions {
     }
 }
 
-/// At most [`LOGIN_ATTEMPTS`] login attempts per client address in any
-/// [`LOGIN_WINDOW`]; the addresses tracked are bounded too.
-#[derive(Default)]
+/// At most [`LOGIN_ATTEMPTS`] login attempts per client in any
+/// [`LOGIN_WINDOW`] (an IPv6 client is its /64: one host holds many
+/// addresses), at most [`MAX_TRACKED_CLIENTS`] clients at once, and at most
+/// [`CONCURRENT_VERIFICATIONS`] passwords hashed at a time (each takes 19 MiB
+/// and tens of milliseconds).
 pub struct LoginLimiter {
     attempts: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
+    verifying: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+const MAX_TRACKED_CLIENTS: usize = 4096;
+pub const CONCURRENT_VERIFICATIONS: usize = 2;
+
+impl Default for LoginLimiter {
+    fn default() -> Self {
+        Self {
+            attempts: Mutex::new(HashMap::new()),
+            verifying: std::sync::Arc::new(tokio::sync::Semaphore::new(CONCURRENT_VERIFICATIONS)),
+        }
+    }
+}
+
+/// The key a client's attempts are counted under.
+fn client_key(client: IpAddr) -> IpAddr {
+    match client {
+        IpAddr::V4(_) => client,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut segments = v6.segments();
+                segments[4..].fill(0);
+                IpAddr::V6(segments.into())
+            }
+        },
+    }
 }
 
 impl LoginLimiter {
@@ -214,14 +268,19 @@ impl LoginLimiter {
     /// one is allowed.
     pub fn attempt(&self, client: IpAddr, now: Instant) -> Result<(), Duration> {
         let mut attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
-        if attempts.len() > 4096 {
+        let key = client_key(client);
+        if !attempts.contains_key(&key) && attempts.len() >= MAX_TRACKED_CLIENTS {
             attempts.retain(|_, times| {
                 times
                     .back()
                     .is_some_and(|last| now.duration_since(*last) < LOGIN_WINDOW)
             });
+            if attempts.len() >= MAX_TRACKED_CLIENTS {
+                // Thousands of clients guessing at once: everyone waits.
+                return Err(LOGIN_WINDOW);
+            }
         }
-        let times = attempts.entry(client).or_default();
+        let times = attempts.entry(key).or_default();
         while times
             .front()
             .is_some_and(|first| now.duration_since(*first) >= LOGIN_WINDOW)
@@ -234,6 +293,14 @@ impl LoginLimiter {
         }
         times.push_back(now);
         Ok(())
+    }
+
+    /// A permit to hash a password, if fewer than
+    /// [`CONCURRENT_VERIFICATIONS`] are running.
+    pub fn verification(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        std::sync::Arc::clone(&self.verifying)
+            .try_acquire_owned()
+            .ok()
     }
 }
 
@@ -296,29 +363,51 @@ mod tests {
     fn cookies_are_signed_and_expire() {
         let sessions = Sessions::default();
         let now = Instant::now();
-        let cookie = sessions.create(now);
+        let none = PasswordEpoch::of(None);
+        let cookie = sessions.create(now, none.clone());
         let id = sessions
-            .check(&cookie, now)
+            .check(&cookie, now, &none)
             .expect("a fresh cookie is valid");
         assert!(cookie.starts_with(&id));
         // Another process's key, a forged MAC, a bare id: refused.
-        assert_eq!(Sessions::default().check(&cookie, now), None);
+        assert_eq!(Sessions::default().check(&cookie, now, &none), None);
         assert_eq!(
-            sessions.check(&format!("{id}.{}", "0".repeat(64)), now),
+            sessions.check(&format!("{id}.{}", "0".repeat(64)), now, &none),
             None
         );
-        assert_eq!(sessions.check(&id, now), None);
-        assert_eq!(sessions.check(&cookie, now + SESSION_LIFETIME), None);
+        assert_eq!(sessions.check(&id, now, &none), None);
+        assert_eq!(sessions.check(&cookie, now + SESSION_LIFETIME, &none), None);
         sessions.end(&id);
-        assert_eq!(sessions.check(&cookie, now), None);
+        assert_eq!(sessions.check(&cookie, now, &none), None);
+    }
+
+    #[test]
+    fn a_new_password_ends_the_sessions_opened_before_it() {
+        let sessions = Sessions::default();
+        let now = Instant::now();
+        let before = PasswordEpoch::of(None);
+        let first = PasswordEpoch::of(Some("$argon2id$first"));
+        let second = PasswordEpoch::of(Some("$argon2id$second"));
+        let open = sessions.create(now, before.clone());
+        let logged_in = sessions.create(now, first.clone());
+        assert!(sessions.check(&open, now, &before).is_some());
+        assert_eq!(sessions.check(&open, now, &first), None);
+        assert!(sessions.check(&logged_in, now, &first).is_some());
+        assert_eq!(sessions.check(&logged_in, now, &second), None);
+        assert_eq!(sessions.check(&logged_in, now, &before), None);
     }
 
     #[test]
     fn csrf_tokens_belong_to_their_session() {
         let sessions = Sessions::default();
         let now = Instant::now();
-        let a = sessions.check(&sessions.create(now), now).unwrap();
-        let b = sessions.check(&sessions.create(now), now).unwrap();
+        let none = PasswordEpoch::of(None);
+        let a = sessions
+            .check(&sessions.create(now, none.clone()), now, &none)
+            .unwrap();
+        let b = sessions
+            .check(&sessions.create(now, none.clone()), now, &none)
+            .unwrap();
         assert!(sessions.csrf_matches(&a, &sessions.csrf_token(&a)));
         assert!(!sessions.csrf_matches(&a, &sessions.csrf_token(&b)));
         assert!(!sessions.csrf_matches(&a, ""));
@@ -337,5 +426,30 @@ mod tests {
         assert_eq!(wait, Err(Duration::from_secs(40)));
         assert_eq!(limiter.attempt(other, now), Ok(()));
         assert_eq!(limiter.attempt(client, now + LOGIN_WINDOW), Ok(()));
+    }
+
+    #[test]
+    fn an_ipv6_client_is_its_slash_64() {
+        let limiter = LoginLimiter::default();
+        let now = Instant::now();
+        for host in 0..LOGIN_ATTEMPTS {
+            let address: IpAddr = format!("2001:db8:1:2::{host:x}").parse().unwrap();
+            assert_eq!(limiter.attempt(address, now), Ok(()));
+        }
+        let next: IpAddr = "2001:db8:1:2:ffff::1".parse().unwrap();
+        assert!(limiter.attempt(next, now).is_err());
+        let elsewhere: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(limiter.attempt(elsewhere, now), Ok(()));
+    }
+
+    #[test]
+    fn password_hashing_runs_a_few_at_a_time() {
+        let limiter = LoginLimiter::default();
+        let permits: Vec<_> = (0..CONCURRENT_VERIFICATIONS)
+            .map(|_| limiter.verification().expect("a free permit"))
+            .collect();
+        assert!(limiter.verification().is_none());
+        drop(permits);
+        assert!(limiter.verification().is_some());
     }
 }

@@ -55,7 +55,10 @@ async function api(path, options = {}) {
     const message = body && body.error ? body.error.message : `HTTP ${response.status}`;
     if (response.status === 401) {
       state.csrf = null;
-      renderLogin();
+      // Without a password (the gateway restarted), a new session is one
+      // request away; with one, log in again.
+      if (state.password) renderLogin();
+      else start();
     }
     throw new ApiError(response.status, message);
   }
@@ -93,14 +96,19 @@ function badge(text) {
 
 // ---- session and routing ---------------------------------------------------
 
-async function start() {
+function setUp() {
   document.getElementById("logout").addEventListener("click", logout);
   window.addEventListener("hashchange", route);
+  start();
+}
+
+async function start() {
   try {
     const session = await api("/api/session");
     state.password = session.password;
     if (!session.signed_in) {
-      renderLogin();
+      if (session.password) renderLogin();
+      else show(h("p", { class: "notice" }, "This dashboard has no password and answers only browsers on its own machine: open it there, or set a password with talaria gateway set-password."));
       return;
     }
     state.csrf = session.csrf;
@@ -654,4 +662,4 @@ async function renderLogs() {
   await poll();
 }
 
-start();
+setUp();
