@@ -1072,7 +1072,13 @@ fn config_show_prints_every_key_with_its_source_and_no_secret() {
         ("memory.user_chars", "900".into(), "(config.toml)"),
         ("gateway.host", "127.0.0.1".into(), "(default)"),
         ("gateway.port", "8642".into(), "(default)"),
+        ("gateway.dashboard", "true".into(), "(default)"),
         ("gateway.dashboard_port", "9119".into(), "(default)"),
+        (
+            "gateway.dashboard_hosts",
+            "none (IP addresses and localhost only)".into(),
+            "(default)",
+        ),
         (
             "gateway.cors_origins",
             "none (CORS off)".into(),
