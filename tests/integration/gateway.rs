@@ -1095,6 +1095,25 @@ fn the_responses_api_stores_continues_reads_and_deletes_a_response() {
         .to_owned();
     assert!(system.contains("Be terse."), "{system}");
 
+    // Errors name the item as the client sent it, instructions or not.
+    let bad_item = gateway.post(
+        "/v1/responses",
+        &json!({"input": [{"role": "user", "content": "hi"}, {"type": "function_call_output", "role": "tool"}], "instructions": "Be terse."}),
+    );
+    assert_eq!(bad_item.status, 400, "{}", bad_item.body);
+    let message = bad_item.error()["message"].as_str().unwrap().to_owned();
+    assert!(message.starts_with("input[1].type"), "{message}");
+    let last_not_user = gateway.post(
+        "/v1/responses",
+        &json!({"input": [{"role": "assistant", "content": "hi"}], "instructions": "Be terse."}),
+    );
+    assert_eq!(last_not_user.status, 400, "{}", last_not_user.body);
+    let message = last_not_user.error()["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(message.starts_with("input[0]"), "{message}");
+
     // Continued: the model sees the stored conversation.
     let second = gateway.post(
         "/v1/responses",

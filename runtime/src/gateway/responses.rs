@@ -106,17 +106,16 @@ pub async fn create(
     let stream = request.stream;
     let previous = request.previous_response_id.clone();
     let instructions = request.instructions.clone();
-    let mut messages = request.input.messages()?;
+    let messages = request.input.messages()?;
+    let mut turn = Turn::from_messages(&messages, resume, true, "input")?;
+    // Added after the items are read, so errors name `input[i]` as sent.
     if let Some(instructions) = &instructions {
-        messages.insert(
-            0,
-            InMessage {
-                role: "system".into(),
-                content: Some(Content::Text(instructions.clone())),
-            },
-        );
+        turn.client_system = if turn.client_system.is_empty() {
+            instructions.clone()
+        } else {
+            format!("{instructions}\n\n{}", turn.client_system)
+        };
     }
-    let turn = Turn::from_messages(&messages, resume, true, "input")?;
     let permit = gateway.try_run()?;
     let mut updates = start_run(Arc::clone(&gateway), turn, stream, permit);
     let shape = Shape {
