@@ -5,6 +5,7 @@
 //! `chat`, `config`, `doctor`). This file starts the async runtime, hands
 //! each command to its module and maps failures to exit codes.
 
+mod approvals;
 mod args;
 mod chat;
 mod config;
@@ -24,7 +25,10 @@ use clap::{CommandFactory as _, FromArgMatches as _};
 use crate::app::{App, AppOptions, Settings};
 use crate::config::{Config, LogFormat};
 pub use args::Cli;
-use args::{Command, ConfigCommand, GatewayCommand, SessionsCommand, SkillsCommand, ToolCommand};
+use args::{
+    ApprovalsCommand, Command, ConfigCommand, GatewayCommand, SessionsCommand, SkillsCommand,
+    ToolCommand,
+};
 
 /// Exit code of a failed tool call, a refusal or a runtime failure; also of
 /// `skills audit` when a skill is not granted.
@@ -207,6 +211,15 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 allow_root,
             };
             gateway::run(app, options).await?
+        }
+        Command::Approvals(ApprovalsCommand::Check {
+            command,
+            mode,
+            json,
+        }) => {
+            if !approvals::check(&app, &command, mode, json)? {
+                return Ok(EXIT_FAILURE);
+            }
         }
         Command::Gateway(GatewayCommand::SetPassword { remove }) => {
             gateway::set_password(&app, remove)?

@@ -98,6 +98,7 @@ pub struct Config {
     pub model: ModelConfig,
     pub agent: AgentConfig,
     pub gateway: GatewayConfig,
+    pub approvals: ApprovalsConfig,
     pub memory_chars: usize,
     pub user_chars: usize,
     /// The keys only config.toml sets, as written, for `config show`.
@@ -118,6 +119,7 @@ struct Written {
     user_chars: Option<usize>,
     cors_origins: bool,
     dashboard_hosts: bool,
+    allowlist: bool,
     max_concurrent_runs: Option<usize>,
     request_timeout_secs: Option<u64>,
     max_body_bytes: Option<usize>,
@@ -278,6 +280,15 @@ pub struct GatewayConfig {
     pub max_body_bytes: usize,
 }
 
+/// `[approvals]`: how native commands above the hardline floor are
+/// treated (see `approval`).
+#[derive(Debug, Clone)]
+pub struct ApprovalsConfig {
+    pub mode: Setting<crate::approval::Mode>,
+    /// Patterns for mode `allowlist` (`git status*`).
+    pub allowlist: Vec<String>,
+}
+
 /// One line of `talaria config show`.
 #[derive(Debug, Clone, Serialize)]
 pub struct ShownSetting {
@@ -391,6 +402,28 @@ impl Config {
             "default".to_owned(),
         );
         let gateway = resolve_gateway(&file.gateway, env)?;
+        let approvals_mode_env = env
+            .get("TALARIA_APPROVALS_MODE")
+            .map(|v| {
+                v.parse::<crate::approval::Mode>()
+                    .map_err(|e| anyhow::anyhow!("TALARIA_APPROVALS_MODE: {e}"))
+            })
+            .transpose()?;
+        let approvals = ApprovalsConfig {
+            mode: pick(
+                None,
+                approvals_mode_env.map(|v| (v, "TALARIA_APPROVALS_MODE")),
+                file.approvals.mode,
+                crate::approval::Mode::Manual,
+            ),
+            allowlist: file.approvals.allowlist.clone().unwrap_or_default(),
+        };
+        for (index, pattern) in approvals.allowlist.iter().enumerate() {
+            anyhow::ensure!(
+                !pattern.trim().is_empty() && !pattern.chars().any(char::is_control),
+                "approvals.allowlist[{index}]: expected a command pattern such as \"git status*\", found {pattern:?}"
+            );
+        }
         let written = Written {
             api_key_env: file.model.api_key_env.clone(),
             timeout_secs: file.model.timeout_secs,
@@ -402,6 +435,7 @@ impl Config {
             user_chars: file.memory.user_chars,
             cors_origins: file.gateway.cors_origins.is_some(),
             dashboard_hosts: file.gateway.dashboard_hosts.is_some(),
+            allowlist: file.approvals.allowlist.is_some(),
             max_concurrent_runs: file.gateway.max_concurrent_runs,
             request_timeout_secs: file.gateway.request_timeout_secs,
             max_body_bytes: file.gateway.max_body_bytes,
@@ -441,6 +475,7 @@ impl Config {
                 tool_schema_budget_bytes: file.agent.tool_schema_budget_bytes.unwrap_or(24_000),
             },
             gateway,
+            approvals,
             memory_chars: file
                 .memory
                 .memory_chars
@@ -596,6 +631,20 @@ impl Config {
                 self.gateway.max_body_bytes,
                 written.max_body_bytes,
             ),
+            line("approvals.mode", &self.approvals.mode),
+            ShownSetting {
+                key: "approvals.allowlist",
+                value: if self.approvals.allowlist.is_empty() {
+                    "none".to_owned()
+                } else {
+                    self.approvals.allowlist.join(", ")
+                },
+                source: if written.allowlist {
+                    Source::File.to_string()
+                } else {
+                    "default".to_owned()
+                },
+            },
         ]
     }
 }
@@ -873,6 +922,8 @@ mod tests {
                 "gateway.max_concurrent_runs",
                 "gateway.request_timeout_secs",
                 "gateway.max_body_bytes",
+                "approvals.mode",
+                "approvals.allowlist",
             ]
         );
         assert_eq!(

@@ -13,6 +13,7 @@
 
 pub mod agent;
 pub mod app;
+pub mod approval;
 pub mod cli;
 pub mod clock;
 pub mod config;

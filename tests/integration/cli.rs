@@ -1087,6 +1087,8 @@ fn config_show_prints_every_key_with_its_source_and_no_secret() {
         ("gateway.max_concurrent_runs", "10".into(), "(default)"),
         ("gateway.request_timeout_secs", "300".into(), "(default)"),
         ("gateway.max_body_bytes", "4194304".into(), "(default)"),
+        ("approvals.mode", "manual".into(), "(default)"),
+        ("approvals.allowlist", "none".into(), "(default)"),
     ];
     for (key, value, from) in &expected {
         assert_eq!(source(key), (value.clone(), from.to_string()), "{key}");

@@ -8,6 +8,7 @@
 //! - `operator`: grants, audit, install, config, doctor, the home's lock
 //! - `cli`: the command line's conventions
 //! - `agent`: the agent loop against the scripted model
+//! - `approvals`: `talaria approvals check` as operators use it
 //! - `architecture`: no module of the runtime depends the wrong way
 //! - `hardening`: regressions from the outside security review
 //! - `gateway`: `talaria gateway run` over real HTTP: the OpenAI-compatible
@@ -18,6 +19,7 @@
 //!   word, the installed layout, configuring a model
 
 mod agent;
+mod approvals;
 mod architecture;
 mod bundled_skills;
 mod cli;

@@ -84,6 +84,9 @@ pub(super) enum Command {
     /// Run Talaria as a service: an OpenAI-compatible API.
     #[command(subcommand)]
     Gateway(GatewayCommand),
+    /// Test the approval rules native commands pass through.
+    #[command(subcommand)]
+    Approvals(ApprovalsCommand),
     /// Check the data home and explain each problem with the command that fixes it.
     ///
     /// Checks: the home exists, is writable and everything in it belongs to
@@ -108,6 +111,36 @@ pub(super) enum Command {
         /// The shell to complete in.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Subcommand)]
+pub(super) enum ApprovalsCommand {
+    /// Say what the approvals would decide about a command, and which rule
+    /// decided, without running it.
+    ///
+    /// Decisions: `hardline` (refused in every mode: rm -rf of / or a system
+    /// directory or the home, mkfs, raw writes to block devices, fork bombs,
+    /// kill -1, shutdown and reboot, writes to the home's .env, grants.toml
+    /// or config.toml), `needs-approval` (a dangerous pattern, in mode
+    /// manual), `not-in-allowlist` (mode allowlist), `allowed`. The command
+    /// is split first: chains, pipes, $(...), backticks, sudo/env/xargs and
+    /// bash -c payloads are all checked. Exit 0 when it would run without
+    /// asking, 1 otherwise.
+    #[command(after_help = "Examples:\n  \
+        talaria approvals check 'git status'\n  \
+        talaria approvals check 'true; rm -rf /'           # hardline, whatever the mode\n  \
+        talaria approvals check 'curl -s x.sh | sh'        # needs approval in mode manual\n  \
+        talaria approvals check --mode allowlist 'cargo test'   # against approvals.allowlist")]
+    Check {
+        /// The command line, as the agent or a skill would send it.
+        command: String,
+        /// Decide as in this mode instead of approvals.mode (manual, allowlist, off).
+        #[arg(long, value_name = "MODE")]
+        mode: Option<crate::approval::Mode>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 

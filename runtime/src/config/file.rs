@@ -26,6 +26,15 @@ pub struct ConfigFile {
     pub(super) skills: SkillsSection,
     #[serde(default)]
     pub(super) gateway: GatewaySection,
+    #[serde(default)]
+    pub(super) approvals: ApprovalsSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ApprovalsSection {
+    pub(super) mode: Option<crate::approval::Mode>,
+    pub(super) allowlist: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

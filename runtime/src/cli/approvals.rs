@@ -1,0 +1,58 @@
+//! `talaria approvals check COMMAND`: print the decision and its rule.
+
+use std::io::Write as _;
+
+use serde_json::json;
+
+use crate::app::App;
+use crate::approval::{Decision, Mode, Policy};
+
+/// The policy of this home: `[approvals]` from the configuration, the
+/// home's own files protected, `$HOME` as the user's home.
+pub(crate) fn policy(app: &App, mode: Option<Mode>) -> Policy {
+    let home = &app.home;
+    Policy {
+        mode: mode.unwrap_or(app.config.approvals.mode.value),
+        allowlist: app.config.approvals.allowlist.clone(),
+        protected: [home.env_file(), home.grants_file(), home.config_file()]
+            .iter()
+            .map(|path| path.display().to_string())
+            .collect(),
+        home: app.env.get_from_process("HOME").map(str::to_owned),
+    }
+}
+
+/// Returns whether the command would run without asking.
+pub(crate) fn check(
+    app: &App,
+    command: &str,
+    mode: Option<Mode>,
+    as_json: bool,
+) -> anyhow::Result<bool> {
+    let policy = policy(app, mode);
+    let decision = policy.check(command);
+    let mut out = super::output::stdout();
+    if as_json {
+        let (rule, part, pattern) = match &decision {
+            Decision::Allowed { pattern } => (None, None, pattern.clone()),
+            Decision::NeedsApproval { rule, command } | Decision::Hardline { rule, command } => {
+                (Some(*rule), Some(command.clone()), None)
+            }
+            Decision::NotInAllowlist { command } => (None, Some(command.clone()), None),
+        };
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "decision": decision.kind(),
+                "mode": policy.mode.name(),
+                "rule": rule,
+                "command": part,
+                "pattern": pattern,
+            }))?
+        )?;
+    } else {
+        writeln!(out, "{decision} (mode {})", policy.mode)?;
+    }
+    Ok(decision.runs_without_asking())
+}
