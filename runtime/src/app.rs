@@ -139,6 +139,12 @@ impl App {
         if let Some(shipped) = &app.bundled_dir {
             app.registry.sync_bundled(shipped)?;
         }
+        if app.config.backend.value == crate::backend::Kind::Local {
+            tracing::warn!(
+                "backend.kind = \"local\" ({}): native commands run on this machine as this user, with only the approvals in front of them",
+                app.config.backend.source
+            );
+        }
         Ok(app)
     }
 
@@ -167,6 +173,16 @@ impl App {
         let store = SessionStore::open(&self.home.state_db())?;
         *shared = Some(store.clone());
         Ok(store)
+    }
+
+    /// Where native commands run, as configured.
+    pub fn backend(&self) -> Arc<dyn crate::backend::Backend> {
+        match self.config.backend.value {
+            crate::backend::Kind::None => Arc::new(crate::backend::NoBackend),
+            crate::backend::Kind::Local => Arc::new(crate::backend::local::LocalBackend::new(
+                self.roots.workspace.clone(),
+            )),
+        }
     }
 
     /// The memory notes of this home, with their configured bounds.

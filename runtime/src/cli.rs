@@ -26,8 +26,8 @@ use crate::app::{App, AppOptions, Settings};
 use crate::config::{Config, LogFormat};
 pub use args::Cli;
 use args::{
-    ApprovalsCommand, Command, ConfigCommand, GatewayCommand, SessionsCommand, SkillsCommand,
-    ToolCommand,
+    ApprovalsCommand, BackendCommand, Command, ConfigCommand, GatewayCommand, SessionsCommand,
+    SkillsCommand, ToolCommand,
 };
 
 /// Exit code of a failed tool call, a refusal or a runtime failure; also of
@@ -218,6 +218,11 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             json,
         }) => {
             if !approvals::check(&app, &command, mode, json)? {
+                return Ok(EXIT_FAILURE);
+            }
+        }
+        Command::Backend(BackendCommand::Check) => {
+            if !approvals::check_backend(&app).await? {
                 return Ok(EXIT_FAILURE);
             }
         }

@@ -99,6 +99,8 @@ pub struct Config {
     pub agent: AgentConfig,
     pub gateway: GatewayConfig,
     pub approvals: ApprovalsConfig,
+    /// Where native commands run (`[backend] kind`, `TALARIA_BACKEND`).
+    pub backend: Setting<crate::backend::Kind>,
     pub memory_chars: usize,
     pub user_chars: usize,
     /// The keys only config.toml sets, as written, for `config show`.
@@ -418,6 +420,28 @@ impl Config {
             ),
             allowlist: file.approvals.allowlist.clone().unwrap_or_default(),
         };
+        let backend_env = env
+            .get("TALARIA_BACKEND")
+            .map(|v| {
+                v.parse::<crate::backend::Kind>()
+                    .map_err(|e| anyhow::anyhow!("TALARIA_BACKEND: {e}"))
+            })
+            .transpose()?;
+        let backend_file = file
+            .backend
+            .kind
+            .as_deref()
+            .map(|v| {
+                v.parse::<crate::backend::Kind>()
+                    .map_err(|e| anyhow::anyhow!("backend.kind: {e}"))
+            })
+            .transpose()?;
+        let backend = pick(
+            None,
+            backend_env.map(|v| (v, "TALARIA_BACKEND")),
+            backend_file,
+            crate::backend::Kind::None,
+        );
         for (index, pattern) in approvals.allowlist.iter().enumerate() {
             anyhow::ensure!(
                 !pattern.trim().is_empty() && !pattern.chars().any(char::is_control),
@@ -476,6 +500,7 @@ impl Config {
             },
             gateway,
             approvals,
+            backend,
             memory_chars: file
                 .memory
                 .memory_chars
@@ -632,6 +657,7 @@ impl Config {
                 written.max_body_bytes,
             ),
             line("approvals.mode", &self.approvals.mode),
+            line("backend.kind", &self.backend),
             ShownSetting {
                 key: "approvals.allowlist",
                 value: if self.approvals.allowlist.is_empty() {
@@ -923,6 +949,7 @@ mod tests {
                 "gateway.request_timeout_secs",
                 "gateway.max_body_bytes",
                 "approvals.mode",
+                "backend.kind",
                 "approvals.allowlist",
             ]
         );

@@ -1,10 +1,11 @@
-//! `talaria approvals check`: the decision and the rule for a command line,
-//! nothing run. The parser's and the rules' full tables are unit tests of
-//! `approval`; these check the command as operators use it.
+//! `talaria approvals check` (the decision and the rule for a command line,
+//! nothing run) and `talaria backend check`. The parser's and the rules'
+//! full tables are unit tests of `approval`; these check the commands as
+//! operators use them.
 
 use serde_json::Value;
 
-use crate::support::{Fixture, assert_exit, stdout, talaria};
+use crate::support::{Fixture, assert_exit, stdout, talaria, talaria_with};
 
 fn check(fixture: &Fixture, args: &[&str]) -> (i32, String) {
     let mut full = vec!["approvals", "check"];
@@ -96,4 +97,51 @@ fn approvals_check_prints_the_decision_and_its_rule() {
         "{error}"
     );
     assert!(error.contains("yolo"), "{error}");
+}
+
+#[test]
+fn backend_check_says_where_native_commands_run() {
+    let fixture = Fixture::new();
+    let none = talaria(&fixture, &["backend", "check"]);
+    assert_exit(&none, 1);
+    let text = stdout(&none);
+    assert!(
+        text.contains("backend: none: native commands are refused"),
+        "{text}"
+    );
+    assert!(text.contains("backend.kind"), "{text}");
+
+    let local = talaria_with(
+        &fixture,
+        &[("TALARIA_BACKEND", std::path::Path::new("local"))],
+        &["backend", "check"],
+        None,
+    );
+    assert_exit(&local, 0);
+    let text = stdout(&local);
+    assert!(
+        text.contains("backend: local: on this machine as this user"),
+        "{text}"
+    );
+    assert!(text.contains("`true` round trip:"), "{text}");
+    // Running on the host is said at every start.
+    let warning = String::from_utf8_lossy(&local.stderr);
+    assert!(
+        warning.contains("native commands run on this machine"),
+        "{warning}"
+    );
+
+    std::fs::write(
+        fixture.root.path().join("config.toml"),
+        "[backend]\nkind = \"docker\"\n",
+    )
+    .unwrap();
+    let docker = talaria(&fixture, &["backend", "check"]);
+    assert_ne!(docker.status.code(), Some(0));
+    let error = String::from_utf8_lossy(&docker.stderr);
+    assert!(error.contains("backend.kind"), "{error}");
+    assert!(
+        error.contains("not available in this version yet"),
+        "{error}"
+    );
 }

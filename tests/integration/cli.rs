@@ -1088,6 +1088,7 @@ fn config_show_prints_every_key_with_its_source_and_no_secret() {
         ("gateway.request_timeout_secs", "300".into(), "(default)"),
         ("gateway.max_body_bytes", "4194304".into(), "(default)"),
         ("approvals.mode", "manual".into(), "(default)"),
+        ("backend.kind", "none".into(), "(default)"),
         ("approvals.allowlist", "none".into(), "(default)"),
     ];
     for (key, value, from) in &expected {

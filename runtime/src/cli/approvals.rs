@@ -1,4 +1,5 @@
-//! `talaria approvals check COMMAND`: print the decision and its rule.
+//! `talaria approvals check COMMAND`: print the decision and its rule;
+//! `talaria backend check`: where native commands run, and how fast.
 
 use std::io::Write as _;
 
@@ -55,4 +56,44 @@ pub(crate) fn check(
         writeln!(out, "{decision} (mode {})", policy.mode)?;
     }
     Ok(decision.runs_without_asking())
+}
+
+/// `talaria backend check`: describe the backend and time `true` on it.
+/// Returns whether commands can run.
+pub(crate) async fn check_backend(app: &App) -> anyhow::Result<bool> {
+    let backend = app.backend();
+    let mut out = super::output::stdout();
+    writeln!(out, "backend: {}", backend.describe())?;
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let request = crate::backend::CommandRequest {
+            program: "true".into(),
+            timeout: std::time::Duration::from_secs(30),
+            max_output_bytes: 4096,
+            ..Default::default()
+        };
+        match backend.run(request).await {
+            Ok(output) if output.success() => times.push(output.duration),
+            Ok(output) => {
+                writeln!(
+                    out,
+                    "`true` failed there: exit {:?}, signal {:?}",
+                    output.code, output.signal
+                )?;
+                return Ok(false);
+            }
+            Err(error) => {
+                writeln!(out, "cannot run commands: {error}")?;
+                return Ok(false);
+            }
+        }
+    }
+    times.sort();
+    writeln!(
+        out,
+        "`true` round trip: {:.2} ms (median of {})",
+        times[times.len() / 2].as_secs_f64() * 1000.0,
+        times.len()
+    )?;
+    Ok(true)
 }

@@ -87,6 +87,9 @@ pub(super) enum Command {
     /// Test the approval rules native commands pass through.
     #[command(subcommand)]
     Approvals(ApprovalsCommand),
+    /// The backend native commands run on.
+    #[command(subcommand)]
+    Backend(BackendCommand),
     /// Check the data home and explain each problem with the command that fixes it.
     ///
     /// Checks: the home exists, is writable and everything in it belongs to
@@ -142,6 +145,17 @@ pub(super) enum ApprovalsCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+pub(super) enum BackendCommand {
+    /// Say where native commands run, and time a `true` there.
+    ///
+    /// Kinds (config [backend] kind, TALARIA_BACKEND): none (the default:
+    /// native commands are refused) and local (on this machine, as this
+    /// user; only the approvals in front of it). Exit 0 when commands can
+    /// run, 1 otherwise.
+    Check,
 }
 
 #[derive(Subcommand)]

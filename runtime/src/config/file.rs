@@ -28,6 +28,14 @@ pub struct ConfigFile {
     pub(super) gateway: GatewaySection,
     #[serde(default)]
     pub(super) approvals: ApprovalsSection,
+    #[serde(default)]
+    pub(super) backend: BackendSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct BackendSection {
+    pub(super) kind: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
