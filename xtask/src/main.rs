@@ -194,7 +194,7 @@ fn ensure_installed(path: &Path, packages: &[&str], purpose: &str) -> anyhow::Re
     let install = || {
         run(Command::new("apt-get")
             .env("DEBIAN_FRONTEND", "noninteractive")
-            .args(["install", "-y", "--no-install-recommends"])
+            .args(["install", "-y"])
             .args(packages))
     };
     if install().is_err() {
