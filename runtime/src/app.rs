@@ -60,6 +60,9 @@ impl Settings {
     }
 }
 
+/// The longest a `terminal` command may run.
+pub const TERMINAL_MAX_TIMEOUT: Duration = Duration::from_secs(120);
+
 pub struct App {
     pub home: Home,
     pub env: Environment,
@@ -185,6 +188,21 @@ impl App {
         }
     }
 
+    /// The approval policy of this home: `[approvals]` (or `mode`), the
+    /// home's own files protected, `$HOME` as the user's home.
+    pub fn approval_policy(&self, mode: Option<crate::approval::Mode>) -> crate::approval::Policy {
+        let home = &self.home;
+        crate::approval::Policy {
+            mode: mode.unwrap_or(self.config.approvals.mode.value),
+            allowlist: self.config.approvals.allowlist.clone(),
+            protected: [home.env_file(), home.grants_file(), home.config_file()]
+                .iter()
+                .map(|path| path.display().to_string())
+                .collect(),
+            home: self.env.get_from_process("HOME").map(str::to_owned),
+        }
+    }
+
     /// The memory notes of this home, with their configured bounds.
     pub fn notes(&self) -> Notes {
         Notes::new(
@@ -229,12 +247,20 @@ impl App {
             max_retries: config.model.max_retries,
             backoff: Duration::from_millis(500),
         });
-        let tools = ToolRegistry::new(
+        let mut tools = ToolRegistry::new(
             Arc::clone(&self.registry) as Arc<dyn crate::agent::tools::SkillSource>,
             notes,
             store.clone(),
             config.agent.tool_schema_budget_bytes,
         );
+        if config.backend.value != crate::backend::Kind::None {
+            tools = tools.with_terminal(crate::agent::tools::Terminal {
+                backend: self.backend(),
+                policy: self.approval_policy(None),
+                max_timeout: TERMINAL_MAX_TIMEOUT,
+                max_output_bytes: config.agent.tool_output_chars,
+            });
+        }
         let agent = Agent::new(
             provider,
             tools,

@@ -1,7 +1,9 @@
 //! The tools offered to the model: the granted skills' tools, named
 //! `SKILL__TOOL` (two underscores; OpenAI function names allow letters,
 //! digits, `_` and `-`, and skill names never contain `__`), and the
-//! built-ins `memory`, `session_search`, `skills_list` and `skill_view`.
+//! built-ins `memory`, `session_search`, `skills_list` and `skill_view`,
+//! and `terminal` when a native backend is configured (commands pass the
+//! approvals, then run on the backend).
 //!
 //! Only the operator grants: no tool here can grant, revoke or widen a
 //! capability.
@@ -78,6 +80,19 @@ pub struct ToolRegistry {
     notes: Notes,
     store: SessionStore,
     schema_budget_bytes: usize,
+    /// The `terminal` tool, offered when a backend is configured.
+    terminal: Option<Terminal>,
+}
+
+/// What the `terminal` tool runs commands with: the approvals first, then
+/// the backend.
+pub struct Terminal {
+    pub backend: Arc<dyn crate::backend::Backend>,
+    pub policy: crate::approval::Policy,
+    /// The longest a command may run; the model may ask for less.
+    pub max_timeout: std::time::Duration,
+    /// Bytes kept of each of stdout and stderr.
+    pub max_output_bytes: usize,
 }
 
 const SEPARATOR: &str = "__";
@@ -92,12 +107,21 @@ impl ToolRegistry {
         let skills: Arc<[OfferedSkill]> = Arc::from(Vec::new());
         Self {
             source,
-            definitions: RwLock::new(Arc::new(Definitions::of(&skills))),
+            definitions: RwLock::new(Arc::new(Definitions::of(&skills, false))),
             skills: RwLock::new(skills),
             notes,
             store,
             schema_budget_bytes,
+            terminal: None,
         }
+    }
+
+    /// Offer the `terminal` tool, running commands through `terminal`.
+    pub fn with_terminal(mut self, terminal: Terminal) -> Self {
+        self.terminal = Some(terminal);
+        let skills = self.skills();
+        self.set_skills(skills);
+        self
     }
 
     /// A registry offering `skills`, always the same.
@@ -136,7 +160,7 @@ impl ToolRegistry {
     }
 
     fn set_skills(&self, skills: Arc<[OfferedSkill]>) {
-        let definitions = Arc::new(Definitions::of(&skills));
+        let definitions = Arc::new(Definitions::of(&skills, self.terminal.is_some()));
         *self.skills.write().unwrap_or_else(|e| e.into_inner()) = skills;
         *self.definitions.write().unwrap_or_else(|e| e.into_inner()) = definitions;
     }
@@ -190,6 +214,7 @@ impl ToolRegistry {
             "session_search" => self.session_search(arguments).await,
             "skills_list" => Ok(self.skills_list()),
             "skill_view" => self.skill_view(arguments),
+            "terminal" if self.terminal.is_some() => self.terminal(arguments).await,
             _ => self.skill_call(name, arguments).await,
         };
         CallOutcome {
@@ -297,6 +322,84 @@ impl ToolRegistry {
             .join("\n"))
     }
 
+    /// `terminal`: the approvals decide, then the backend runs it. A
+    /// command that needs a person's approval is refused for now: no one
+    /// can be asked from here yet.
+    async fn terminal(&self, arguments: &str) -> Result<String, String> {
+        #[derive(Deserialize)]
+        struct Args {
+            command: String,
+            #[serde(default)]
+            timeout_secs: Option<u64>,
+        }
+        let Some(terminal) = &self.terminal else {
+            return Err("no native backend is configured".into());
+        };
+        let args: Args = parse(arguments)?;
+        let decision = terminal.policy.check(&args.command);
+        tracing::info!(
+            decision = decision.kind(),
+            command = %crate::untrusted_text::sanitize(&args.command, 200, false),
+            "terminal: {decision}"
+        );
+        match &decision {
+            crate::approval::Decision::Allowed { .. } => {}
+            crate::approval::Decision::NeedsApproval { .. } => {
+                return Err(format!(
+                    "{decision}; no one can approve it from here, so it was not run. Do it another way, or ask the user to run it"
+                ));
+            }
+            _ => return Err(format!("{decision}; it was not run")),
+        }
+        let timeout = args
+            .timeout_secs
+            .map(std::time::Duration::from_secs)
+            .unwrap_or(terminal.max_timeout)
+            .clamp(std::time::Duration::from_secs(1), terminal.max_timeout);
+        let request = crate::backend::CommandRequest {
+            program: "sh".into(),
+            args: vec!["-c".into(), args.command.clone()],
+            timeout,
+            max_output_bytes: terminal.max_output_bytes,
+            ..Default::default()
+        };
+        let output = terminal
+            .backend
+            .run(request)
+            .await
+            .map_err(|error| error.to_string())?;
+        let mut text = match (output.timed_out, output.code, output.signal) {
+            (true, _, _) => format!("stopped after {} s (its time limit)\n", timeout.as_secs()),
+            (false, Some(code), _) => format!("exit code {code}\n"),
+            (false, None, Some(signal)) => format!("ended by signal {signal}\n"),
+            (false, None, None) => "ended\n".to_owned(),
+        };
+        for (name, bytes, truncated) in [
+            ("stdout", &output.stdout, output.stdout_truncated),
+            ("stderr", &output.stderr, output.stderr_truncated),
+        ] {
+            if bytes.is_empty() {
+                continue;
+            }
+            text.push_str(&format!("--- {name} ---\n"));
+            text.push_str(&crate::untrusted_text::sanitize(
+                &String::from_utf8_lossy(bytes),
+                terminal.max_output_bytes,
+                true,
+            ));
+            if truncated {
+                text.push_str(&format!(
+                    "\n[{name} truncated at {} bytes]",
+                    terminal.max_output_bytes
+                ));
+            }
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
+        }
+        Ok(text)
+    }
+
     fn skills_list(&self) -> String {
         self.skills()
             .iter()
@@ -400,8 +503,8 @@ pub struct Definitions {
 }
 
 impl Definitions {
-    fn of(skills: &[OfferedSkill]) -> Self {
-        let mut texts: Vec<Box<RawValue>> = builtin_definitions()
+    fn of(skills: &[OfferedSkill], terminal: bool) -> Self {
+        let mut texts: Vec<Box<RawValue>> = builtin_definitions(terminal)
             .iter()
             .filter_map(|definition| serde_json::value::to_raw_value(definition).ok())
             .collect();
@@ -462,9 +565,9 @@ impl serde::Serialize for ToolDefinitions {
     }
 }
 
-fn builtin_definitions() -> Vec<Value> {
+fn builtin_definitions(terminal: bool) -> Vec<Value> {
     let function = |name: &str, description: &str, parameters: Value| json!({"type": "function", "function": {"name": name, "description": description, "parameters": parameters}});
-    vec![
+    let mut definitions = vec![
         function(
             "memory",
             "Save durable notes across sessions. target `memory` holds your own notes, `user` what you learn about the user. \
@@ -495,5 +598,17 @@ fn builtin_definitions() -> Vec<Value> {
             "Read a skill's instructions (SKILL.md) before using it.",
             json!({"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}),
         ),
-    ]
+    ];
+    if terminal {
+        definitions.push(function(
+            "terminal",
+            "Run a shell command (sh -c) in the workspace on the configured backend; returns the exit code and bounded output. \
+             Dangerous commands need a person's approval and some are never allowed; no background jobs.",
+            json!({"type": "object", "properties": {
+                "command": {"type": "string"},
+                "timeout_secs": {"type": "integer", "minimum": 1}
+            }, "required": ["command"]}),
+        ));
+    }
+    definitions
 }

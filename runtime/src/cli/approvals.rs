@@ -6,22 +6,7 @@ use std::io::Write as _;
 use serde_json::json;
 
 use crate::app::App;
-use crate::approval::{Decision, Mode, Policy};
-
-/// The policy of this home: `[approvals]` from the configuration, the
-/// home's own files protected, `$HOME` as the user's home.
-pub(crate) fn policy(app: &App, mode: Option<Mode>) -> Policy {
-    let home = &app.home;
-    Policy {
-        mode: mode.unwrap_or(app.config.approvals.mode.value),
-        allowlist: app.config.approvals.allowlist.clone(),
-        protected: [home.env_file(), home.grants_file(), home.config_file()]
-            .iter()
-            .map(|path| path.display().to_string())
-            .collect(),
-        home: app.env.get_from_process("HOME").map(str::to_owned),
-    }
-}
+use crate::approval::{Decision, Mode};
 
 /// Returns whether the command would run without asking.
 pub(crate) fn check(
@@ -30,7 +15,7 @@ pub(crate) fn check(
     mode: Option<Mode>,
     as_json: bool,
 ) -> anyhow::Result<bool> {
-    let policy = policy(app, mode);
+    let policy = app.approval_policy(mode);
     let decision = policy.check(command);
     let mut out = super::output::stdout();
     if as_json {
