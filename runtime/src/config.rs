@@ -527,6 +527,27 @@ impl Config {
         }
         /// A key only config.toml sets: `config.toml` when written there,
         /// and what was written when it was brought within bounds.
+        /// A list only config.toml sets, with what an empty one means.
+        fn list_line(
+            key: &'static str,
+            items: &[String],
+            when_empty: &str,
+            written: bool,
+        ) -> ShownSetting {
+            ShownSetting {
+                key,
+                value: if items.is_empty() {
+                    when_empty.to_owned()
+                } else {
+                    items.join(", ")
+                },
+                source: if written {
+                    Source::File.to_string()
+                } else {
+                    "default".to_owned()
+                },
+            }
+        }
         fn file_only<T: fmt::Display + PartialEq>(
             key: &'static str,
             effective: T,
@@ -615,32 +636,18 @@ impl Config {
             line("gateway.port", &self.gateway.port),
             line("gateway.dashboard", &self.gateway.dashboard),
             line("gateway.dashboard_port", &self.gateway.dashboard_port),
-            ShownSetting {
-                key: "gateway.dashboard_hosts",
-                value: if self.gateway.dashboard_hosts.is_empty() {
-                    "none (IP addresses and localhost only)".to_owned()
-                } else {
-                    self.gateway.dashboard_hosts.join(", ")
-                },
-                source: if written.dashboard_hosts {
-                    Source::File.to_string()
-                } else {
-                    "default".to_owned()
-                },
-            },
-            ShownSetting {
-                key: "gateway.cors_origins",
-                value: if self.gateway.cors_origins.is_empty() {
-                    "none (CORS off)".to_owned()
-                } else {
-                    self.gateway.cors_origins.join(", ")
-                },
-                source: if written.cors_origins {
-                    Source::File.to_string()
-                } else {
-                    "default".to_owned()
-                },
-            },
+            list_line(
+                "gateway.dashboard_hosts",
+                &self.gateway.dashboard_hosts,
+                "none (IP addresses and localhost only)",
+                written.dashboard_hosts,
+            ),
+            list_line(
+                "gateway.cors_origins",
+                &self.gateway.cors_origins,
+                "none (CORS off)",
+                written.cors_origins,
+            ),
             file_only(
                 "gateway.max_concurrent_runs",
                 self.gateway.max_concurrent_runs,
@@ -658,19 +665,12 @@ impl Config {
             ),
             line("approvals.mode", &self.approvals.mode),
             line("backend.kind", &self.backend),
-            ShownSetting {
-                key: "approvals.allowlist",
-                value: if self.approvals.allowlist.is_empty() {
-                    "none".to_owned()
-                } else {
-                    self.approvals.allowlist.join(", ")
-                },
-                source: if written.allowlist {
-                    Source::File.to_string()
-                } else {
-                    "default".to_owned()
-                },
-            },
+            list_line(
+                "approvals.allowlist",
+                &self.approvals.allowlist,
+                "none",
+                written.allowlist,
+            ),
         ]
     }
 }

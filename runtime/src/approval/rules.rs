@@ -81,6 +81,7 @@ const FETCHERS: &[&str] = &[
 pub fn hardline(command: &SimpleCommand, context: &Context<'_>) -> Option<&'static str> {
     let program = command.program();
     let args = command.args();
+    let written: Vec<&str> = writes_to_paths(command).collect();
     if command.dynamic_program() && args.iter().any(|arg| is_root_or_home(arg, context)) {
         return Some(
             "a command name built from variables or globs, aimed at /, a system directory or the home directory",
@@ -112,7 +113,7 @@ pub fn hardline(command: &SimpleCommand, context: &Context<'_>) -> Option<&'stat
     {
         return Some("raw write to a block device (dd of=/dev/...)");
     }
-    if writes_to_paths(command).any(is_block_device) {
+    if written.iter().any(|path| is_block_device(path)) {
         return Some("raw write to a block device (> /dev/..., tee, cp)");
     }
     if matches!(program, "shred" | "blkdiscard") && args.iter().any(|arg| is_block_device(arg)) {
@@ -153,10 +154,13 @@ pub fn hardline(command: &SimpleCommand, context: &Context<'_>) -> Option<&'stat
     if program == "kexec" && args.iter().any(|arg| arg == "-e" || arg == "--exec") {
         return Some("kexec -e (reboot)");
     }
-    if writes_to_paths(command).any(|path| clean(path, context.home) == "/proc/sysrq-trigger") {
+    if written
+        .iter()
+        .any(|path| clean(path, context.home) == "/proc/sysrq-trigger")
+    {
         return Some("a write to /proc/sysrq-trigger (reboot, crash)");
     }
-    if touches_protected(command, context) {
+    if touches_protected(&written, context) {
         return Some("a write to the data home's .env, grants.toml or config.toml");
     }
     None
@@ -820,7 +824,7 @@ fn writes_to_paths(command: &SimpleCommand) -> impl Iterator<Item = &str> {
     written.into_iter()
 }
 
-fn touches_protected(command: &SimpleCommand, context: &Context<'_>) -> bool {
+fn touches_protected(written: &[&str], context: &Context<'_>) -> bool {
     let dirs: Vec<String> = context
         .protected
         .iter()
@@ -829,7 +833,7 @@ fn touches_protected(command: &SimpleCommand, context: &Context<'_>) -> bool {
                 .map(|(dir, _)| clean(dir, context.home))
         })
         .collect();
-    writes_to_paths(command).any(|path| {
+    written.iter().any(|path| {
         let cleaned = clean(path, context.home);
         context.protected.iter().any(|protected| {
             let protected = clean(protected, context.home);

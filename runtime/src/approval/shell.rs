@@ -978,6 +978,13 @@ mod tests {
             .collect()
     }
 
+    /// Each line's commands, as [`programs`] gives them.
+    fn assert_programs(cases: &[(&str, &[&str])]) {
+        for (line, expected) in cases {
+            assert_eq!(programs(line), *expected, "{line}");
+        }
+    }
+
     #[test]
     fn chains_pipes_and_groups_are_split() {
         let cases: &[(&str, &[&str])] = &[
@@ -994,9 +1001,7 @@ mod tests {
             ("'rm' -rf /", &["rm -rf /"]),
             ("echo {a,b}", &["echo {a,b}"]),
         ];
-        for (line, expected) in cases {
-            assert_eq!(programs(line), *expected, "{line}");
-        }
+        assert_programs(cases);
     }
 
     #[test]
@@ -1017,9 +1022,7 @@ mod tests {
                 &["echo $(echo $(halt))", "echo $(halt)", "halt"],
             ),
         ];
-        for (line, expected) in cases {
-            assert_eq!(programs(line), *expected, "{line}");
-        }
+        assert_programs(cases);
     }
 
     #[test]
@@ -1062,9 +1065,7 @@ mod tests {
             ("eval 'rm -rf /'", &["eval rm -rf /", "rm -rf /"]),
             ("busybox rm -rf /", &["busybox rm -rf /", "rm -rf /"]),
         ];
-        for (line, expected) in cases {
-            assert_eq!(programs(line), *expected, "{line}");
-        }
+        assert_programs(cases);
     }
 
     #[test]
@@ -1117,9 +1118,7 @@ mod tests {
             ("while :; do reboot; done", &[":", "reboot"]),
             ("coproc reboot", &["reboot"]),
         ];
-        for (line, expected) in cases {
-            assert_eq!(programs(line), *expected, "{line}");
-        }
+        assert_programs(cases);
     }
 
     #[test]

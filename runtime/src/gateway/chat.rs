@@ -171,6 +171,21 @@ impl Turn {
     }
 }
 
+/// Whether `id` has the shape of a stored session's id (what clients may
+/// send back to continue one).
+pub(super) fn is_session_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Whether `ok`, as a tool's progress says it.
+pub(super) fn tool_status(ok: bool) -> &'static str {
+    if ok { "finished" } else { "failed" }
+}
+
 pub(super) fn session_header(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get(SESSION_HEADER) else {
         return Ok(None);
@@ -178,13 +193,7 @@ pub(super) fn session_header(headers: &HeaderMap) -> Result<Option<String>, ApiE
     let id = value
         .to_str()
         .ok()
-        .filter(|id| {
-            !id.is_empty()
-                && id.len() <= 128
-                && id
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        })
+        .filter(|id| is_session_id(id))
         .ok_or_else(|| {
             ApiError::bad_request(format!(
                 "{SESSION_HEADER}: expected a session id as `talaria sessions list` shows it"
@@ -500,7 +509,7 @@ fn stream_response(
                 }
                 Update::ToolStarted(name) => out.push(tool_progress(&name, "started")),
                 Update::ToolFinished { name, ok } => {
-                    out.push(tool_progress(&name, if ok { "finished" } else { "failed" }))
+                    out.push(tool_progress(&name, tool_status(ok)))
                 }
                 Update::Usage(more) => state.usage.get_or_insert_with(Usage::default).add(more),
                 Update::Done(result) => {

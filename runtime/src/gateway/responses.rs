@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 
 use super::chat::{
     Content, InMessage, Turn, Update, finish, first_session, insert_session_header, random_id,
-    session_header, start_run, tool_progress, unix_now,
+    session_header, start_run, tool_progress, tool_status, unix_now,
 };
 use super::error::ApiError;
 use super::{Gateway, MODEL_ID, SESSION_HEADER};
@@ -373,7 +373,7 @@ fn stream_events(
                 }
                 Update::ToolStarted(name) => out.push(tool_progress(&name, "started")),
                 Update::ToolFinished { name, ok } => {
-                    out.push(tool_progress(&name, if ok { "finished" } else { "failed" }))
+                    out.push(tool_progress(&name, tool_status(ok)))
                 }
                 Update::Usage(more) => state.usage.get_or_insert_with(Usage::default).add(more),
                 Update::Done(result) => {

@@ -52,10 +52,7 @@ pub fn audit_json(
                     "guest": m.guest,
                     "access": m.access,
                 })).collect::<Vec<_>>(),
-                "env": capabilities.env.iter().map(|name| json!({
-                    "name": name,
-                    "set": is_set(name),
-                })).collect::<Vec<_>>(),
+                "env": env_json(&capabilities.env, is_set),
                 "exec": capabilities.exec,
                 "network": Vec::<String>::new(),
                 "limits": capabilities.limits,
@@ -81,14 +78,19 @@ pub fn capabilities_json(
             "guest": m.guest,
             "access": m.access,
         })).collect::<Vec<_>>(),
-        "env": grant.env.iter().map(|name| json!({
-            "name": name,
-            "set": is_set(name),
-        })).collect::<Vec<_>>(),
+        "env": env_json(&grant.env, is_set),
         "exec": grant.exec,
         "network": grant.network,
         "limits": grant.limits,
     })
+}
+
+/// Variable names with whether each is set (never its value).
+fn env_json(names: &[String], is_set: &dyn Fn(&str) -> bool) -> serde_json::Value {
+    names
+        .iter()
+        .map(|name| json!({"name": name, "set": is_set(name)}))
+        .collect()
 }
 
 /// The skill's `${skill_data}` directory and how much it holds, when it

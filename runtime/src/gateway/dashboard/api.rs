@@ -52,11 +52,19 @@ pub async fn session(State(dashboard): State<Arc<Dashboard>>, request: Request) 
     if password || !dashboard.loopback || !from_this_machine(&request) {
         return Json(body(None)).into_response();
     }
-    let cookie = dashboard
-        .sessions
-        .create(Instant::now(), PasswordEpoch::of(None));
-    let id = cookie.split('.').next().unwrap_or_default().to_owned();
-    let mut response = Json(body(Some(dashboard.sessions.csrf_token(&id)))).into_response();
+    open_session(&dashboard, PasswordEpoch::of(None), |csrf| body(Some(csrf)))
+}
+
+/// Open a session under `epoch` and answer `body(its CSRF token)`, with
+/// its cookie set.
+fn open_session(
+    dashboard: &Dashboard,
+    epoch: PasswordEpoch,
+    body: impl FnOnce(String) -> Value,
+) -> Response {
+    let cookie = dashboard.sessions.create(Instant::now(), epoch);
+    let id = cookie.split('.').next().unwrap_or_default();
+    let mut response = Json(body(dashboard.sessions.csrf_token(id))).into_response();
     response
         .headers_mut()
         .insert(header::SET_COOKIE, session_cookie(&cookie));
@@ -121,17 +129,11 @@ pub async fn login(State(dashboard): State<Arc<Dashboard>>, request: Request) ->
         return ApiError::forbidden("wrong_password", "wrong password").into_response();
     }
     tracing::info!(%client, "dashboard login");
-    let cookie = dashboard.sessions.create(Instant::now(), epoch);
-    let id = cookie.split('.').next().unwrap_or_default().to_owned();
-    let mut response = Json(json!({
-        "signed_in": true,
-        "csrf": dashboard.sessions.csrf_token(&id),
-    }))
-    .into_response();
-    response
-        .headers_mut()
-        .insert(header::SET_COOKIE, session_cookie(&cookie));
-    response
+    open_session(
+        &dashboard,
+        epoch,
+        |csrf| json!({"signed_in": true, "csrf": csrf}),
+    )
 }
 
 pub async fn logout(
@@ -206,10 +208,9 @@ pub async fn chat(
                 Update::ToolStarted(name) => SseEvent::default()
                     .event("tool")
                     .data(json!({"name": name, "status": "started"}).to_string()),
-                Update::ToolFinished { name, ok } => SseEvent::default().event("tool").data(
-                    json!({"name": name, "status": if ok { "finished" } else { "failed" }})
-                        .to_string(),
-                ),
+                Update::ToolFinished { name, ok } => SseEvent::default()
+                    .event("tool")
+                    .data(json!({"name": name, "status": chat::tool_status(ok)}).to_string()),
                 Update::Done(Ok(answer)) => {
                     let event = SseEvent::default()
                         .event("done")
@@ -236,12 +237,7 @@ pub async fn chat(
 }
 
 fn check_session_id(id: &str) -> Result<(), ApiError> {
-    let valid = !id.is_empty()
-        && id.len() <= 128
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if valid {
+    if chat::is_session_id(id) {
         Ok(())
     } else {
         Err(ApiError::bad_request("not a session id"))
