@@ -75,6 +75,10 @@ pub struct App {
     /// the gateway's conversations queue on one writer instead of
     /// contending for the database's lock.
     sessions: std::sync::Mutex<Option<SessionStore>>,
+    /// The skills folder (mounted read-only into a Docker backend).
+    skills_dir: PathBuf,
+    /// Made at first use and shared: one sandbox container per process.
+    backend: std::sync::OnceLock<Arc<dyn crate::backend::Backend>>,
 }
 
 /// An agent and the system prompt its conversations start from.
@@ -129,7 +133,13 @@ impl App {
             workspace,
             skill_data,
         };
-        let registry = Arc::new(registry(&home, &env, &config, skills_dir, roots.clone()));
+        let registry = Arc::new(registry(
+            &home,
+            &env,
+            &config,
+            skills_dir.clone(),
+            roots.clone(),
+        ));
         let app = Self {
             home,
             env,
@@ -138,6 +148,8 @@ impl App {
             bundled_dir,
             registry,
             sessions: std::sync::Mutex::new(None),
+            skills_dir,
+            backend: std::sync::OnceLock::new(),
         };
         if let Some(shipped) = &app.bundled_dir {
             app.registry.sync_bundled(shipped)?;
@@ -178,13 +190,59 @@ impl App {
         Ok(store)
     }
 
-    /// Where native commands run, as configured.
+    /// Where native commands run, as configured: made once per process
+    /// (for Docker, one sandbox container), shared by every caller.
     pub fn backend(&self) -> Arc<dyn crate::backend::Backend> {
+        Arc::clone(self.backend.get_or_init(|| self.make_backend()))
+    }
+
+    fn make_backend(&self) -> Arc<dyn crate::backend::Backend> {
+        let forwarded: Vec<(String, String)> = self
+            .config
+            .backend_env
+            .iter()
+            .filter_map(|name| match self.env.get(name) {
+                Some(value) => Some((name.clone(), value.to_owned())),
+                None => {
+                    tracing::warn!(
+                        "backend.env names {name}, which is set neither in the environment nor in .env: commands run without it"
+                    );
+                    None
+                }
+            })
+            .collect();
         match self.config.backend.value {
             crate::backend::Kind::None => Arc::new(crate::backend::NoBackend),
+            crate::backend::Kind::Docker => Arc::new(crate::backend::docker::DockerBackend::new(
+                self.config.docker.clone(),
+                crate::backend::docker::DockerPlaces {
+                    home: self.home.root().to_owned(),
+                    workspace: self.roots.workspace.clone(),
+                    skills: Some(self.skills_dir.clone()),
+                },
+                forwarded,
+            )),
+            crate::backend::Kind::Ssh => match &self.config.ssh {
+                Some(settings) => Arc::new(crate::backend::ssh::SshBackend::new(
+                    settings.clone(),
+                    crate::backend::ssh::control_dir(self.home.root()),
+                    forwarded,
+                )),
+                // Config::resolve refuses kind "ssh" without a host.
+                None => Arc::new(crate::backend::NoBackend),
+            },
             crate::backend::Kind::Local => Arc::new(crate::backend::local::LocalBackend::new(
                 self.roots.workspace.clone(),
+                forwarded,
             )),
+        }
+    }
+
+    /// Release what the backend holds (the Docker container), if one was
+    /// made: entry points call this when their work ends.
+    pub async fn shutdown(&self) {
+        if let Some(backend) = self.backend.get() {
+            backend.shutdown().await;
         }
     }
 

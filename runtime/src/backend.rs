@@ -9,10 +9,14 @@
 //! approvals (see `approval`) are its callers' to apply first.
 //!
 //! Kinds (`[backend] kind`): `none` (the default: every command is
-//! refused), `local` (on this machine, as this user; a warning at every
-//! start). The Docker and SSH backends are next.
+//! refused), `docker` (a hardened sandbox container per process, see
+//! `docker`), `ssh` (another machine through the system `ssh`, see `ssh`),
+//! `local` (on this machine, as this user; a warning at every start).
 
+pub mod docker;
 pub mod local;
+mod output;
+pub mod ssh;
 
 use std::time::Duration;
 
@@ -25,6 +29,10 @@ pub enum Kind {
     /// No native commands at all.
     #[default]
     None,
+    /// In a hardened container of a Docker (or Podman) engine.
+    Docker,
+    /// On another machine, through the system `ssh`.
+    Ssh,
     /// On this machine, as this user: no isolation beyond the approvals.
     Local,
 }
@@ -33,6 +41,8 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Self::None => "none",
+            Self::Docker => "docker",
+            Self::Ssh => "ssh",
             Self::Local => "local",
         }
     }
@@ -50,11 +60,12 @@ impl std::str::FromStr for Kind {
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         match text {
             "none" => Ok(Self::None),
+            "docker" => Ok(Self::Docker),
+            "ssh" => Ok(Self::Ssh),
             "local" => Ok(Self::Local),
-            "docker" | "ssh" => Err(format!(
-                "backend {text:?} is not available in this version yet; use \"none\" or \"local\""
+            other => Err(format!(
+                "expected none, docker, ssh or local, found {other:?}"
             )),
-            other => Err(format!("expected none or local, found {other:?}")),
         }
     }
 }
@@ -121,6 +132,11 @@ pub enum BackendError {
         program: String,
         detail: String,
     },
+    #[error("the {backend} backend cannot be used: {detail}")]
+    Unreachable {
+        backend: &'static str,
+        detail: String,
+    },
     #[error("{0}")]
     Invalid(String),
 }
@@ -133,7 +149,18 @@ pub trait Backend: Send + Sync {
     /// Where commands run, for `backend check` and logs (no secrets).
     fn describe(&self) -> String;
 
+    /// Get ready for the first command (connect, reap what dead processes
+    /// left, start the container), so that a service finds problems at
+    /// start. Commands do this themselves when it was not done.
+    async fn prepare(&self) -> Result<(), BackendError> {
+        Ok(())
+    }
+
     async fn run(&self, request: CommandRequest) -> Result<CommandOutput, BackendError>;
+
+    /// Release what the backend holds (its container, its connection):
+    /// called once when the process ends its work.
+    async fn shutdown(&self) {}
 }
 
 /// The backend of kind `none`: refuses every command.
@@ -193,11 +220,8 @@ mod tests {
     fn kinds_parse_and_say_what_is_missing() {
         assert_eq!("none".parse::<Kind>(), Ok(Kind::None));
         assert_eq!("local".parse::<Kind>(), Ok(Kind::Local));
-        let docker = "docker".parse::<Kind>().unwrap_err();
-        assert!(
-            docker.contains("not available in this version yet"),
-            "{docker}"
-        );
+        assert_eq!("docker".parse::<Kind>(), Ok(Kind::Docker));
+        assert_eq!("ssh".parse::<Kind>(), Ok(Kind::Ssh));
         assert!("podman".parse::<Kind>().is_err());
     }
 

@@ -195,7 +195,11 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             config::print_config(&app, cli.global.skills_dir.is_some(), json)?
         }
         Command::Sessions(command) => sessions::run(&app, command)?,
-        Command::Chat { query, resume } => chat::run(&app, query, resume).await?,
+        Command::Chat { query, resume } => {
+            let result = chat::run(&app, query, resume).await;
+            app.shutdown().await;
+            result?
+        }
         Command::Gateway(GatewayCommand::Run {
             host,
             port,
@@ -222,7 +226,9 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             }
         }
         Command::Backend(BackendCommand::Check) => {
-            if !approvals::check_backend(&app).await? {
+            let result = approvals::check_backend(&app).await;
+            app.shutdown().await;
+            if !result? {
                 return Ok(EXIT_FAILURE);
             }
         }
@@ -259,6 +265,13 @@ fn init_logging(config: &Config, service: bool) {
         eprintln!("warning: invalid log filter {filter:?} ({error}); using `warn`");
         tracing_subscriber::EnvFilter::new("warn")
     });
+    // The Docker client logs whole request bodies at debug level, and a
+    // command's variables are in them: its lines stop at info, whatever
+    // the operator asked for.
+    let filter = match "bollard=info".parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    };
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     let builder = tracing_subscriber::fmt()

@@ -101,6 +101,13 @@ pub struct Config {
     pub approvals: ApprovalsConfig,
     /// Where native commands run (`[backend] kind`, `TALARIA_BACKEND`).
     pub backend: Setting<crate::backend::Kind>,
+    /// Variables of Talaria's environment (or `.env`) every native command
+    /// gets, by name (`[backend] env`).
+    pub backend_env: Vec<String>,
+    /// `[backend.docker]`.
+    pub docker: crate::backend::docker::DockerSettings,
+    /// `[backend.ssh]`, when it names a host.
+    pub ssh: Option<crate::backend::ssh::SshSettings>,
     pub memory_chars: usize,
     pub user_chars: usize,
     /// The keys only config.toml sets, as written, for `config show`.
@@ -122,6 +129,8 @@ struct Written {
     cors_origins: bool,
     dashboard_hosts: bool,
     allowlist: bool,
+    backend_env: bool,
+    docker: file::DockerSection,
     max_concurrent_runs: Option<usize>,
     request_timeout_secs: Option<u64>,
     max_body_bytes: Option<usize>,
@@ -442,6 +451,23 @@ impl Config {
             backend_file,
             crate::backend::Kind::None,
         );
+        let backend_env = file.backend.env.clone().unwrap_or_default();
+        for (index, name) in backend_env.iter().enumerate() {
+            let valid = !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !name.starts_with(|c: char| c.is_ascii_digit());
+            anyhow::ensure!(
+                valid,
+                "backend.env[{index}]: expected the NAME of an environment variable (its value stays in the environment or .env), found {name:?}"
+            );
+        }
+        let docker = resolve_docker(&file.backend.docker)?;
+        let ssh = file.backend.ssh.as_ref().map(resolve_ssh).transpose()?;
+        anyhow::ensure!(
+            backend.value != crate::backend::Kind::Ssh || ssh.is_some(),
+            "backend.kind = \"ssh\" ({}) needs the host: add [backend.ssh] with host = \"build.example.com\" to config.toml",
+            backend.source
+        );
         for (index, pattern) in approvals.allowlist.iter().enumerate() {
             anyhow::ensure!(
                 !pattern.trim().is_empty() && !pattern.chars().any(char::is_control),
@@ -460,6 +486,8 @@ impl Config {
             cors_origins: file.gateway.cors_origins.is_some(),
             dashboard_hosts: file.gateway.dashboard_hosts.is_some(),
             allowlist: file.approvals.allowlist.is_some(),
+            backend_env: file.backend.env.is_some(),
+            docker: file.backend.docker.clone(),
             max_concurrent_runs: file.gateway.max_concurrent_runs,
             request_timeout_secs: file.gateway.request_timeout_secs,
             max_body_bytes: file.gateway.max_body_bytes,
@@ -501,6 +529,9 @@ impl Config {
             gateway,
             approvals,
             backend,
+            backend_env,
+            docker,
+            ssh,
             memory_chars: file
                 .memory
                 .memory_chars
@@ -671,6 +702,86 @@ impl Config {
                 "none",
                 written.allowlist,
             ),
+            list_line(
+                "backend.env",
+                &self.backend_env,
+                "none",
+                written.backend_env,
+            ),
+            ShownSetting {
+                key: "backend.docker.socket",
+                value: self.docker.socket_path(),
+                source: if written.docker.socket.is_some() {
+                    Source::File.to_string()
+                } else {
+                    "default".to_owned()
+                },
+            },
+            file_only(
+                "backend.docker.image",
+                self.docker.image.clone(),
+                written.docker.image.clone(),
+            ),
+            file_only(
+                "backend.docker.network",
+                self.docker.network,
+                written.docker.network,
+            ),
+            file_only(
+                "backend.docker.memory_mb",
+                self.docker.memory_mb,
+                written.docker.memory_mb,
+            ),
+            file_only("backend.docker.cpus", self.docker.cpus, written.docker.cpus),
+            file_only("backend.docker.pids", self.docker.pids, written.docker.pids),
+            file_only(
+                "backend.docker.tmp_mb",
+                self.docker.tmp_mb,
+                written.docker.tmp_mb,
+            ),
+            file_only(
+                "backend.docker.read_only",
+                self.docker.read_only,
+                written.docker.read_only,
+            ),
+            ShownSetting {
+                key: "backend.docker.user",
+                value: self
+                    .docker
+                    .user
+                    .clone()
+                    .unwrap_or_else(|| "the uid:gid of the Talaria process".to_owned()),
+                source: if written.docker.user.is_some() {
+                    Source::File.to_string()
+                } else {
+                    "default".to_owned()
+                },
+            },
+            ShownSetting {
+                key: "backend.ssh",
+                value: self.ssh.as_ref().map_or_else(
+                    || "none".to_owned(),
+                    |ssh| {
+                        format!(
+                            "{}{}{}, workdir {}, known_hosts {}, connect timeout {} s, shared connection {} s",
+                            ssh.user.as_ref().map(|u| format!("{u}@")).unwrap_or_default(),
+                            ssh.host,
+                            ssh.port.map(|p| format!(":{p}")).unwrap_or_default(),
+                            ssh.workdir.as_deref().unwrap_or("(login directory)"),
+                            ssh.known_hosts
+                                .as_ref()
+                                .map_or_else(|| "(accept-new)".to_owned(), |f| f.display().to_string()),
+                            ssh.connect_timeout_secs,
+                            ssh.control_persist_secs
+                        )
+                    },
+                ),
+                source: if self.ssh.is_some() {
+                    Source::File.to_string()
+                } else {
+                    "default".to_owned()
+                },
+            },
         ]
     }
 }
@@ -690,6 +801,106 @@ fn mask_password(url: &str) -> String {
         },
         None => url.to_owned(),
     }
+}
+
+/// `[backend.ssh]`: a host is required, every other key has a default.
+fn resolve_ssh(file: &file::SshSection) -> anyhow::Result<crate::backend::ssh::SshSettings> {
+    let host = file.host.clone().unwrap_or_default();
+    anyhow::ensure!(
+        !host.is_empty()
+            && !host.starts_with('-')
+            && !host
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '@'),
+        "backend.ssh.host: expected a host name, an address or an alias of ~/.ssh/config (the user goes in backend.ssh.user), found {host:?}"
+    );
+    if let Some(user) = &file.user {
+        anyhow::ensure!(
+            !user.is_empty()
+                && !user.starts_with('-')
+                && !user
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || c == '@'),
+            "backend.ssh.user: expected a user name, found {user:?}"
+        );
+    }
+    if let Some(workdir) = &file.workdir {
+        anyhow::ensure!(
+            !workdir.is_empty() && !workdir.chars().any(char::is_control),
+            "backend.ssh.workdir: expected a directory on the remote host, found {workdir:?}"
+        );
+    }
+    let mut settings = crate::backend::ssh::SshSettings::for_host(host);
+    let timeout = file
+        .connect_timeout_secs
+        .unwrap_or(settings.connect_timeout_secs);
+    anyhow::ensure!(
+        (1..=300).contains(&timeout),
+        "backend.ssh.connect_timeout_secs: expected a number from 1 to 300, found {timeout}"
+    );
+    settings.user = file.user.clone();
+    settings.port = file.port;
+    settings.identity_file = file.identity_file.clone();
+    settings.known_hosts = file.known_hosts.clone();
+    settings.workdir = file.workdir.clone();
+    settings.connect_timeout_secs = timeout;
+    settings.control_persist_secs = file
+        .control_persist_secs
+        .unwrap_or(settings.control_persist_secs)
+        .min(86_400);
+    Ok(settings)
+}
+
+/// `[backend.docker]` within its bounds; a value outside them is an error
+/// naming the key, not silently clamped (these are the sandbox's walls).
+fn resolve_docker(
+    file: &file::DockerSection,
+) -> anyhow::Result<crate::backend::docker::DockerSettings> {
+    let defaults = crate::backend::docker::DockerSettings::default();
+    fn within<T: PartialOrd + fmt::Display + Copy>(
+        key: &str,
+        value: Option<T>,
+        default: T,
+        bounds: std::ops::RangeInclusive<T>,
+    ) -> anyhow::Result<T> {
+        let value = value.unwrap_or(default);
+        anyhow::ensure!(
+            bounds.contains(&value),
+            "backend.docker.{key}: expected a number from {} to {}, found {value}",
+            bounds.start(),
+            bounds.end()
+        );
+        Ok(value)
+    }
+    let image = file.image.clone().unwrap_or(defaults.image);
+    anyhow::ensure!(
+        !image.trim().is_empty() && !image.chars().any(|c| c.is_whitespace() || c.is_control()),
+        "backend.docker.image: expected an image reference such as \"debian:bookworm-slim\", found {image:?}"
+    );
+    for (key, value) in [("socket", &file.socket), ("user", &file.user)] {
+        if let Some(value) = value {
+            anyhow::ensure!(
+                !value.trim().is_empty() && !value.chars().any(char::is_control),
+                "backend.docker.{key}: expected a non-empty value without control characters, found {value:?}"
+            );
+        }
+    }
+    Ok(crate::backend::docker::DockerSettings {
+        socket: file.socket.clone(),
+        image,
+        network: file.network.unwrap_or(defaults.network),
+        memory_mb: within(
+            "memory_mb",
+            file.memory_mb,
+            defaults.memory_mb,
+            64..=1_048_576,
+        )?,
+        cpus: within("cpus", file.cpus, defaults.cpus, 0.01..=1024.0)?,
+        pids: within("pids", file.pids, defaults.pids, 16..=1_000_000)?,
+        tmp_mb: within("tmp_mb", file.tmp_mb, defaults.tmp_mb, 1..=1_048_576)?,
+        read_only: file.read_only.unwrap_or(defaults.read_only),
+        user: file.user.clone(),
+    })
 }
 
 fn resolve_gateway(
@@ -951,6 +1162,17 @@ mod tests {
                 "approvals.mode",
                 "backend.kind",
                 "approvals.allowlist",
+                "backend.env",
+                "backend.docker.socket",
+                "backend.docker.image",
+                "backend.docker.network",
+                "backend.docker.memory_mb",
+                "backend.docker.cpus",
+                "backend.docker.pids",
+                "backend.docker.tmp_mb",
+                "backend.docker.read_only",
+                "backend.docker.user",
+                "backend.ssh",
             ]
         );
         assert_eq!(

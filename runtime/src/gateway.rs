@@ -210,6 +210,17 @@ pub async fn run(
         }
         None => None,
     };
+    if gateway.app.config.backend.value != crate::backend::Kind::None {
+        // Reaps what dead processes left and starts the sandbox container
+        // now, so the first command does not wait and problems show at start.
+        let backend = gateway.app.backend();
+        tokio::spawn(async move {
+            match backend.prepare().await {
+                Ok(()) => tracing::info!("backend ready: {}", backend.describe()),
+                Err(error) => tracing::warn!("{error}"),
+            }
+        });
+    }
     let router = router(Arc::clone(&gateway));
     // Watched before the started line: a supervisor may signal as soon as
     // it reads it.
@@ -277,6 +288,7 @@ pub async fn run(
             server.abort();
         }
     }
+    gateway.app.shutdown().await;
     tracing::info!("gateway stopped");
     Ok(())
 }

@@ -133,15 +133,15 @@ fn backend_check_says_where_native_commands_run() {
 
     std::fs::write(
         fixture.root.path().join("config.toml"),
-        "[backend]\nkind = \"docker\"\n",
+        "[backend]\nkind = \"podman\"\n",
     )
     .unwrap();
-    let docker = talaria(&fixture, &["backend", "check"]);
-    assert_ne!(docker.status.code(), Some(0));
-    let error = String::from_utf8_lossy(&docker.stderr);
+    let unknown = talaria(&fixture, &["backend", "check"]);
+    assert_ne!(unknown.status.code(), Some(0));
+    let error = String::from_utf8_lossy(&unknown.stderr);
     assert!(error.contains("backend.kind"), "{error}");
     assert!(
-        error.contains("not available in this version yet"),
+        error.contains("expected none, docker, ssh or local, found \"podman\""),
         "{error}"
     );
 }

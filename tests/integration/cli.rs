@@ -1090,6 +1090,29 @@ fn config_show_prints_every_key_with_its_source_and_no_secret() {
         ("approvals.mode", "manual".into(), "(default)"),
         ("backend.kind", "none".into(), "(default)"),
         ("approvals.allowlist", "none".into(), "(default)"),
+        ("backend.env", "none".into(), "(default)"),
+        (
+            "backend.docker.socket",
+            "/var/run/docker.sock".into(),
+            "(default)",
+        ),
+        (
+            "backend.docker.image",
+            "debian:bookworm-slim".into(),
+            "(default)",
+        ),
+        ("backend.docker.network", "false".into(), "(default)"),
+        ("backend.docker.memory_mb", "2048".into(), "(default)"),
+        ("backend.docker.cpus", "2".into(), "(default)"),
+        ("backend.docker.pids", "256".into(), "(default)"),
+        ("backend.docker.tmp_mb", "512".into(), "(default)"),
+        ("backend.docker.read_only", "true".into(), "(default)"),
+        (
+            "backend.docker.user",
+            "the uid:gid of the Talaria process".into(),
+            "(default)",
+        ),
+        ("backend.ssh", "none".into(), "(default)"),
     ];
     for (key, value, from) in &expected {
         assert_eq!(source(key), (value.clone(), from.to_string()), "{key}");

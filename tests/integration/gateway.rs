@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::support::{FakeModel, Fixture, Reply, assert_exit, repo_root, stdout, talaria_with};
 
-const KEY: &str = "test-key-7Qp2vX9mZ4wL1tR8";
+pub(crate) const KEY: &str = "test-key-7Qp2vX9mZ4wL1tR8";
 
 /// How long a test waits for something that must happen before it fails:
 /// generous, since CI machines are loaded (never a measure of speed).
@@ -166,7 +166,13 @@ impl Gateway {
         }
     }
 
-    fn terminate(&mut self) -> std::process::ExitStatus {
+    /// SIGKILL: the process ends without cleaning anything up.
+    pub(crate) fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    pub(crate) fn terminate(&mut self) -> std::process::ExitStatus {
         rustix::process::kill_process(
             rustix::process::Pid::from_child(&self.child),
             rustix::process::Signal::TERM,

@@ -9,6 +9,10 @@
 //! - `cli`: the command line's conventions
 //! - `agent`: the agent loop against the scripted model
 //! - `approvals`: `talaria approvals check` as operators use it
+//! - `docker_backend`: native commands in a sandbox container of a real
+//!   Docker engine (started by `cargo xtask test`)
+//! - `ssh_backend`: native commands over the system `ssh` to a real `sshd`
+//!   on loopback, started per test with fresh keys
 //! - `architecture`: no module of the runtime depends the wrong way
 //! - `hardening`: regressions from the outside security review
 //! - `gateway`: `talaria gateway run` over real HTTP: the OpenAI-compatible
@@ -24,9 +28,11 @@ mod architecture;
 mod bundled_skills;
 mod cli;
 mod dashboard;
+mod docker_backend;
 mod first_run;
 mod gateway;
 mod hardening;
 mod hostile_skills;
 mod operator;
+mod ssh_backend;
 mod support;

@@ -6,7 +6,13 @@
 //! - `test`: `build-skills`, a Python venv with the official OpenAI client
 //!   (`target/test-venv`, for the gateway tests), Debian's `chromium` (apt,
 //!   when missing) and playwright-core (`target/test-node`, for the
-//!   dashboard's browser test), then every test of the workspace.
+//!   dashboard's browser test), Debian's docker.io and busybox-static
+//!   (apt, when missing), `dockerd` started when no engine answers (left
+//!   running, log in `target/dockerd.log`) and a busybox test image
+//!   imported once, Debian's openssh-server (its tests start their own
+//!   `sshd` on loopback), then every test of the workspace.
+//! - `test-services`: what `test` prepares, without running the tests; it
+//!   prints the variables that point the tests at it.
 //! - `demo`: `build-skills`, then list, grant and call the bundled skills in
 //!   a data home of its own.
 //! - `install [--prefix DIR]`: `build-skills`, then `talaria` into
@@ -54,6 +60,8 @@ fn main() -> anyhow::Result<()> {
             build_skills(&root)?;
             let python = test_python(&root)?;
             let browser = test_browser(&root)?;
+            let docker_image = test_docker(&root)?;
+            test_sshd()?;
             shared_build(&root)?;
             println!(
                 "xtask: running every test of the workspace (the same build: nothing is compiled again)"
@@ -63,7 +71,25 @@ fn main() -> anyhow::Result<()> {
                 .env("TALARIA_TEST_PYTHON", python)
                 .env("TALARIA_TEST_CHROMIUM", browser.chromium)
                 .env("TALARIA_TEST_NODE_MODULES", browser.node_modules)
+                .env("TALARIA_TEST_DOCKER_IMAGE", docker_image)
                 .args(["test", "--workspace"]))
+        }
+        "test-services" => {
+            // What `test` prepares, without the tests: for running a few
+            // of them by hand.
+            build_skills(&root)?;
+            let python = test_python(&root)?;
+            let browser = test_browser(&root)?;
+            let docker_image = test_docker(&root)?;
+            test_sshd()?;
+            println!("TALARIA_TEST_PYTHON={}", python.display());
+            println!("TALARIA_TEST_CHROMIUM={}", browser.chromium.display());
+            println!(
+                "TALARIA_TEST_NODE_MODULES={}",
+                browser.node_modules.display()
+            );
+            println!("TALARIA_TEST_DOCKER_IMAGE={docker_image}");
+            Ok(())
         }
         "demo" => demo(&root),
         "install" => {
@@ -165,6 +191,139 @@ fn test_browser(root: &Path) -> anyhow::Result<TestBrowser> {
     })
 }
 
+/// The image the Docker backend's tests run in: a static busybox, imported
+/// from a folder (nothing can be pulled from a registry in CI).
+const TEST_IMAGE: &str = "talaria-test-busybox:1";
+
+/// A Docker engine for the Docker backend's tests: Debian's docker.io
+/// when it is missing, `dockerd` started (and left running for later runs)
+/// when none answers, and the test image built once. Fails loudly, with
+/// the engine's own words, where no engine can start.
+fn test_docker(root: &Path) -> anyhow::Result<String> {
+    ensure_installed(
+        Path::new("/usr/sbin/dockerd"),
+        &["docker.io"],
+        "the Docker backend's tests",
+    )?;
+    ensure_installed(
+        Path::new("/bin/busybox"),
+        &["busybox-static"],
+        "the Docker backend's test image",
+    )?;
+    if !engine_answers() {
+        start_dockerd(root)?;
+    }
+    let image_exists = Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", TEST_IMAGE])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !image_exists {
+        build_test_image(root)?;
+    }
+    Ok(TEST_IMAGE.to_owned())
+}
+
+/// The SSH backend's tests start their own `sshd` on loopback; they need
+/// Debian's openssh-server (which brings the client and `ssh-keygen`).
+fn test_sshd() -> anyhow::Result<()> {
+    ensure_installed(
+        Path::new("/usr/sbin/sshd"),
+        &["openssh-server"],
+        "the SSH backend's tests",
+    )?;
+    ensure_installed(
+        Path::new("/usr/bin/ssh"),
+        &["openssh-client"],
+        "the SSH backend",
+    )
+}
+
+fn engine_answers() -> bool {
+    Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .is_ok_and(|output| output.status.success())
+}
+
+/// Start `dockerd` in a process group of its own (it outlives this run, so
+/// the next run finds it), logging to the target directory's
+/// `dockerd.log`, and wait until it answers.
+fn start_dockerd(root: &Path) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt as _;
+    let log_path = target_dir(root).join("dockerd.log");
+    std::fs::create_dir_all(target_dir(root))?;
+    let log = std::fs::File::create(&log_path)
+        .with_context(|| format!("cannot create {}", log_path.display()))?;
+    println!(
+        "xtask: starting dockerd for the Docker backend's tests (log: {})",
+        log_path.display()
+    );
+    let mut dockerd = Command::new("dockerd")
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .context("cannot start dockerd (the Docker backend's tests need a Docker engine; as root, this script starts one)")?;
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(60) {
+        if engine_answers() {
+            return Ok(());
+        }
+        if let Some(status) = dockerd.try_wait()? {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            anyhow::bail!(
+                "dockerd could not start here ({status}); the Docker backend's tests cannot run without an engine. Its last lines:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    anyhow::bail!(
+        "dockerd did not answer within 60 s; see {}",
+        log_path.display()
+    )
+}
+
+/// A root filesystem of static busybox and its applets, imported as
+/// [`TEST_IMAGE`].
+fn build_test_image(root: &Path) -> anyhow::Result<()> {
+    println!("xtask: building the test image {TEST_IMAGE} from busybox (once)");
+    let rootfs = target_dir(root).join("test-docker-rootfs");
+    let _ = std::fs::remove_dir_all(&rootfs);
+    for dir in ["bin", "etc", "tmp", "workspace", "proc", "sys", "dev"] {
+        std::fs::create_dir_all(rootfs.join(dir))?;
+    }
+    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox"))?;
+    let applets = Command::new("/bin/busybox").arg("--list").output()?;
+    for applet in String::from_utf8_lossy(&applets.stdout).lines() {
+        if applet != "busybox" && !applet.is_empty() {
+            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet))?;
+        }
+    }
+    std::fs::write(
+        rootfs.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n",
+    )?;
+    std::fs::write(rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n")?;
+    let mut tar = Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .args(["-c", "."])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("cannot run tar")?;
+    let archive = tar.stdout.take().context("tar has no output")?;
+    run(Command::new("docker")
+        .args(["import", "--change", "ENV PATH=/bin", "-", TEST_IMAGE])
+        .stdin(archive))
+    .context("docker import failed")?;
+    anyhow::ensure!(tar.wait()?.success(), "tar failed");
+    Ok(())
+}
+
 /// Whether `program` runs from the PATH.
 fn on_path(program: &str) -> bool {
     Command::new(program)
@@ -219,6 +378,7 @@ fn usage() -> ! {
          tasks:\n  \
          build-skills            build every skill to {WASM_TARGET} and place its component\n  \
          test                    build-skills, then run every test\n  \
+         test-services           prepare what the tests need (venv, browser, Docker engine)\n  \
          demo                    build-skills, list the bundled skills and call their tools\n  \
          install [--prefix DIR]  build-skills, then talaria into DIR/bin and the bundled\n                          \
          skills into DIR/share/talaria/skills (default DIR: ~/.cargo)\n\n\

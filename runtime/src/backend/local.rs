@@ -22,17 +22,33 @@ const INHERITED: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "LO
 
 pub struct LocalBackend {
     workspace: PathBuf,
+    /// Variables every command gets, by name from the operator's list.
+    forwarded: Vec<(String, String)>,
 }
 
 impl LocalBackend {
-    pub fn new(workspace: PathBuf) -> Self {
-        Self { workspace }
+    pub fn new(workspace: PathBuf, forwarded: Vec<(String, String)>) -> Self {
+        Self {
+            workspace,
+            forwarded,
+        }
     }
 }
 
 /// Kills a process group when dropped: the command's time limit, its end
 /// and a dropped future all end everything it started.
 struct GroupGuard(Option<rustix::process::Pid>);
+
+impl GroupGuard {
+    /// The group `child` leads (it was spawned with `process_group(0)`).
+    fn of(child: &tokio::process::Child) -> Self {
+        Self(
+            child.id().and_then(|id| {
+                rustix::process::Pid::from_raw(i32::try_from(id).unwrap_or_default())
+            }),
+        )
+    }
+}
 
 impl Drop for GroupGuard {
     fn drop(&mut self) {
@@ -72,7 +88,12 @@ impl Backend for LocalBackend {
                     .iter()
                     .filter_map(|name| std::env::var_os(name).map(|value| (*name, value))),
             )
-            .envs(request.env.iter().map(|(name, value)| (name, value)))
+            .envs(
+                self.forwarded
+                    .iter()
+                    .chain(&request.env)
+                    .map(|(name, value)| (name, value)),
+            )
             .stdin(if request.stdin.is_some() {
                 Stdio::piped()
             } else {
@@ -87,10 +108,7 @@ impl Backend for LocalBackend {
             program: request.program.clone(),
             detail: format!("{error} (in {})", workdir.display()),
         })?;
-        let group =
-            GroupGuard(child.id().and_then(|id| {
-                rustix::process::Pid::from_raw(i32::try_from(id).unwrap_or_default())
-            }));
+        let group = GroupGuard::of(&child);
         if let (Some(bytes), Some(mut stdin)) = (request.stdin.clone(), child.stdin.take()) {
             // A command that does not read its input must not block here.
             tokio::spawn(async move {
@@ -143,22 +161,15 @@ impl Backend for LocalBackend {
 
 /// Read `stream` to its end, keeping the first `limit` bytes.
 async fn capture(mut stream: impl AsyncRead + Unpin, limit: usize) -> (Vec<u8>, bool) {
-    let mut kept = Vec::new();
-    let mut truncated = false;
+    let mut kept = super::output::Bounded::new(limit);
     let mut buffer = vec![0u8; 16 * 1024];
     loop {
         match stream.read(&mut buffer).await {
             Ok(0) | Err(_) => break,
-            Ok(read) => {
-                let room = limit.saturating_sub(kept.len());
-                if read > room {
-                    truncated = true;
-                }
-                kept.extend_from_slice(&buffer[..read.min(room)]);
-            }
+            Ok(read) => kept.push(&buffer[..read]),
         }
     }
-    (kept, truncated)
+    (kept.kept, kept.truncated)
 }
 
 #[cfg(test)]
@@ -179,7 +190,7 @@ mod tests {
 
     fn backend() -> (tempfile::TempDir, LocalBackend) {
         let dir = tempfile::tempdir().unwrap();
-        let backend = LocalBackend::new(dir.path().to_owned());
+        let backend = LocalBackend::new(dir.path().to_owned(), Vec::new());
         (dir, backend)
     }
 

@@ -49,6 +49,10 @@ pub(crate) async fn check_backend(app: &App) -> anyhow::Result<bool> {
     let backend = app.backend();
     let mut out = super::output::stdout();
     writeln!(out, "backend: {}", backend.describe())?;
+    if let Err(error) = backend.prepare().await {
+        writeln!(out, "cannot run commands: {error}")?;
+        return Ok(false);
+    }
     let mut times = Vec::new();
     for _ in 0..5 {
         let request = crate::backend::CommandRequest {

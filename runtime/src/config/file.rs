@@ -36,6 +36,37 @@ pub struct ConfigFile {
 #[serde(deny_unknown_fields)]
 pub(super) struct BackendSection {
     pub(super) kind: Option<String>,
+    pub(super) env: Option<Vec<String>>,
+    #[serde(default)]
+    pub(super) docker: DockerSection,
+    pub(super) ssh: Option<SshSection>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SshSection {
+    pub(super) host: Option<String>,
+    pub(super) user: Option<String>,
+    pub(super) port: Option<u16>,
+    pub(super) identity_file: Option<PathBuf>,
+    pub(super) known_hosts: Option<PathBuf>,
+    pub(super) workdir: Option<String>,
+    pub(super) connect_timeout_secs: Option<u64>,
+    pub(super) control_persist_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DockerSection {
+    pub(super) socket: Option<String>,
+    pub(super) image: Option<String>,
+    pub(super) network: Option<bool>,
+    pub(super) memory_mb: Option<u64>,
+    pub(super) cpus: Option<f64>,
+    pub(super) pids: Option<i64>,
+    pub(super) tmp_mb: Option<u64>,
+    pub(super) read_only: Option<bool>,
+    pub(super) user: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
