@@ -276,7 +276,9 @@ impl Agent {
             if calls.is_empty() {
                 return Ok(reply.content);
             }
-            let results = self.run_calls(&calls, events).await;
+            let results = self
+                .run_calls(&conversation.session_id, &calls, events)
+                .await;
             for (call, result) in calls.iter().zip(results) {
                 if let Some(skill) = ToolRegistry::skill_of(&call.function.name) {
                     conversation.disclosed.insert(skill.to_owned());
@@ -314,6 +316,7 @@ impl Agent {
     /// Run every call of one turn at once; results come back in call order.
     async fn run_calls(
         &self,
+        session: &str,
         calls: &[provider::ToolCall],
         events: &mut (dyn FnMut(Event) + Send),
     ) -> Vec<String> {
@@ -326,9 +329,10 @@ impl Agent {
             });
             let tools = Arc::clone(&self.tools);
             let (name, arguments) = (call.function.name.clone(), call.function.arguments.clone());
-            handles.0.push(tokio::spawn(
-                async move { tools.run(&name, &arguments).await },
-            ));
+            let session = session.to_owned();
+            handles.0.push(tokio::spawn(async move {
+                tools.run_in(Some(&session), &name, &arguments).await
+            }));
         }
         let mut results = Vec::with_capacity(calls.len());
         for (index, call) in calls.iter().enumerate() {

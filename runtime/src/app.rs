@@ -11,6 +11,8 @@
 //! 3. [`App::agent`]: an agent for a new or resumed session, its tools read
 //!    from the registry at the start of every turn.
 
+pub mod skill_exec;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,10 +77,14 @@ pub struct App {
     /// the gateway's conversations queue on one writer instead of
     /// contending for the database's lock.
     sessions: std::sync::Mutex<Option<SessionStore>>,
-    /// The skills folder (mounted read-only into a Docker backend).
-    skills_dir: PathBuf,
-    /// Made at first use and shared: one sandbox container per process.
-    backend: std::sync::OnceLock<Arc<dyn crate::backend::Backend>>,
+    /// One per process, shared by every caller (for Docker, one sandbox
+    /// container); it connects at its first command.
+    backend: Arc<dyn crate::backend::Backend>,
+    /// The approvals in front of every native command (the agent's and
+    /// the skills').
+    gate: Arc<crate::approval::pending::Gate>,
+    /// Who answers what needs approval: nobody, until the gateway says.
+    approver: Arc<crate::approval::pending::ApproverSlot>,
 }
 
 /// An agent and the system prompt its conversations start from.
@@ -133,12 +139,26 @@ impl App {
             workspace,
             skill_data,
         };
+        let backend = make_backend(&home, &env, &config, &roots.workspace, &skills_dir);
+        let approver = Arc::new(crate::approval::pending::ApproverSlot::default());
+        let gate = Arc::new(crate::approval::pending::Gate {
+            policy: approval_policy(&home, &env, &config, None),
+            approver: Arc::clone(&approver) as Arc<dyn crate::approval::pending::Approver>,
+        });
+        let native: Option<Arc<dyn crate::sandbox::native::NativeCommands>> =
+            (config.backend.value != crate::backend::Kind::None).then(|| {
+                Arc::new(skill_exec::SkillExec {
+                    gate: Arc::clone(&gate),
+                    backend: Arc::clone(&backend),
+                }) as Arc<dyn crate::sandbox::native::NativeCommands>
+            });
         let registry = Arc::new(registry(
             &home,
             &env,
             &config,
             skills_dir.clone(),
             roots.clone(),
+            native,
         ));
         let app = Self {
             home,
@@ -148,8 +168,9 @@ impl App {
             bundled_dir,
             registry,
             sessions: std::sync::Mutex::new(None),
-            skills_dir,
-            backend: std::sync::OnceLock::new(),
+            backend,
+            gate,
+            approver,
         };
         if let Some(shipped) = &app.bundled_dir {
             app.registry.sync_bundled(shipped)?;
@@ -190,75 +211,27 @@ impl App {
         Ok(store)
     }
 
-    /// Where native commands run, as configured: made once per process
-    /// (for Docker, one sandbox container), shared by every caller.
+    /// Where native commands run, as configured: one per process, shared.
     pub fn backend(&self) -> Arc<dyn crate::backend::Backend> {
-        Arc::clone(self.backend.get_or_init(|| self.make_backend()))
+        Arc::clone(&self.backend)
     }
 
-    fn make_backend(&self) -> Arc<dyn crate::backend::Backend> {
-        let forwarded: Vec<(String, String)> = self
-            .config
-            .backend_env
-            .iter()
-            .filter_map(|name| match self.env.get(name) {
-                Some(value) => Some((name.clone(), value.to_owned())),
-                None => {
-                    tracing::warn!(
-                        "backend.env names {name}, which is set neither in the environment nor in .env: commands run without it"
-                    );
-                    None
-                }
-            })
-            .collect();
-        match self.config.backend.value {
-            crate::backend::Kind::None => Arc::new(crate::backend::NoBackend),
-            crate::backend::Kind::Docker => Arc::new(crate::backend::docker::DockerBackend::new(
-                self.config.docker.clone(),
-                crate::backend::docker::DockerPlaces {
-                    home: self.home.root().to_owned(),
-                    workspace: self.roots.workspace.clone(),
-                    skills: Some(self.skills_dir.clone()),
-                },
-                forwarded,
-            )),
-            crate::backend::Kind::Ssh => match &self.config.ssh {
-                Some(settings) => Arc::new(crate::backend::ssh::SshBackend::new(
-                    settings.clone(),
-                    crate::backend::ssh::control_dir(self.home.root()),
-                    forwarded,
-                )),
-                // Config::resolve refuses kind "ssh" without a host.
-                None => Arc::new(crate::backend::NoBackend),
-            },
-            crate::backend::Kind::Local => Arc::new(crate::backend::local::LocalBackend::new(
-                self.roots.workspace.clone(),
-                forwarded,
-            )),
-        }
+    /// Who answers the commands that need approval, from now on (the
+    /// gateway: its dashboard).
+    pub fn set_approver(&self, approver: Arc<dyn crate::approval::pending::Approver>) {
+        self.approver.set(approver);
     }
 
-    /// Release what the backend holds (the Docker container), if one was
-    /// made: entry points call this when their work ends.
+    /// Release what the backend holds (the Docker container, the SSH
+    /// connection): entry points call this when their work ends.
     pub async fn shutdown(&self) {
-        if let Some(backend) = self.backend.get() {
-            backend.shutdown().await;
-        }
+        self.backend.shutdown().await;
     }
 
     /// The approval policy of this home: `[approvals]` (or `mode`), the
     /// home's own files protected, `$HOME` as the user's home.
     pub fn approval_policy(&self, mode: Option<crate::approval::Mode>) -> crate::approval::Policy {
-        let home = &self.home;
-        crate::approval::Policy {
-            mode: mode.unwrap_or(self.config.approvals.mode.value),
-            allowlist: self.config.approvals.allowlist.clone(),
-            protected: [home.env_file(), home.grants_file(), home.config_file()]
-                .iter()
-                .map(|path| path.display().to_string())
-                .collect(),
-            home: self.env.get_from_process("HOME").map(str::to_owned),
-        }
+        approval_policy(&self.home, &self.env, &self.config, mode)
     }
 
     /// The memory notes of this home, with their configured bounds.
@@ -314,7 +287,7 @@ impl App {
         if config.backend.value != crate::backend::Kind::None {
             tools = tools.with_terminal(crate::agent::tools::Terminal {
                 backend: self.backend(),
-                policy: self.approval_policy(None),
+                gate: Arc::clone(&self.gate),
                 max_timeout: TERMINAL_MAX_TIMEOUT,
                 max_output_bytes: config.agent.tool_output_chars,
             });
@@ -338,12 +311,79 @@ impl App {
 
 /// The skill registry of `home` with its sandbox settings from `config`:
 /// the one place both the application and doctor get it from.
+fn approval_policy(
+    home: &Home,
+    env: &Environment,
+    config: &Config,
+    mode: Option<crate::approval::Mode>,
+) -> crate::approval::Policy {
+    crate::approval::Policy {
+        mode: mode.unwrap_or(config.approvals.mode.value),
+        allowlist: config.approvals.allowlist.clone(),
+        protected: [home.env_file(), home.grants_file(), home.config_file()]
+            .iter()
+            .map(|path| path.display().to_string())
+            .collect(),
+        home: env.get_from_process("HOME").map(str::to_owned),
+    }
+}
+
+/// The configured backend, with the variables `[backend] env` names. It
+/// connects nowhere yet.
+pub(crate) fn make_backend(
+    home: &Home,
+    env: &Environment,
+    config: &Config,
+    workspace: &Path,
+    skills_dir: &Path,
+) -> Arc<dyn crate::backend::Backend> {
+    let forwarded: Vec<(String, String)> = config
+        .backend_env
+        .iter()
+        .filter_map(|name| match env.get(name) {
+            Some(value) => Some((name.clone(), value.to_owned())),
+            None => {
+                tracing::warn!(
+                    "backend.env names {name}, which is set neither in the environment nor in .env: commands run without it"
+                );
+                None
+            }
+        })
+        .collect();
+    match config.backend.value {
+        crate::backend::Kind::None => Arc::new(crate::backend::NoBackend),
+        crate::backend::Kind::Docker => Arc::new(crate::backend::docker::DockerBackend::new(
+            config.docker.clone(),
+            crate::backend::docker::DockerPlaces {
+                home: home.root().to_owned(),
+                workspace: workspace.to_owned(),
+                skills: Some(skills_dir.to_owned()),
+            },
+            forwarded,
+        )),
+        crate::backend::Kind::Ssh => match &config.ssh {
+            Some(settings) => Arc::new(crate::backend::ssh::SshBackend::new(
+                settings.clone(),
+                crate::backend::ssh::control_dir(home.root()),
+                forwarded,
+            )),
+            // Config::resolve refuses kind "ssh" without a host.
+            None => Arc::new(crate::backend::NoBackend),
+        },
+        crate::backend::Kind::Local => Arc::new(crate::backend::local::LocalBackend::new(
+            workspace.to_owned(),
+            forwarded,
+        )),
+    }
+}
+
 pub fn registry(
     home: &Home,
     env: &Environment,
     config: &Config,
     skills_dir: PathBuf,
     roots: MountRoots,
+    native: Option<Arc<dyn crate::sandbox::native::NativeCommands>>,
 ) -> SkillRegistry {
     let env = env.clone();
     SkillRegistry::new(RegistryConfig {
@@ -359,6 +399,7 @@ pub fn registry(
             max_open_handles: config.max_open_handles.value,
         },
         env: Arc::new(move |name| env.get(name).map(str::to_owned)),
+        native,
     })
 }
 

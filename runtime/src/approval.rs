@@ -15,7 +15,11 @@
 //!    [dangerous patterns](rules::dangerous) and runs the rest; `allowlist`
 //!    runs only commands whose every part matches one of the operator's
 //!    patterns; `off` runs everything above the floor.
+//!
+//! What needs approval waits for a person: see [`pending`], the only part
+//! of this module that keeps state.
 
+pub mod pending;
 pub mod rules;
 pub mod shell;
 

@@ -189,7 +189,9 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Tool(ToolCommand::Info { tool, json }) => tool::info(&app, &tool, json).await?,
         Command::Tool(ToolCommand::Call { tool, arguments }) => {
-            tool::call_tool(&app, &tool, &arguments).await?
+            let result = tool::call_tool(&app, &tool, &arguments).await;
+            app.shutdown().await;
+            result?
         }
         Command::Config(ConfigCommand::Show { json }) => {
             config::print_config(&app, cli.global.skills_dir.is_some(), json)?

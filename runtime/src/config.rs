@@ -129,6 +129,7 @@ struct Written {
     cors_origins: bool,
     dashboard_hosts: bool,
     allowlist: bool,
+    approvals_timeout_secs: Option<u64>,
     backend_env: bool,
     docker: file::DockerSection,
     max_concurrent_runs: Option<usize>,
@@ -298,6 +299,9 @@ pub struct ApprovalsConfig {
     pub mode: Setting<crate::approval::Mode>,
     /// Patterns for mode `allowlist` (`git status*`).
     pub allowlist: Vec<String>,
+    /// How long a command that needs approval waits for a person on the
+    /// dashboard before it is denied.
+    pub timeout_secs: u64,
 }
 
 /// One line of `talaria config show`.
@@ -428,6 +432,7 @@ impl Config {
                 crate::approval::Mode::Manual,
             ),
             allowlist: file.approvals.allowlist.clone().unwrap_or_default(),
+            timeout_secs: file.approvals.timeout_secs.unwrap_or(60).clamp(1, 3600),
         };
         let backend_env = env
             .get("TALARIA_BACKEND")
@@ -486,6 +491,7 @@ impl Config {
             cors_origins: file.gateway.cors_origins.is_some(),
             dashboard_hosts: file.gateway.dashboard_hosts.is_some(),
             allowlist: file.approvals.allowlist.is_some(),
+            approvals_timeout_secs: file.approvals.timeout_secs,
             backend_env: file.backend.env.is_some(),
             docker: file.backend.docker.clone(),
             max_concurrent_runs: file.gateway.max_concurrent_runs,
@@ -701,6 +707,11 @@ impl Config {
                 &self.approvals.allowlist,
                 "none",
                 written.allowlist,
+            ),
+            file_only(
+                "approvals.timeout_secs",
+                self.approvals.timeout_secs,
+                written.approvals_timeout_secs,
             ),
             list_line(
                 "backend.env",
@@ -1162,6 +1173,7 @@ mod tests {
                 "approvals.mode",
                 "backend.kind",
                 "approvals.allowlist",
+                "approvals.timeout_secs",
                 "backend.env",
                 "backend.docker.socket",
                 "backend.docker.image",

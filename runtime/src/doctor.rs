@@ -127,7 +127,60 @@ pub async fn run(home: &Home, flags: &Flags, skills_dir: Option<PathBuf>) -> Vec
         .or_else(|| env.get("TALARIA_SKILLS_DIR").map(PathBuf::from))
         .unwrap_or_else(|| home.skills_dir());
     check_skills(home, &env, &config, &skills_dir, &mut findings).await;
+    findings.push(check_backend(home, &env, &config, &skills_dir).await);
     findings
+}
+
+/// Where native commands run, and whether a `true` runs there (for Docker
+/// this makes, and then removes, a sandbox container).
+async fn check_backend(
+    home: &Home,
+    env: &Environment,
+    config: &Config,
+    skills_dir: &Path,
+) -> Finding {
+    if config.backend.value == crate::backend::Kind::None {
+        return Finding::ok(
+            "backend",
+            "none: native commands are refused and the agent has no shell ([backend] kind sets one)",
+        );
+    }
+    let backend = crate::app::make_backend(home, env, config, &config.workspace.value, skills_dir);
+    let ran = async {
+        backend.prepare().await?;
+        backend
+            .run(crate::backend::CommandRequest {
+                program: "true".into(),
+                timeout: std::time::Duration::from_secs(30),
+                max_output_bytes: 4096,
+                ..Default::default()
+            })
+            .await
+    }
+    .await;
+    backend.shutdown().await;
+    let fix = "`talaria backend check` shows the same; see the README's section on native commands";
+    match ran {
+        Ok(output) if output.success() => Finding::ok(
+            "backend",
+            format!(
+                "{}; `true` ran in {:.1} ms",
+                backend.describe(),
+                output.duration.as_secs_f64() * 1000.0
+            ),
+        ),
+        Ok(output) => Finding::problem(
+            "backend",
+            format!(
+                "{}; `true` failed there (exit {:?}): {}",
+                backend.describe(),
+                output.code,
+                String::from_utf8_lossy(&output.stderr).trim()
+            ),
+            fix,
+        ),
+        Err(error) => Finding::problem("backend", error.to_string(), fix),
+    }
 }
 
 /// The home exists, is a directory, is private, belongs to and is writable
@@ -463,7 +516,7 @@ async fn check_skills(
     };
     // The registry every command uses: one answer to "is this skill
     // granted", the same sandbox settings.
-    let registry = crate::app::registry(home, env, config, skills_dir.to_owned(), roots);
+    let registry = crate::app::registry(home, env, config, skills_dir.to_owned(), roots, None);
     let discovered = match registry.discover() {
         Ok(discovered) => discovered,
         Err(error) => {

@@ -88,6 +88,8 @@ pub(crate) struct Gateway {
     key: ApiKey,
     runs: Arc<Semaphore>,
     started: Instant,
+    /// Commands waiting for a person (the dashboard answers them).
+    approvals: Arc<crate::approval::pending::PendingApprovals>,
 }
 
 impl Gateway {
@@ -195,12 +197,19 @@ pub async fn run(
     } else {
         None
     };
+    // Commands that need approval wait here for the dashboard, up to
+    // `approvals.timeout_secs`, instead of being refused at once.
+    let approvals = Arc::new(crate::approval::pending::PendingApprovals::new(
+        std::time::Duration::from_secs(app.config.approvals.timeout_secs),
+    ));
+    app.set_approver(Arc::clone(&approvals) as Arc<dyn crate::approval::pending::Approver>);
     let gateway = Arc::new(Gateway {
         runs: Arc::new(Semaphore::new(config.max_concurrent_runs)),
         config,
         app,
         key,
         started: Instant::now(),
+        approvals,
     });
     let dashboard = match dashboard_listener {
         Some(listener) => {

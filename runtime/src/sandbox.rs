@@ -26,6 +26,7 @@ mod engine;
 mod guest_state;
 mod loaded;
 mod mounts;
+pub mod native;
 pub mod policy;
 mod traps;
 

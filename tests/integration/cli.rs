@@ -1090,6 +1090,7 @@ fn config_show_prints_every_key_with_its_source_and_no_secret() {
         ("approvals.mode", "manual".into(), "(default)"),
         ("backend.kind", "none".into(), "(default)"),
         ("approvals.allowlist", "none".into(), "(default)"),
+        ("approvals.timeout_secs", "60".into(), "(default)"),
         ("backend.env", "none".into(), "(default)"),
         (
             "backend.docker.socket",

@@ -699,3 +699,103 @@ fn the_dashboard_works_in_a_real_browser() {
     }
     assert!(!gateway.log().contains(password));
 }
+
+/// What the terminal tool answered in the model request `index`.
+fn terminal_result(model: &FakeModel, index: usize) -> String {
+    model.requests()[index]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "tool")
+        .map(|m| m["content"].as_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_command_that_needs_approval_waits_for_the_dashboard_and_is_denied_at_its_time_limit() {
+    let fixture = Fixture::new();
+    std::fs::write(
+        fixture.root.path().join("config.toml"),
+        "[approvals]\ntimeout_secs = 2\n",
+    )
+    .unwrap();
+    let junk = fixture.workspace.join("junk.tmp");
+    std::fs::write(&junk, "x").unwrap();
+    let clean_up = || {
+        vec![
+            Reply::calls(&[(
+                "terminal",
+                json!({"command": "find . -name '*.tmp' -delete"}),
+            )]),
+            Reply::answer("Done."),
+        ]
+    };
+    let model = FakeModel::start(clean_up().into_iter().chain(clean_up()).collect());
+    let gateway = Gateway::start(&fixture, &model, &[("TALARIA_BACKEND", "local")]);
+    let browser = Browser::open(&gateway.dashboard);
+    assert_eq!(browser.get("/api/approvals").json()["approvals"], json!([]));
+
+    // The command waits; the dashboard lists it.
+    let chat = gateway.chat_in_background("clean up the temporary files");
+    let started = std::time::Instant::now();
+    let waiting = loop {
+        let list = browser.get("/api/approvals").json()["approvals"].clone();
+        if let Some(first) = list.as_array().and_then(|list| list.first()) {
+            break first.clone();
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "{}",
+            gateway.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(waiting["command"], "find . -name '*.tmp' -delete");
+    assert_eq!(waiting["origin"], "the agent's terminal");
+    assert!(waiting["session"].is_string(), "{waiting}");
+    assert!(junk.exists(), "it ran before anyone approved it");
+    let id = waiting["id"].as_str().unwrap();
+    let path = format!("/api/approvals/{id}");
+
+    // An answer needs the session's CSRF token, and a verdict it knows.
+    let forged = request(
+        &gateway.dashboard,
+        "POST",
+        &path,
+        &[
+            ("Cookie", &browser.cookie),
+            ("Content-Type", "application/json"),
+        ],
+        r#"{"verdict":"once"}"#,
+    );
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    let wrong = browser.send("POST", &path, &json!({"verdict": "always-yes"}));
+    assert_eq!(wrong.status, 400, "{}", wrong.body);
+
+    let approved = browser.send("POST", &path, &json!({"verdict": "once"}));
+    assert_eq!(approved.status, 200, "{}", approved.body);
+    assert_eq!(chat.join().unwrap().status, 200);
+    let result = terminal_result(&model, 1);
+    assert!(
+        result.contains("approved once on the dashboard"),
+        "{result}"
+    );
+    assert!(!junk.exists(), "approved, it ran");
+    // Answered: nothing waits, and a second answer finds nothing.
+    assert_eq!(browser.get("/api/approvals").json()["approvals"], json!([]));
+    let late = browser.send("POST", &path, &json!({"verdict": "deny"}));
+    assert_eq!(late.status, 404, "{}", late.body);
+
+    // Nobody answers: denied at the time limit, and not run.
+    std::fs::write(&junk, "x").unwrap();
+    let response = gateway.chat_in_background("again").join().unwrap();
+    assert_eq!(response.status, 200, "{}", response.body);
+    let result = terminal_result(&model, 3);
+    assert!(
+        result.contains("denied automatically: nobody answered within 2 s, so it was not run"),
+        "{result}"
+    );
+    assert!(junk.exists(), "denied, it did not run");
+    assert!(gateway.log().contains("a command waits for approval"));
+}

@@ -140,7 +140,7 @@ impl Gateway {
     }
 
     /// A chat completion asking `content`, sent from another thread.
-    fn chat_in_background(&self, content: &str) -> std::thread::JoinHandle<Response> {
+    pub(crate) fn chat_in_background(&self, content: &str) -> std::thread::JoinHandle<Response> {
         let address = self.address.clone();
         let body = json!({"messages": [{"role": "user", "content": content}]}).to_string();
         std::thread::spawn(move || {

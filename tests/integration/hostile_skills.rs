@@ -543,11 +543,34 @@ async fn guest_text_is_bounded_and_stripped_of_escape_sequences() {
 }
 
 #[tokio::test]
-async fn exec_is_denied_without_a_native_backend() {
+async fn exec_is_denied_without_a_matching_rule_or_a_backend() {
     let hostile = Hostile::new().await;
-    let error = hostile.denied("exec", json!({})).await;
+    let error = hostile
+        .denied("exec", json!({"program": "sh", "args": ["-c", "id"]}))
+        .await;
     assert!(
-        error.contains("denied: no native backend is configured"),
+        error.contains("denied: `sh -c id` matches none of this skill's exec rules (it is granted no exec rules)"),
+        "{error}"
+    );
+
+    // Allowed by its rules, but this sandbox has no backend to send it to.
+    let manifest = std::fs::read_to_string(skill_source("tests/skills/hostile").join("skill.toml"))
+        .unwrap()
+        .replace(
+            "env = [\"TALARIA_TEST_ALLOWED\"]",
+            "env = [\"TALARIA_TEST_ALLOWED\"]\nexec = [{ program = \"id\" }]",
+        );
+    let hostile = Hostile::with_manifest(&manifest).await;
+    let error = hostile.denied("exec", json!({"program": "id"})).await;
+    assert!(
+        error.contains("denied: no native backend is configured, so `id` cannot run"),
+        "{error}"
+    );
+    let error = hostile
+        .denied("exec", json!({"program": "id", "args": ["-u"]}))
+        .await;
+    assert!(
+        error.contains("matches none of this skill's exec rules (its granted rules are `id`)"),
         "{error}"
     );
 }

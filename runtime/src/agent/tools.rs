@@ -88,7 +88,8 @@ pub struct ToolRegistry {
 /// the backend.
 pub struct Terminal {
     pub backend: Arc<dyn crate::backend::Backend>,
-    pub policy: crate::approval::Policy,
+    /// The approvals: the policy, and who is asked when it wants a person.
+    pub gate: Arc<crate::approval::pending::Gate>,
     /// The longest a command may run; the model may ask for less.
     pub max_timeout: std::time::Duration,
     /// Bytes kept of each of stdout and stderr.
@@ -198,6 +199,12 @@ impl ToolRegistry {
 
     /// Run one call, and say what it changed in memory.
     pub async fn run(&self, name: &str, arguments: &str) -> CallOutcome {
+        self.run_in(None, name, arguments).await
+    }
+
+    /// [`run`](Self::run) within a conversation: `session` is its id (a
+    /// person may approve a command for the rest of it).
+    pub async fn run_in(&self, session: Option<&str>, name: &str, arguments: &str) -> CallOutcome {
         let result = match name {
             "memory" => {
                 return match self.memory(arguments) {
@@ -214,7 +221,7 @@ impl ToolRegistry {
             "session_search" => self.session_search(arguments).await,
             "skills_list" => Ok(self.skills_list()),
             "skill_view" => self.skill_view(arguments),
-            "terminal" if self.terminal.is_some() => self.terminal(arguments).await,
+            "terminal" if self.terminal.is_some() => self.terminal(arguments, session).await,
             _ => self.skill_call(name, arguments).await,
         };
         CallOutcome {
@@ -322,10 +329,9 @@ impl ToolRegistry {
             .join("\n"))
     }
 
-    /// `terminal`: the approvals decide, then the backend runs it. A
-    /// command that needs a person's approval is refused for now: no one
-    /// can be asked from here yet.
-    async fn terminal(&self, arguments: &str) -> Result<String, String> {
+    /// `terminal`: the approvals decide (asking a person when they want
+    /// one and someone can be asked), then the backend runs it.
+    async fn terminal(&self, arguments: &str, session: Option<&str>) -> Result<String, String> {
         #[derive(Deserialize)]
         struct Args {
             command: String,
@@ -336,21 +342,21 @@ impl ToolRegistry {
             return Err("no native backend is configured".into());
         };
         let args: Args = parse(arguments)?;
-        let decision = terminal.policy.check(&args.command);
-        tracing::info!(
-            decision = decision.kind(),
-            command = %crate::untrusted_text::sanitize(&args.command, 200, false),
-            "terminal: {decision}"
-        );
-        match &decision {
-            crate::approval::Decision::Allowed { .. } => {}
-            crate::approval::Decision::NeedsApproval { .. } => {
+        let note = match terminal
+            .gate
+            .clear(&args.command, "the agent's terminal", session)
+            .await
+        {
+            crate::approval::pending::Clearance::Run { note } => note,
+            crate::approval::pending::Clearance::Refused(why)
+                if why.starts_with("needs approval") =>
+            {
                 return Err(format!(
-                    "{decision}; no one can approve it from here, so it was not run. Do it another way, or ask the user to run it"
+                    "{why}. Do it another way, or ask the user to run it"
                 ));
             }
-            _ => return Err(format!("{decision}; it was not run")),
-        }
+            crate::approval::pending::Clearance::Refused(why) => return Err(why),
+        };
         let timeout = args
             .timeout_secs
             .map(std::time::Duration::from_secs)
@@ -368,7 +374,8 @@ impl ToolRegistry {
             .run(request)
             .await
             .map_err(|error| error.to_string())?;
-        let mut text = match (output.timed_out, output.code, output.signal) {
+        let mut text = note.map(|note| format!("{note}\n")).unwrap_or_default();
+        text += &match (output.timed_out, output.code, output.signal) {
             (true, _, _) => format!("stopped after {} s (its time limit)\n", timeout.as_secs()),
             (false, Some(code), _) => format!("exit code {code}\n"),
             (false, None, Some(signal)) => format!("ended by signal {signal}\n"),

@@ -4,9 +4,10 @@
 //! - `BatchMode=yes` (never a password prompt), `ConnectTimeout`, and
 //!   `StrictHostKeyChecking=accept-new`, or `yes` with the configured
 //!   `known_hosts` file only.
-//! - One master connection per host, shared by every command
-//!   (`ControlMaster=auto`, `ControlPersist`), its socket under the home's
-//!   `run/ssh/` (owner-only): later commands skip the handshake.
+//! - One master connection per host and process, shared by every command
+//!   of the process (`ControlMaster=auto`, `ControlPersist`), its socket
+//!   under the home's `run/ssh/` (owner-only): later commands skip the
+//!   handshake, and [`Backend::shutdown`] closes it.
 //! - The command line the remote shell sees is fixed: `sh -c SCRIPT`
 //!   followed by the working directory, the program and its arguments,
 //!   each single-quoted. Variables never appear in it: they are written to
@@ -121,10 +122,12 @@ impl SshBackend {
 
 impl Connection {
     /// The master connection's socket: short (a Unix socket path has at
-    /// most 108 bytes) and one per destination.
+    /// most 108 bytes), one per destination and process, so that one
+    /// process ending its connection never cuts another's commands.
     fn control_path(&self) -> PathBuf {
         let digest = blake3::hash(self.settings.destination().as_bytes());
-        self.control_dir.join(&digest.to_hex()[..16])
+        self.control_dir
+            .join(format!("{}-{}", &digest.to_hex()[..12], std::process::id()))
     }
 
     /// `ssh` with every option, up to and including the destination.

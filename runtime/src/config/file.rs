@@ -74,6 +74,7 @@ pub(super) struct DockerSection {
 pub(super) struct ApprovalsSection {
     pub(super) mode: Option<crate::approval::Mode>,
     pub(super) allowlist: Option<Vec<String>>,
+    pub(super) timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

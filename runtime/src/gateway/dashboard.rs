@@ -246,6 +246,8 @@ fn router(dashboard: Arc<Dashboard>) -> Router {
         .route("/api/memory", get(api::memory))
         .route("/api/memory/{target}", post(api::change_memory))
         .route("/api/logs", get(api::logs))
+        .route("/api/approvals", get(api::approvals))
+        .route("/api/approvals/{id}", post(api::answer_approval))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&dashboard),
             require_session,

@@ -192,8 +192,10 @@ impl Skill {
         host_getter: fn(&mut T) -> D::Data<'_>,
     ) -> wasmtime::Result<()>
     where
-        D: HasData,
-        for<'a> D::Data<'a>: v0_1::talaria::skill::host::Host + v0_1::talaria::skill::types::Host,
+        // `Send`: `exec` is an async import, its future holds the data.
+        D: HasData + Send,
+        for<'a> D::Data<'a>:
+            v0_1::talaria::skill::host::Host + v0_1::talaria::skill::types::Host + Send,
         T: Send + 'static,
     {
         v0_1::Skill::add_to_linker::<T, D>(linker, host_getter)

@@ -13,6 +13,7 @@ use super::bindings::v0_1::talaria::skill::{host, types};
 use super::capture::BoundedCapture;
 use super::data_quota::DataQuota;
 use super::mounts::HeldMount;
+use super::native::{NativeCommands, NativeRequest};
 use super::policy::Capabilities;
 use crate::untrusted_text as guest_text;
 
@@ -33,6 +34,12 @@ pub struct GuestState {
     pub(super) deadline: Instant,
     /// The skill's `${skill_data}` quota, checked while the guest runs.
     pub(super) data_quota: Option<DataQuota>,
+    /// The skill's granted `exec` rules.
+    exec_rules: Vec<super::policy::ExecRule>,
+    /// Bytes kept of a native command's output.
+    max_output_bytes: usize,
+    /// Where allowed native commands go; `None`: no backend.
+    native: Option<Arc<dyn NativeCommands>>,
 }
 
 /// What one call's state is built from.
@@ -46,6 +53,8 @@ pub struct CallSetup<'a> {
     pub data_quota: Option<DataQuota>,
     /// Most resources (files, directories, streams) open at once.
     pub max_open_handles: usize,
+    /// Where allowed native commands go; `None`: none can run.
+    pub native: Option<Arc<dyn NativeCommands>>,
 }
 
 impl GuestState {
@@ -88,6 +97,10 @@ impl GuestState {
             stderr,
             deadline: setup.deadline,
             data_quota: setup.data_quota,
+            exec_rules: capabilities.exec.clone(),
+            max_output_bytes: usize::try_from(capabilities.limits.max_output_bytes)
+                .unwrap_or(usize::MAX),
+            native: setup.native,
         })
     }
 }
@@ -123,18 +136,73 @@ impl host::Host for GuestState {
         }
     }
 
-    fn exec(
+    async fn exec(
         &mut self,
         program: String,
-        _args: Vec<String>,
-        _stdin: Option<Vec<u8>>,
+        args: Vec<String>,
+        stdin: Option<Vec<u8>>,
     ) -> Result<types::ExecOutput, String> {
-        // Native commands need a backend (Docker or SSH) and the approval
-        // policy; this host has neither yet, so every request is denied.
-        Err(format!(
-            "denied: no native backend is configured, so `{}` cannot run; this Talaria host does not execute native commands yet",
-            guest_text::sanitize(&program, 256, false)
-        ))
+        let shown = || {
+            let line = std::iter::once(&program)
+                .chain(&args)
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(" ");
+            guest_text::sanitize(&line, 256, false)
+        };
+        let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        if !self
+            .exec_rules
+            .iter()
+            .any(|rule| rule.allows(&program, &arg_refs))
+        {
+            let granted = if self.exec_rules.is_empty() {
+                "it is granted no exec rules".to_owned()
+            } else {
+                let rules: Vec<String> = self
+                    .exec_rules
+                    .iter()
+                    .map(|rule| {
+                        let words: Vec<&str> = std::iter::once(rule.program.as_str())
+                            .chain(rule.args.iter().map(String::as_str))
+                            .collect();
+                        format!("`{}`", words.join(" "))
+                    })
+                    .collect();
+                format!("its granted rules are {}", rules.join(", "))
+            };
+            tracing::warn!(skill = %self.skill, command = %shown(), "exec denied: no granted rule matches");
+            return Err(format!(
+                "denied: `{}` matches none of this skill's exec rules ({granted})",
+                shown()
+            ));
+        }
+        let Some(native) = self.native.clone() else {
+            return Err(format!(
+                "denied: no native backend is configured, so `{}` cannot run (the operator sets [backend] kind)",
+                shown()
+            ));
+        };
+        // The tool call's deadline covers the command: it gets what is left.
+        let timeout = self.deadline.saturating_duration_since(Instant::now());
+        if timeout.is_zero() {
+            return Err("denied: the tool call's time is up".into());
+        }
+        let output = native
+            .run(NativeRequest {
+                skill: self.skill.to_string(),
+                program,
+                args,
+                stdin,
+                timeout,
+                max_output_bytes: self.max_output_bytes,
+            })
+            .await?;
+        Ok(types::ExecOutput {
+            status: output.code.unwrap_or(-1),
+            stdout: output.stdout,
+            stderr: output.stderr,
+        })
     }
 }
 

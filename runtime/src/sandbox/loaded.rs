@@ -63,6 +63,8 @@ pub struct LoadedSkill {
     tools: Vec<ToolSpec>,
     cache_outcome: CacheOutcome,
     env: EnvLookup,
+    /// Where the skill's allowed native commands go.
+    native: Option<Arc<dyn super::native::NativeCommands>>,
     /// Keeps the frozen folder copies (when temporary) while this skill
     /// may mount one.
     _folder_copies: Arc<FolderCopies>,
@@ -99,6 +101,7 @@ impl LoadedSkill {
             tools: Vec::new(),
             cache_outcome,
             env: Arc::new(|name: &str| std::env::var(name).ok()),
+            native: None,
             _folder_copies: Arc::clone(&sandbox.folder_copies),
         };
         loaded.tools = loaded.list_tools().await?;
@@ -135,6 +138,13 @@ impl LoadedSkill {
         env: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
     ) -> Self {
         self.env = Arc::new(env);
+        self
+    }
+
+    /// Send the native commands its `exec` rules allow to `native` (the
+    /// approvals and a backend); without it, every `exec` is denied.
+    pub fn with_native(mut self, native: Arc<dyn super::native::NativeCommands>) -> Self {
+        self.native = Some(native);
         self
     }
 
@@ -299,6 +309,7 @@ impl LoadedSkill {
             deadline,
             data_quota,
             max_open_handles: self.max_open_handles,
+            native: self.native.clone(),
         })?;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);

@@ -46,6 +46,7 @@ pub(crate) struct Loader {
     pub effective: Capabilities,
     pub sandbox: Arc<SharedSandbox>,
     pub env: EnvLookup,
+    pub native: Option<Arc<dyn crate::sandbox::native::NativeCommands>>,
 }
 
 impl SkillComponent {
@@ -123,7 +124,11 @@ pub(crate) async fn load(loader: &Loader) -> anyhow::Result<LoadedSkill> {
         .load(source, loader.effective.clone())
         .await?;
     let env = Arc::clone(&loader.env);
-    Ok(loaded.with_env(move |name| env(name)))
+    let loaded = loaded.with_env(move |name| env(name));
+    Ok(match &loader.native {
+        Some(native) => loaded.with_native(Arc::clone(native)),
+        None => loaded,
+    })
 }
 
 /// The tool lists of components, by component hash

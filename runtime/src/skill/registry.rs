@@ -46,6 +46,9 @@ pub struct RegistryConfig {
     /// use (commands that load no component never pay for an engine).
     pub sandbox: SandboxConfig,
     pub env: EnvLookup,
+    /// Where skills' allowed native commands go (the approvals and the
+    /// backend); `None`: every `exec` is denied.
+    pub native: Option<Arc<dyn crate::sandbox::native::NativeCommands>>,
 }
 
 pub struct SkillRegistry {
@@ -54,6 +57,7 @@ pub struct SkillRegistry {
     roots: MountRoots,
     sandbox: Arc<SharedSandbox>,
     env: EnvLookup,
+    native: Option<Arc<dyn crate::sandbox::native::NativeCommands>>,
     hashes: HashCache,
     tools: ToolCache,
     offered: tokio::sync::Mutex<Option<OfferedSet>>,
@@ -127,6 +131,7 @@ impl SkillRegistry {
             roots: config.roots,
             sandbox: Arc::new(SharedSandbox::new(config.sandbox)),
             env: config.env,
+            native: config.native,
             hashes: HashCache::new(config.home.root().join("cache").join("component-hashes")),
             tools: ToolCache::new(config.home.root().join("cache").join("component-tools")),
             offered: tokio::sync::Mutex::new(None),
@@ -214,6 +219,7 @@ impl SkillRegistry {
             effective,
             sandbox: Arc::clone(&self.sandbox),
             env: Arc::clone(&self.env),
+            native: self.native.clone(),
         })
     }
 

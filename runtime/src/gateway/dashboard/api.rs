@@ -591,3 +591,35 @@ pub async fn logs(Query(query): Query<LogQuery>) -> Result<Response, ApiError> {
         .unwrap_or_default();
     Ok(Json(json!({"lines": lines})).into_response())
 }
+
+/// `GET /api/approvals`: the commands waiting for a person, oldest first.
+pub async fn approvals(State(dashboard): State<Arc<Dashboard>>) -> Response {
+    Json(json!({"approvals": dashboard.gateway.approvals.list()})).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalAnswer {
+    verdict: crate::approval::pending::Verdict,
+}
+
+/// `POST /api/approvals/{id}` with `{"verdict": "once" | "session" |
+/// "deny"}`.
+pub async fn answer_approval(
+    State(dashboard): State<Arc<Dashboard>>,
+    Path(id): Path<String>,
+    body: JsonBody<ApprovalAnswer>,
+) -> Result<Response, ApiError> {
+    let Json(answer) = body?;
+    if !dashboard
+        .gateway
+        .approvals
+        .answer(&id, answer.verdict, "on the dashboard")
+    {
+        return Err(ApiError::not_found(
+            "no command waits for this answer: it was answered, denied at its time limit, or its request ended",
+        ));
+    }
+    tracing::info!(id = %id, verdict = ?answer.verdict, "approval answered on the dashboard");
+    Ok(Json(json!({"id": id, "verdict": answer.verdict})).into_response())
+}

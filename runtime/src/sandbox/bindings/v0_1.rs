@@ -10,6 +10,9 @@ wasmtime::component::bindgen!({
     world: "skill",
     path: "../wit/0.1.0",
     exports: { default: async },
+    // `exec` waits for a backend (a container, another host): the guest's
+    // task yields meanwhile instead of blocking a worker thread.
+    imports: { "talaria:skill/host.exec": async },
 });
 
 /// The version of the package in `wit/0.1.0/`, which these bindings

@@ -282,10 +282,31 @@ fn echo(args: TextArgs) -> Result<String, ToolError> {
     Ok(args.text)
 }
 
-fn exec(_: NoArgs) -> Result<String, ToolError> {
-    host::exec("sh", &["-c", "id"], None)
-        .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
-        .map_err(ToolError::denied)
+#[derive(Deserialize, JsonSchema)]
+struct ExecArgs {
+    program: String,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    stdin: Option<String>,
+}
+
+/// Whatever command the caller names: the host's rules, approvals and
+/// backend decide.
+fn exec(args: ExecArgs) -> Result<String, ToolError> {
+    let argv: Vec<&str> = args.args.iter().map(String::as_str).collect();
+    let output = host::exec(
+        &args.program,
+        &argv,
+        args.stdin.as_deref().map(str::as_bytes),
+    )
+    .map_err(ToolError::denied)?;
+    Ok(format!(
+        "status {}\n--- stdout ---\n{}--- stderr ---\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    ))
 }
 
 fn tools() -> Toolset {

@@ -3,7 +3,7 @@
 // textContent, so nothing a model, a skill or a session wrote can run here.
 "use strict";
 
-const state = { csrf: null, password: false, chatSession: null, logTimer: null };
+const state = { csrf: null, password: false, chatSession: null, logTimer: null, approvalsTimer: null };
 
 // ---- helpers -------------------------------------------------------------
 
@@ -121,6 +121,55 @@ async function start() {
 function signedIn(on) {
   document.getElementById("nav").hidden = !on;
   document.getElementById("logout").hidden = !(on && state.password);
+  if (on && !state.approvalsTimer) {
+    pollApprovals();
+    state.approvalsTimer = setInterval(pollApprovals, 2000);
+  }
+  if (!on && state.approvalsTimer) {
+    clearInterval(state.approvalsTimer);
+    state.approvalsTimer = null;
+    document.getElementById("approvals").hidden = true;
+  }
+}
+
+// ---- Approvals (on every page) -------------------------------------------------
+
+async function pollApprovals() {
+  if (!state.csrf) return;
+  let pending;
+  try {
+    pending = (await api("/api/approvals")).approvals || [];
+  } catch (_) {
+    return;
+  }
+  const panel = document.getElementById("approvals");
+  panel.hidden = pending.length === 0;
+  panel.replaceChildren(
+    ...pending.map((item) =>
+      h(
+        "div",
+        { class: "approval", "data-id": item.id },
+        h("div", { class: "label" }, `Waiting for approval (${item.rule}) — ${item.origin}, denied in ${duration(item.seconds_left)}`),
+        h("pre", { class: "mono" }, item.command),
+        h(
+          "div",
+          { class: "actions" },
+          h("button", { type: "button", onclick: () => answerApproval(item.id, "once") }, "Approve once"),
+          h("button", { type: "button", class: "quiet", onclick: () => answerApproval(item.id, "session") }, "Approve for this session"),
+          h("button", { type: "button", class: "danger", onclick: () => answerApproval(item.id, "deny") }, "Deny"),
+        ),
+      ),
+    ),
+  );
+}
+
+async function answerApproval(id, verdict) {
+  try {
+    await api(`/api/approvals/${encodeURIComponent(id)}`, { method: "POST", body: { verdict } });
+  } catch (error) {
+    // Answered elsewhere or timed out: the next poll shows what is left.
+  }
+  pollApprovals();
 }
 
 async function logout() {

@@ -1,0 +1,379 @@
+//! Commands waiting for a person: the one stateful part of the approvals.
+//!
+//! A caller whose command needs approval asks an [`Approver`]. The
+//! gateway's approver is [`PendingApprovals`]: the question waits where the
+//! dashboard and `GET /api/approvals` show it, until someone answers
+//! (`POST /api/approvals/{id}`) or its time runs out, which denies it. A
+//! caller that gives up (its request dropped) takes its question back.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// A person's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// This command, this time.
+    Once,
+    /// This command and any other the same rule catches, for the rest of
+    /// the session.
+    Session,
+    Deny,
+}
+
+impl Verdict {
+    pub fn approves(self) -> bool {
+        !matches!(self, Self::Deny)
+    }
+}
+
+/// What a person is asked.
+#[derive(Debug, Clone)]
+pub struct Question {
+    /// The whole command line (bounded, without control characters).
+    pub command: String,
+    /// The dangerous pattern it matched.
+    pub rule: &'static str,
+    /// Who asks: `the agent's terminal` or `skill NAME vX.Y.Z`.
+    pub origin: String,
+    /// The conversation it belongs to, when there is one.
+    pub session: Option<String>,
+}
+
+/// An answer and how it came: `on the dashboard`, `earlier in this
+/// session`, `automatically: nobody answered within 60 s`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub verdict: Verdict,
+    pub by: String,
+}
+
+/// Someone who can answer a [`Question`].
+#[async_trait::async_trait]
+pub trait Approver: Send + Sync {
+    async fn ask(&self, question: Question) -> Answer;
+}
+
+/// A question as the API and the dashboard show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PendingView {
+    pub id: String,
+    pub command: String,
+    pub rule: &'static str,
+    pub origin: String,
+    pub session: Option<String>,
+    pub asked_at: String,
+    /// Seconds until it is denied by itself.
+    pub seconds_left: u64,
+}
+
+struct Waiting {
+    question: Question,
+    asked_at: String,
+    deadline: Instant,
+    reply: tokio::sync::oneshot::Sender<Answer>,
+}
+
+/// The questions waiting for an answer in this process.
+pub struct PendingApprovals {
+    timeout: Duration,
+    waiting: Arc<Mutex<HashMap<String, Waiting>>>,
+    /// Rules a person approved for the rest of a session.
+    for_session: Mutex<HashSet<(String, &'static str)>>,
+}
+
+impl PendingApprovals {
+    /// Questions are denied `timeout` after they are asked.
+    pub fn new(timeout: Duration) -> Self {
+        Self {
+            timeout,
+            waiting: Arc::new(Mutex::new(HashMap::new())),
+            for_session: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// The questions waiting now, oldest first.
+    pub fn list(&self) -> Vec<PendingView> {
+        let now = Instant::now();
+        let waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        let mut views: Vec<PendingView> = waiting
+            .iter()
+            .map(|(id, waiting)| PendingView {
+                id: id.clone(),
+                command: waiting.question.command.clone(),
+                rule: waiting.question.rule,
+                origin: waiting.question.origin.clone(),
+                session: waiting.question.session.clone(),
+                asked_at: waiting.asked_at.clone(),
+                seconds_left: waiting.deadline.saturating_duration_since(now).as_secs(),
+            })
+            .collect();
+        views.sort_by(|a, b| a.asked_at.cmp(&b.asked_at).then(a.id.cmp(&b.id)));
+        views
+    }
+
+    /// Answer the question `id`; `false` when it is no longer waiting
+    /// (answered, denied by its time limit, or given up by its caller).
+    pub fn answer(&self, id: &str, verdict: Verdict, by: &str) -> bool {
+        let waiting = self
+            .waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        match waiting {
+            Some(waiting) => waiting
+                .reply
+                .send(Answer {
+                    verdict,
+                    by: by.to_owned(),
+                })
+                .is_ok(),
+            None => false,
+        }
+    }
+}
+
+/// Takes a question back when its caller stops waiting for any reason.
+struct Withdraw {
+    waiting: Arc<Mutex<HashMap<String, Waiting>>>,
+    id: String,
+}
+
+impl Drop for Withdraw {
+    fn drop(&mut self) {
+        self.waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
+    }
+}
+
+#[async_trait::async_trait]
+impl Approver for PendingApprovals {
+    async fn ask(&self, question: Question) -> Answer {
+        if let Some(session) = &question.session {
+            let approved = self
+                .for_session
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(&(session.clone(), question.rule));
+            if approved {
+                return Answer {
+                    verdict: Verdict::Session,
+                    by: "earlier in this session".into(),
+                };
+            }
+        }
+        let id: String = rand::random::<[u8; 8]>()
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        let (reply, answered) = tokio::sync::oneshot::channel();
+        tracing::warn!(
+            id = %id,
+            command = %question.command,
+            rule = question.rule,
+            origin = %question.origin,
+            "a command waits for approval (the dashboard, or POST /api/approvals/{id}); denied in {} s",
+            self.timeout.as_secs()
+        );
+        self.waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                id.clone(),
+                Waiting {
+                    question: question.clone(),
+                    asked_at: crate::clock::now_rfc3339(),
+                    deadline: Instant::now() + self.timeout,
+                    reply,
+                },
+            );
+        let _withdraw = Withdraw {
+            waiting: Arc::clone(&self.waiting),
+            id: id.clone(),
+        };
+        let answer = match tokio::time::timeout(self.timeout, answered).await {
+            Ok(Ok(answer)) => answer,
+            _ => Answer {
+                verdict: Verdict::Deny,
+                by: format!(
+                    "automatically: nobody answered within {} s",
+                    self.timeout.as_secs()
+                ),
+            },
+        };
+        if let (Verdict::Session, Some(session)) = (answer.verdict, &question.session) {
+            self.for_session
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert((session.clone(), question.rule));
+        }
+        tracing::info!(
+            id = %id,
+            command = %question.command,
+            verdict = ?answer.verdict,
+            by = %answer.by,
+            "approval answered"
+        );
+        answer
+    }
+}
+
+/// No one to ask: every question is denied at once.
+pub struct NobodyToAsk {
+    /// How, for the answer (`automatically: no one can be asked from here`).
+    pub why: &'static str,
+}
+
+#[async_trait::async_trait]
+impl Approver for NobodyToAsk {
+    async fn ask(&self, _question: Question) -> Answer {
+        Answer {
+            verdict: Verdict::Deny,
+            by: self.why.to_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn question(session: Option<&str>) -> Question {
+        Question {
+            command: "git reset --hard".into(),
+            rule: "git reset --hard",
+            origin: "the agent's terminal".into(),
+            session: session.map(str::to_owned),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_question_waits_until_answered_and_is_listed_meanwhile() {
+        let pending = Arc::new(PendingApprovals::new(Duration::from_secs(60)));
+        let asking = tokio::spawn({
+            let pending = Arc::clone(&pending);
+            async move { pending.ask(question(Some("s1"))).await }
+        });
+        let id = loop {
+            if let Some(view) = pending.list().first() {
+                assert_eq!(view.command, "git reset --hard");
+                assert!(view.seconds_left > 50);
+                break view.id.clone();
+            }
+            tokio::task::yield_now().await;
+        };
+        assert!(!pending.answer("nope", Verdict::Once, "test"));
+        assert!(pending.answer(&id, Verdict::Session, "on the dashboard"));
+        let answer = asking.await.unwrap();
+        assert_eq!(answer.verdict, Verdict::Session);
+        assert_eq!(answer.by, "on the dashboard");
+        assert!(pending.list().is_empty());
+        // Approved for the session: the same rule in it is not asked again,
+        // in another session it is.
+        let again = pending.ask(question(Some("s1"))).await;
+        assert_eq!(again.by, "earlier in this session");
+        let other =
+            tokio::time::timeout(Duration::from_millis(50), pending.ask(question(Some("s2"))));
+        assert!(other.await.is_err());
+        assert!(pending.list().is_empty(), "a dropped question is withdrawn");
+    }
+
+    #[tokio::test]
+    async fn an_unanswered_question_is_denied_at_its_time_limit() {
+        let pending = PendingApprovals::new(Duration::from_secs(1));
+        let answer = pending.ask(question(None)).await;
+        assert_eq!(answer.verdict, Verdict::Deny);
+        assert_eq!(answer.by, "automatically: nobody answered within 1 s");
+        assert!(pending.list().is_empty());
+        assert!(!pending.answer("late", Verdict::Once, "x"));
+    }
+}
+
+/// Whoever answers this process's questions: nobody (every question
+/// denied at once) until an entry point that can ask someone, the gateway,
+/// puts its approver in.
+pub struct ApproverSlot(std::sync::RwLock<Arc<dyn Approver>>);
+
+impl Default for ApproverSlot {
+    fn default() -> Self {
+        Self(std::sync::RwLock::new(Arc::new(NobodyToAsk {
+            why: "automatically: no one can be asked from here (the gateway's dashboard can; a CLI cannot yet)",
+        })))
+    }
+}
+
+impl ApproverSlot {
+    pub fn set(&self, approver: Arc<dyn Approver>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = approver;
+    }
+}
+
+#[async_trait::async_trait]
+impl Approver for ApproverSlot {
+    async fn ask(&self, question: Question) -> Answer {
+        let approver = Arc::clone(&self.0.read().unwrap_or_else(|e| e.into_inner()));
+        approver.ask(question).await
+    }
+}
+
+/// The approvals in front of native commands: the policy decides, and a
+/// person is asked when it says so.
+pub struct Gate {
+    pub policy: super::Policy,
+    pub approver: Arc<dyn Approver>,
+}
+
+/// Whether a command may run, and what to tell about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Clearance {
+    /// Runs; `note` says who approved it, when someone did.
+    Run { note: Option<String> },
+    /// Was not run: why, for the caller to pass on.
+    Refused(String),
+}
+
+impl Gate {
+    /// Decide about `line`, asking a person when the policy wants one.
+    /// `origin` and `session` tell the person who asks.
+    pub async fn clear(&self, line: &str, origin: &str, session: Option<&str>) -> Clearance {
+        use super::Decision;
+        let decision = self.policy.check(line);
+        let shown = crate::untrusted_text::sanitize(line, 300, false);
+        tracing::info!(decision = decision.kind(), command = %shown, origin, "approvals: {decision}");
+        match &decision {
+            Decision::Allowed { .. } => Clearance::Run { note: None },
+            Decision::NeedsApproval { rule, .. } => {
+                let answer = self
+                    .approver
+                    .ask(Question {
+                        command: shown,
+                        rule,
+                        origin: origin.to_owned(),
+                        session: session.map(str::to_owned),
+                    })
+                    .await;
+                match answer.verdict {
+                    Verdict::Once => Clearance::Run {
+                        note: Some(format!("{decision}; approved once {}", answer.by)),
+                    },
+                    Verdict::Session => Clearance::Run {
+                        note: Some(format!(
+                            "{decision}; approved for this session {}",
+                            answer.by
+                        )),
+                    },
+                    Verdict::Deny => Clearance::Refused(format!(
+                        "{decision}; denied {}, so it was not run",
+                        answer.by
+                    )),
+                }
+            }
+            _ => Clearance::Refused(format!("{decision}; it was not run")),
+        }
+    }
+}
