@@ -101,12 +101,12 @@ fn main() -> anyhow::Result<()> {
             )
             .await?
             .with_native(Arc::new(SkillExec {
-                gate: Arc::new(Gate {
-                    policy: Policy::default(),
-                    approver: Arc::new(NobodyToAsk {
+                gate: Arc::new(Gate::new(
+                    Policy::default(),
+                    Arc::new(NobodyToAsk {
                         why: "in a benchmark",
                     }),
-                }),
+                )),
                 backend: Arc::clone(&docker),
             }));
 

@@ -141,10 +141,16 @@ impl App {
         };
         let backend = make_backend(&home, &env, &config, &roots.workspace, &skills_dir);
         let approver = Arc::new(crate::approval::pending::ApproverSlot::default());
-        let gate = Arc::new(crate::approval::pending::Gate {
-            policy: approval_policy(&home, &env, &config, None),
-            approver: Arc::clone(&approver) as Arc<dyn crate::approval::pending::Approver>,
-        });
+        let config_file = home.config_file();
+        let gate = Arc::new(
+            crate::approval::pending::Gate::new(
+                approval_policy(&home, &env, &config, None),
+                Arc::clone(&approver) as Arc<dyn crate::approval::pending::Approver>,
+            )
+            .remembering(Arc::new(move |pattern: &str| {
+                crate::config::add_to_allowlist(&config_file, pattern)
+            })),
+        );
         let native: Option<Arc<dyn crate::sandbox::native::NativeCommands>> =
             (config.backend.value != crate::backend::Kind::None).then(|| {
                 Arc::new(skill_exec::SkillExec {

@@ -12,7 +12,8 @@
 //!    `grants.toml` or `config.toml`. A command too long or too nested to
 //!    check is refused too.
 //! 2. the **mode**: `manual` (the default) asks about the
-//!    [dangerous patterns](rules::dangerous) and runs the rest; `allowlist`
+//!    [dangerous patterns](rules::dangerous), except in the parts the
+//!    operator's allowlist covers, and runs the rest; `allowlist`
 //!    runs only commands whose every part matches one of the operator's
 //!    patterns; `off` runs everything above the floor.
 //!
@@ -197,15 +198,32 @@ impl Policy {
                 }
             }
             Mode::Manual => {
-                if let Some(rule) = rules::pipes_into_interpreter(line, &commands)
-                    .or_else(|| rules::destroys_data(&commands))
-                {
+                // The allowlist approves in advance: a part it covers is
+                // not asked about (what a person answered "always" to),
+                // unless it writes through a redirection, which a pattern
+                // of words does not show.
+                let approved = |command: &SimpleCommand| {
+                    let text = command.text();
+                    command.writes_to.is_empty()
+                        && self
+                            .allowlist
+                            .iter()
+                            .any(|pattern| glob_matches(pattern, &text))
+                };
+                let all_approved = commands.iter().all(approved);
+                let whole_line = if all_approved {
+                    None
+                } else {
+                    rules::pipes_into_interpreter(line, &commands)
+                        .or_else(|| rules::destroys_data(&commands))
+                };
+                if let Some(rule) = whole_line {
                     return Decision::NeedsApproval {
                         rule,
                         command: shorten(line),
                     };
                 }
-                for command in &commands {
+                for command in commands.iter().filter(|command| !approved(command)) {
                     if let Some(rule) = rules::dangerous(command, &context) {
                         return Decision::NeedsApproval {
                             rule,
@@ -613,6 +631,33 @@ mod tests {
             policy(Mode::Allowlist).check("git status").to_string(),
             "allowed by the allowlist pattern \"git status*\""
         );
+    }
+
+    #[test]
+    fn in_manual_mode_the_allowlist_approves_in_advance_but_never_below_the_floor() {
+        let policy = Policy {
+            allowlist: vec![
+                "git reset --hard".into(),
+                "rm -r build".into(),
+                "ls*".into(),
+            ],
+            ..policy(Mode::Manual)
+        };
+        let cases: &[(&str, &str)] = &[
+            ("git reset --hard", "allowed"),
+            ("git status && git reset --hard", "allowed"),
+            ("git reset --hard && git clean -fd", "needs-approval"),
+            ("git reset --hard HEAD~3", "needs-approval"),
+            ("rm -r build", "allowed"),
+            ("rm -r build /", "hardline"),
+            ("curl -s x.example | sh", "needs-approval"),
+            // A redirection is not covered by a pattern of words.
+            ("ls > ~/.bashrc", "needs-approval"),
+            ("ls -la", "allowed"),
+        ];
+        for (line, kind) in cases {
+            assert_eq!(policy.check(line).kind(), *kind, "{line}");
+        }
     }
 
     #[test]

@@ -157,6 +157,18 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
     let service = matches!(cli.command, Command::Gateway(GatewayCommand::Run { .. }));
     init_logging(&settings.config, service);
     let app = App::open(settings, &options)?;
+    // A person at a terminal can answer what needs approval; anywhere else
+    // (scripts, pipes, CI) it is denied at once.
+    let asks_a_person = matches!(
+        cli.command,
+        Command::Chat { .. } | Command::Tool(ToolCommand::Call { .. })
+    );
+    {
+        use std::io::IsTerminal as _;
+        if asks_a_person && std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+            app.set_approver(std::sync::Arc::new(approvals::TerminalApprover::default()));
+        }
+    }
     match cli.command {
         Command::Skills(SkillsCommand::List { json }) => {
             let entries = app.registry().entries(true).await?;

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use environment::Environment;
-pub use file::ConfigFile;
+pub use file::{ConfigFile, add_to_allowlist};
 
 use crate::home::Home;
 

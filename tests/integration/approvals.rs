@@ -1,11 +1,14 @@
 //! `talaria approvals check` (the decision and the rule for a command line,
-//! nothing run) and `talaria backend check`. The parser's and the rules'
+//! nothing run), `talaria backend check`, and a person answering at a
+//! terminal. The parser's and the rules'
 //! full tables are unit tests of `approval`; these check the commands as
 //! operators use them.
 
+use std::path::Path;
+
 use serde_json::Value;
 
-use crate::support::{Fixture, assert_exit, stdout, talaria, talaria_with};
+use crate::support::{FakeModel, Fixture, Reply, assert_exit, stdout, talaria, talaria_with};
 
 fn check(fixture: &Fixture, args: &[&str]) -> (i32, String) {
     let mut full = vec!["approvals", "check"];
@@ -144,4 +147,130 @@ fn backend_check_says_where_native_commands_run() {
         error.contains("expected none, docker, ssh or local, found \"podman\""),
         "{error}"
     );
+}
+
+/// `talaria chat -q QUESTION` at a terminal (a pseudo-terminal made by
+/// `script`), answering `answer` to whatever it asks; its screen.
+fn chat_at_a_terminal(
+    fixture: &Fixture,
+    model: &FakeModel,
+    question: &str,
+    answer: &str,
+) -> String {
+    use std::io::{Read as _, Write as _};
+    let line = format!("{} chat -q '{question}'", env!("CARGO_BIN_EXE_talaria"));
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("TERM", "dumb")
+        .env("TALARIA_HOME", fixture.root.path())
+        .env("TALARIA_SKILLS_DIR", &fixture.skills_dir)
+        .env("TALARIA_WORKSPACE", &fixture.workspace)
+        .env("TALARIA_MODEL_BASE_URL", &model.base_url)
+        .env("TALARIA_BACKEND", "local")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("script (util-linux) runs the chat in a pseudo-terminal");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(answer.as_bytes()).unwrap();
+    let mut screen = String::new();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let _ = stdout.read_to_string(&mut screen);
+        screen
+    });
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the chat did not end"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    drop(stdin);
+    let screen = reader.join().unwrap();
+    assert!(status.success(), "{status}: {screen}");
+    screen
+}
+
+#[test]
+fn at_a_terminal_a_person_answers_and_always_is_written_to_the_config() {
+    let fixture = Fixture::new();
+    let junk = fixture.workspace.join("junk.tmp");
+    let command = "find . -name junk.tmp -delete";
+    let clean_up = || {
+        vec![
+            Reply::calls(&[("terminal", serde_json::json!({"command": command}))]),
+            Reply::answer("Done."),
+        ]
+    };
+    let model = FakeModel::start(
+        clean_up()
+            .into_iter()
+            .chain(clean_up())
+            .chain(clean_up())
+            .collect(),
+    );
+
+    // Denied at the terminal: not run.
+    std::fs::write(&junk, "x").unwrap();
+    let screen = chat_at_a_terminal(&fixture, &model, "clean up", "d\n");
+    assert!(
+        screen.contains("approval needed (find -delete or find -exec rm)"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("[o]nce, [s]ession, [a]lways, [d]eny"),
+        "{screen}"
+    );
+    assert!(junk.exists());
+    let result = last_tool_result(&model, 1);
+    assert!(
+        result.contains("denied at the terminal, so it was not run"),
+        "{result}"
+    );
+
+    // Always: it runs, and the config remembers it.
+    let screen = chat_at_a_terminal(&fixture, &model, "clean up", "a\n");
+    assert!(screen.contains("approval needed"), "{screen}");
+    assert!(!junk.exists(), "approved, it ran");
+    let result = last_tool_result(&model, 3);
+    assert!(
+        result.contains("approved for good at the terminal"),
+        "{result}"
+    );
+    let config = std::fs::read_to_string(fixture.root.path().join("config.toml")).unwrap();
+    assert!(
+        config.contains(&format!("allowlist = [\"{command}\"]")),
+        "{config}"
+    );
+
+    // The next process, without a terminal, runs it without asking.
+    std::fs::write(&junk, "x").unwrap();
+    let env = [
+        ("TALARIA_MODEL_BASE_URL", Path::new(&model.base_url)),
+        ("TALARIA_BACKEND", Path::new("local")),
+    ];
+    let output = talaria_with(&fixture, &env, &["chat", "-q", "clean up"], None);
+    assert_exit(&output, 0);
+    assert!(!junk.exists(), "allowlisted, it ran");
+    let result = last_tool_result(&model, 5);
+    assert!(result.starts_with("exit code 0"), "{result}");
+}
+
+fn last_tool_result(model: &FakeModel, index: usize) -> String {
+    model.requests()[index]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "tool")
+        .map(|m| m["content"].as_str().unwrap().to_owned())
+        .unwrap_or_default()
 }

@@ -21,6 +21,9 @@ pub enum Verdict {
     /// This command and any other the same rule catches, for the rest of
     /// the session.
     Session,
+    /// This command from now on: it joins `[approvals] allowlist` (only
+    /// offered when the question says `can_always`).
+    Always,
     Deny,
 }
 
@@ -41,6 +44,9 @@ pub struct Question {
     pub origin: String,
     /// The conversation it belongs to, when there is one.
     pub session: Option<String>,
+    /// Whether "always" can be remembered: the command part is exact (no
+    /// `*`, which a pattern would read as any text) and whole.
+    pub can_always: bool,
 }
 
 /// An answer and how it came: `on the dashboard`, `earlier in this
@@ -65,6 +71,7 @@ pub struct PendingView {
     pub rule: &'static str,
     pub origin: String,
     pub session: Option<String>,
+    pub can_always: bool,
     pub asked_at: String,
     /// Seconds until it is denied by itself.
     pub seconds_left: u64,
@@ -107,6 +114,7 @@ impl PendingApprovals {
                 rule: waiting.question.rule,
                 origin: waiting.question.origin.clone(),
                 session: waiting.question.session.clone(),
+                can_always: waiting.question.can_always,
                 asked_at: waiting.asked_at.clone(),
                 seconds_left: waiting.deadline.saturating_duration_since(now).as_secs(),
             })
@@ -249,6 +257,7 @@ mod tests {
             rule: "git reset --hard",
             origin: "the agent's terminal".into(),
             session: session.map(str::to_owned),
+            can_always: false,
         }
     }
 
@@ -321,11 +330,16 @@ impl Approver for ApproverSlot {
     }
 }
 
+/// Writes a pattern a person approved "always" where the next start reads
+/// it (the home's `config.toml`).
+pub type Remember = Arc<dyn Fn(&str) -> anyhow::Result<()> + Send + Sync>;
+
 /// The approvals in front of native commands: the policy decides, and a
 /// person is asked when it says so.
 pub struct Gate {
-    pub policy: super::Policy,
-    pub approver: Arc<dyn Approver>,
+    policy: std::sync::RwLock<super::Policy>,
+    approver: Arc<dyn Approver>,
+    remember: Option<Remember>,
 }
 
 /// Whether a command may run, and what to tell about it.
@@ -338,42 +352,143 @@ pub enum Clearance {
 }
 
 impl Gate {
+    /// `policy`, asking `approver`; "always" is refused (answered as once)
+    /// until [`remembering`](Self::remembering) says where to write it.
+    pub fn new(policy: super::Policy, approver: Arc<dyn Approver>) -> Self {
+        Self {
+            policy: std::sync::RwLock::new(policy),
+            approver,
+            remember: None,
+        }
+    }
+
+    pub fn remembering(mut self, remember: Remember) -> Self {
+        self.remember = Some(remember);
+        self
+    }
+
     /// Decide about `line`, asking a person when the policy wants one.
     /// `origin` and `session` tell the person who asks.
     pub async fn clear(&self, line: &str, origin: &str, session: Option<&str>) -> Clearance {
         use super::Decision;
-        let decision = self.policy.check(line);
+        let decision = self
+            .policy
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .check(line);
         let shown = crate::untrusted_text::sanitize(line, 300, false);
         tracing::info!(decision = decision.kind(), command = %shown, origin, "approvals: {decision}");
-        match &decision {
-            Decision::Allowed { .. } => Clearance::Run { note: None },
-            Decision::NeedsApproval { rule, .. } => {
-                let answer = self
-                    .approver
-                    .ask(Question {
-                        command: shown,
-                        rule,
-                        origin: origin.to_owned(),
-                        session: session.map(str::to_owned),
-                    })
-                    .await;
-                match answer.verdict {
-                    Verdict::Once => Clearance::Run {
-                        note: Some(format!("{decision}; approved once {}", answer.by)),
-                    },
-                    Verdict::Session => Clearance::Run {
-                        note: Some(format!(
-                            "{decision}; approved for this session {}",
-                            answer.by
-                        )),
-                    },
-                    Verdict::Deny => Clearance::Refused(format!(
-                        "{decision}; denied {}, so it was not run",
-                        answer.by
-                    )),
-                }
+        let (rule, part) = match &decision {
+            Decision::Allowed { .. } => return Clearance::Run { note: None },
+            Decision::NeedsApproval { rule, command } => (*rule, command.clone()),
+            _ => return Clearance::Refused(format!("{decision}; it was not run")),
+        };
+        let can_always = self.remember.is_some()
+            && !part.contains('*')
+            && !part.is_empty()
+            && part.chars().count() < 200;
+        let answer = self
+            .approver
+            .ask(Question {
+                command: shown,
+                rule,
+                origin: origin.to_owned(),
+                session: session.map(str::to_owned),
+                can_always,
+            })
+            .await;
+        let by = &answer.by;
+        match answer.verdict {
+            Verdict::Once => Clearance::Run {
+                note: Some(format!("{decision}; approved once {by}")),
+            },
+            Verdict::Session => Clearance::Run {
+                note: Some(format!("{decision}; approved for this session {by}")),
+            },
+            Verdict::Always => Clearance::Run {
+                note: Some(match self.remember_always(&part, can_always) {
+                    Ok(()) => format!(
+                        "{decision}; approved for good {by}: `{part}` joined approvals.allowlist"
+                    ),
+                    Err(why) => format!("{decision}; approved once {by} (not for good: {why})"),
+                }),
+            },
+            Verdict::Deny => {
+                Clearance::Refused(format!("{decision}; denied {by}, so it was not run"))
             }
-            _ => Clearance::Refused(format!("{decision}; it was not run")),
         }
+    }
+
+    fn remember_always(&self, part: &str, can_always: bool) -> Result<(), String> {
+        let Some(remember) = self.remember.as_ref().filter(|_| can_always) else {
+            return Err("this command cannot be remembered as a pattern".into());
+        };
+        remember(part).map_err(|error| format!("{error:#}"))?;
+        self.policy
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .allowlist
+            .push(part.to_owned());
+        tracing::info!(pattern = %part, "approved for good: added to approvals.allowlist");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod gate_tests {
+    use super::*;
+
+    /// Answers every question with one verdict, and remembers them.
+    struct Answering(Verdict, Mutex<Vec<Question>>);
+
+    #[async_trait::async_trait]
+    impl Approver for Answering {
+        async fn ask(&self, question: Question) -> Answer {
+            self.1.lock().unwrap().push(question);
+            Answer {
+                verdict: self.0,
+                by: "by the test".into(),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn always_is_remembered_for_this_process_and_written_for_the_next() {
+        let written = Arc::new(Mutex::new(Vec::<String>::new()));
+        let approver = Arc::new(Answering(Verdict::Always, Mutex::new(Vec::new())));
+        let gate = Gate::new(super::super::Policy::default(), approver.clone()).remembering({
+            let written = Arc::clone(&written);
+            Arc::new(move |pattern: &str| {
+                written.lock().unwrap().push(pattern.to_owned());
+                Ok(())
+            })
+        });
+        let first = gate.clear("git reset --hard", "test", None).await;
+        assert!(
+            matches!(&first, Clearance::Run { note: Some(note) } if note.contains("approved for good by the test")),
+            "{first:?}"
+        );
+        assert_eq!(*written.lock().unwrap(), ["git reset --hard"]);
+        // Not asked again.
+        assert_eq!(
+            gate.clear("git reset --hard", "test", None).await,
+            Clearance::Run { note: None }
+        );
+        assert_eq!(approver.1.lock().unwrap().len(), 1);
+        // A command with `*` cannot be an exact pattern: once, not for good.
+        let globbed = gate
+            .clear("find . -name '*.tmp' -delete", "test", None)
+            .await;
+        assert!(
+            matches!(&globbed, Clearance::Run { note: Some(note) } if note.contains("not for good")),
+            "{globbed:?}"
+        );
+        assert!(!approver.1.lock().unwrap()[1].can_always);
+        assert_eq!(written.lock().unwrap().len(), 1);
+        // The floor is never asked about.
+        assert!(matches!(
+            gate.clear("rm -rf /", "test", None).await,
+            Clearance::Refused(_)
+        ));
     }
 }

@@ -86,3 +86,77 @@ pub(crate) async fn check_backend(app: &App) -> anyhow::Result<bool> {
     )?;
     Ok(true)
 }
+
+/// Asks the person at the terminal (`talaria chat`, `talaria tool call`
+/// run by hand) about each command that needs approval, one question at a
+/// time: once, for this session, always (written to `config.toml`), or
+/// deny, which is also what anything else answers.
+#[derive(Default)]
+pub(crate) struct TerminalApprover {
+    one_at_a_time: tokio::sync::Mutex<()>,
+    for_session: std::sync::Mutex<std::collections::HashSet<(String, &'static str)>>,
+}
+
+#[async_trait::async_trait]
+impl crate::approval::pending::Approver for TerminalApprover {
+    async fn ask(
+        &self,
+        question: crate::approval::pending::Question,
+    ) -> crate::approval::pending::Answer {
+        use crate::approval::pending::{Answer, Verdict};
+        let key = question
+            .session
+            .clone()
+            .map(|session| (session, question.rule));
+        let remembered = key.as_ref().is_some_and(|key| {
+            self.for_session
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(key)
+        });
+        if remembered {
+            return Answer {
+                verdict: Verdict::Session,
+                by: "earlier in this session".into(),
+            };
+        }
+        let _turn = self.one_at_a_time.lock().await;
+        let always = if question.can_always {
+            ", [a]lways"
+        } else {
+            ""
+        };
+        let prompt = format!(
+            "\napproval needed ({}): {} wants to run\n    {}\n[o]nce, [s]ession{always}, [d]eny (default: deny): ",
+            question.rule, question.origin, question.command
+        );
+        let line = tokio::task::spawn_blocking(move || {
+            let mut stderr = std::io::stderr();
+            let _ = write!(stderr, "{prompt}");
+            let _ = stderr.flush();
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).map(|_| line)
+        })
+        .await;
+        let answer = match line {
+            Ok(Ok(line)) => line.trim().to_ascii_lowercase(),
+            _ => String::new(),
+        };
+        let verdict = match answer.as_str() {
+            "o" | "once" => Verdict::Once,
+            "s" | "session" => Verdict::Session,
+            "a" | "always" if question.can_always => Verdict::Always,
+            _ => Verdict::Deny,
+        };
+        if let (Verdict::Session, Some(key)) = (verdict, key) {
+            self.for_session
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key);
+        }
+        Answer {
+            verdict,
+            by: "at the terminal".into(),
+        }
+    }
+}

@@ -136,6 +136,39 @@ pub(super) struct SandboxSection {
     pub(super) max_open_handles: Option<usize>,
 }
 
+/// Add `pattern` to `[approvals] allowlist` of the config file at `path`
+/// (made when missing), keeping everything else as written, comments
+/// included; written atomically. A pattern already there is not added
+/// twice.
+pub fn add_to_allowlist(path: &Path, pattern: &str) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(error) => {
+            return Err(error).with_context(|| format!("cannot read {}", path.display()));
+        }
+    };
+    let mut document: toml_edit::DocumentMut = text
+        .parse()
+        .with_context(|| format!("{} is not valid TOML", path.display()))?;
+    let approvals = document
+        .entry("approvals")
+        .or_insert_with(|| toml_edit::Item::Table(toml_edit::Table::new()))
+        .as_table_like_mut()
+        .with_context(|| format!("{}: approvals is not a table", path.display()))?;
+    let allowlist = approvals
+        .entry("allowlist")
+        .or_insert(toml_edit::value(toml_edit::Array::new()))
+        .as_array_mut()
+        .with_context(|| format!("{}: approvals.allowlist is not a list", path.display()))?;
+    if allowlist.iter().any(|item| item.as_str() == Some(pattern)) {
+        return Ok(());
+    }
+    allowlist.push(pattern);
+    crate::home::write_atomically(path, document.to_string().as_bytes(), 0o640)
+}
+
 impl ConfigFile {
     pub fn parse(text: &str) -> Result<Self, String> {
         crate::toml_file::parse(text)
@@ -150,6 +183,37 @@ impl ConfigFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pattern_joins_the_allowlist_and_the_comments_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        add_to_allowlist(&path, "git reset --hard").unwrap();
+        let parsed = ConfigFile::load(&path).unwrap();
+        assert_eq!(
+            parsed.approvals.allowlist,
+            Some(vec!["git reset --hard".to_owned()])
+        );
+        std::fs::write(
+            &path,
+            "# my settings\n[approvals]\nmode = \"manual\" # asked\nallowlist = [\"ls*\"]\n",
+        )
+        .unwrap();
+        add_to_allowlist(&path, "make clean").unwrap();
+        add_to_allowlist(&path, "make clean").unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("# my settings\n"), "{text}");
+        assert!(text.contains("mode = \"manual\" # asked"), "{text}");
+        let parsed = ConfigFile::parse(&text).unwrap();
+        assert_eq!(
+            parsed.approvals.allowlist,
+            Some(vec!["ls*".to_owned(), "make clean".to_owned()])
+        );
+        // A file that is not TOML is left alone.
+        std::fs::write(&path, "[approvals\n").unwrap();
+        assert!(add_to_allowlist(&path, "x").is_err());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "[approvals\n");
+    }
 
     #[test]
     fn unknown_keys_and_bad_values_are_named() {

@@ -156,6 +156,9 @@ async function pollApprovals() {
           { class: "actions" },
           h("button", { type: "button", onclick: () => answerApproval(item.id, "once") }, "Approve once"),
           h("button", { type: "button", class: "quiet", onclick: () => answerApproval(item.id, "session") }, "Approve for this session"),
+          item.can_always
+            ? h("button", { type: "button", class: "quiet", title: "Adds the command to approvals.allowlist in config.toml", onclick: () => answerApproval(item.id, "always") }, "Always")
+            : null,
           h("button", { type: "button", class: "danger", onclick: () => answerApproval(item.id, "deny") }, "Deny"),
         ),
       ),
