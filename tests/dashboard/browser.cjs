@@ -97,6 +97,26 @@ async function main() {
   await shot(page, "chat");
   console.log(`ok: chat streamed in ${chunks} pieces with tool progress ${JSON.stringify(tools)}`);
 
+  // A command that needs approval: the panel (on every page) shows it,
+  // and a click approves it once.
+  await page.fill("#chat-input", "Clean up the temporary files.");
+  await page.press("#chat-input", "Enter");
+  await page.waitForSelector("#approvals .approval");
+  const asked = await page.textContent("#approvals .approval");
+  check(
+    asked.includes("find . -name junk.tmp -delete") && asked.includes("the agent's terminal"),
+    `the approval: ${asked}`,
+  );
+  await shot(page, "approval");
+  await page.click("#approvals .approval button:has-text('Approve once')");
+  await page.waitForSelector("#approvals", { state: "hidden" });
+  await page.waitForFunction(() =>
+    [...document.querySelectorAll("#chat-log .bubble.assistant")].some(
+      (node) => node.textContent === "Cleaned." && !node.hasAttribute("data-streaming"),
+    ),
+  );
+  console.log("ok: a command waited for approval on the page and was approved there");
+
   // Sessions: full-text search, open one.
   await page.click("nav a[data-page=sessions]");
   await page.waitForSelector("#session-results li");

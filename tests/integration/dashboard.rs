@@ -632,12 +632,22 @@ fn the_dashboard_works_in_a_real_browser() {
             json!({"choices": [{"index": 0, "delta": {"content": "The text has "}}]}).to_string(),
             json!({"choices": [{"index": 0, "delta": {"content": "3 words."}}]}).to_string(),
         ]),
+        // A command that needs approval, approved on the page.
+        streamed_call(
+            "terminal",
+            json!({"command": "find . -name junk.tmp -delete"}),
+        ),
+        Reply::Stream(vec![
+            json!({"choices": [{"index": 0, "delta": {"content": "Cleaned."}}]}).to_string(),
+        ]),
     ]);
+    let junk = fixture.workspace.join("junk.tmp");
+    std::fs::write(&junk, "x").unwrap();
     // Bound beyond loopback, so the browser has to log in.
     let gateway = Gateway::try_start(
         &fixture,
         &model,
-        &[],
+        &[("TALARIA_BACKEND", "local")],
         &["--allow-root", "--host", "0.0.0.0"],
     )
     .unwrap_or_else(|log| panic!("the gateway did not start:\n{log}"));
@@ -665,7 +675,8 @@ fn the_dashboard_works_in_a_real_browser() {
     assert!(output.status.success(), "{report}");
     assert!(report.contains("\ndone\n"), "{report}");
 
-    // What the browser did is in the home.
+    // What the browser did is in the home (and the workspace).
+    assert!(!junk.exists(), "the approved command ran");
     let grants = std::fs::read_to_string(fixture.root.path().join("grants.toml")).unwrap();
     assert!(grants.contains("[skills.word-stats]"), "{grants}");
     let user = std::fs::read_to_string(fixture.root.path().join("memories/USER.md")).unwrap();
@@ -681,6 +692,7 @@ fn the_dashboard_works_in_a_real_browser() {
         "login",
         "status",
         "chat",
+        "approval",
         "sessions",
         "session",
         "skills-review",
