@@ -127,6 +127,25 @@ fn backend_check_says_where_native_commands_run() {
         "{text}"
     );
     assert!(text.contains("`true` round trip:"), "{text}");
+    // `talaria doctor` says the same in one line.
+    let doctor = talaria_with(
+        &fixture,
+        &[("TALARIA_BACKEND", std::path::Path::new("local"))],
+        &["doctor", "--json"],
+        None,
+    );
+    let report: Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    let line = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|finding| finding["check"] == "backend")
+        .unwrap_or_else(|| panic!("no backend line: {report}"))
+        .clone();
+    assert_eq!(line["severity"], "ok", "{line}");
+    let message = line["message"].as_str().unwrap();
+    assert!(message.starts_with("local: on this machine"), "{message}");
+    assert!(message.contains("`true` ran in"), "{message}");
     // Running on the host is said at every start.
     let warning = String::from_utf8_lossy(&local.stderr);
     assert!(
