@@ -202,7 +202,11 @@ pub async fn run(
     let approvals = Arc::new(crate::approval::pending::PendingApprovals::new(
         std::time::Duration::from_secs(app.config.approvals.timeout_secs),
     ));
-    app.set_approver(Arc::clone(&approvals) as Arc<dyn crate::approval::pending::Approver>);
+    // Without the dashboard nobody could answer: what needs approval is
+    // refused at once rather than held until its time limit.
+    if config.dashboard.value {
+        app.set_approver(Arc::clone(&approvals) as Arc<dyn crate::approval::pending::Approver>);
+    }
     let gateway = Arc::new(Gateway {
         runs: Arc::new(Semaphore::new(config.max_concurrent_runs)),
         config,

@@ -162,12 +162,22 @@ async fn a_command_runs_in_a_hardened_container_with_its_input_output_and_exit_c
     assert_eq!(host["ReadonlyRootfs"], true);
     assert_eq!(host["NetworkMode"], "none");
     assert!(host["Tmpfs"]["/tmp"].as_str().unwrap().contains("nosuid"));
-    let binds = host["Binds"].to_string();
-    assert!(
-        binds.contains(&format!("{}:/workspace:rw", fixture.workspace.display())),
-        "{binds}"
+    let mounts = &container["Mounts"];
+    let mount = |target: &str| {
+        mounts
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["Destination"] == target)
+            .unwrap_or_else(|| panic!("no {target} in {mounts}"))
+            .clone()
+    };
+    assert_eq!(
+        mount("/workspace")["Source"],
+        fixture.workspace.display().to_string()
     );
-    assert!(binds.contains(":/skills:ro"), "{binds}");
+    assert_eq!(mount("/workspace")["RW"], true);
+    assert_eq!(mount("/skills")["RW"], false);
     backend.shutdown().await;
     assert!(containers_of(fixture.root.path()).is_empty());
 }

@@ -1,5 +1,8 @@
-//! The skills' `exec`, past their own rules: the approval policy decides,
-//! then the configured backend runs the command. The sandbox checks a
+//! The skills' `exec`, past their own rules: the approval policy decides
+//! (unattended: a skill's call lasts seconds, too short for a person's
+//! answer, so what needs approval is refused unless the operator's
+//! allowlist approves it in advance), then the configured backend runs the
+//! command. The sandbox checks a
 //! skill's granted `exec` rules and hands allowed commands here through
 //! its `NativeCommands` trait, knowing neither approvals nor backends.
 
@@ -21,7 +24,7 @@ impl NativeCommands for SkillExec {
         let line = command_line(&request.program, &request.args);
         let shown = crate::untrusted_text::sanitize(&line, 200, false);
         let origin = format!("skill {}", request.skill);
-        match self.gate.clear(&line, &origin, None).await {
+        match self.gate.clear_unattended(&line, &origin).await {
             Clearance::Run { note } => {
                 if let Some(note) = note {
                     tracing::info!(skill = %request.skill, "{note}");
@@ -29,6 +32,7 @@ impl NativeCommands for SkillExec {
             }
             Clearance::Refused(why) => return Err(format!("denied: {why}")),
         }
+        let timeout = request.timeout;
         let output = self
             .backend
             .run(CommandRequest {
@@ -43,8 +47,8 @@ impl NativeCommands for SkillExec {
             .map_err(|error| error.to_string())?;
         if output.timed_out {
             return Err(format!(
-                "`{shown}` was stopped at the tool call's time limit ({} ms)",
-                output.duration.as_millis()
+                "`{shown}` was stopped at the tool call's time limit ({} ms were left when it started)",
+                timeout.as_millis()
             ));
         }
         Ok(NativeOutput {

@@ -38,6 +38,8 @@ impl Verdict {
 pub struct Question {
     /// The whole command line (bounded, without control characters).
     pub command: String,
+    /// The part of it the rule caught (the whole line for rules about it).
+    pub part: String,
     /// The dangerous pattern it matched.
     pub rule: &'static str,
     /// Who asks: `the agent's terminal` or `skill NAME vX.Y.Z`.
@@ -68,6 +70,7 @@ pub trait Approver: Send + Sync {
 pub struct PendingView {
     pub id: String,
     pub command: String,
+    pub part: String,
     pub rule: &'static str,
     pub origin: String,
     pub session: Option<String>,
@@ -111,6 +114,7 @@ impl PendingApprovals {
             .map(|(id, waiting)| PendingView {
                 id: id.clone(),
                 command: waiting.question.command.clone(),
+                part: waiting.question.part.clone(),
                 rule: waiting.question.rule,
                 origin: waiting.question.origin.clone(),
                 session: waiting.question.session.clone(),
@@ -254,6 +258,7 @@ mod tests {
     fn question(session: Option<&str>) -> Question {
         Question {
             command: "git reset --hard".into(),
+            part: "git reset --hard".into(),
             rule: "git reset --hard",
             origin: "the agent's terminal".into(),
             session: session.map(str::to_owned),
@@ -330,6 +335,27 @@ impl Approver for ApproverSlot {
     }
 }
 
+/// Characters of a command line a person is shown (and the log gets).
+const MAX_SHOWN_CHARS: usize = 2000;
+
+/// One command of words made of characters that mean nothing to a shell,
+/// single spaces between them, no assignment in front: the text the
+/// policy matches patterns against is then exactly the line.
+fn is_plain(line: &str) -> bool {
+    let plain_word = |word: &str| {
+        !word.is_empty()
+            && word
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./:,+@%".contains(c))
+    };
+    line.len() < 200
+        && line.split(' ').all(plain_word)
+        && line
+            .split(' ')
+            .next()
+            .is_some_and(|first| !first.contains('='))
+}
+
 /// Writes a pattern a person approved "always" where the next start reads
 /// it (the home's `config.toml`).
 pub type Remember = Arc<dyn Fn(&str) -> anyhow::Result<()> + Send + Sync>;
@@ -370,27 +396,49 @@ impl Gate {
     /// Decide about `line`, asking a person when the policy wants one.
     /// `origin` and `session` tell the person who asks.
     pub async fn clear(&self, line: &str, origin: &str, session: Option<&str>) -> Clearance {
+        self.decide(line, origin, session, true).await
+    }
+
+    /// Decide about `line` without asking anyone: what needs approval is
+    /// refused. For skills, whose calls have a time limit of seconds that a
+    /// person's answer would not fit in.
+    pub async fn clear_unattended(&self, line: &str, origin: &str) -> Clearance {
+        self.decide(line, origin, None, false).await
+    }
+
+    async fn decide(
+        &self,
+        line: &str,
+        origin: &str,
+        session: Option<&str>,
+        ask: bool,
+    ) -> Clearance {
         use super::Decision;
         let decision = self
             .policy
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .check(line);
-        let shown = crate::untrusted_text::sanitize(line, 300, false);
+        let shown = crate::untrusted_text::sanitize(line, MAX_SHOWN_CHARS, false);
         tracing::info!(decision = decision.kind(), command = %shown, origin, "approvals: {decision}");
         let (rule, part) = match &decision {
             Decision::Allowed { .. } => return Clearance::Run { note: None },
             Decision::NeedsApproval { rule, command } => (*rule, command.clone()),
             _ => return Clearance::Refused(format!("{decision}; it was not run")),
         };
-        let can_always = self.remember.is_some()
-            && !part.contains('*')
-            && !part.is_empty()
-            && part.chars().count() < 200;
-        let answer = self
-            .approver
+        let Some(approver) = ask.then_some(&self.approver) else {
+            return Clearance::Refused(format!(
+                "{decision}; a skill's command is never held for a person, so it was not run (the operator can approve it in advance in approvals.allowlist)"
+            ));
+        };
+        // "Always" saves the command as a pattern that must match exactly
+        // what was shown: one plain command, no quotes, variables, globs
+        // or assignments that the saved words would read differently.
+        let can_always = self.remember.is_some() && part == line.trim() && is_plain(&part);
+        let answer = approver
             .ask(Question {
                 command: shown,
+                part: part.clone(),
                 rule,
                 origin: origin.to_owned(),
                 session: session.map(str::to_owned),
@@ -485,10 +533,33 @@ mod gate_tests {
         );
         assert!(!approver.1.lock().unwrap()[1].can_always);
         assert_eq!(written.lock().unwrap().len(), 1);
+        // Nor can anything the saved words would read differently.
+        for line in [
+            "rm -r 'build .'",
+            "DIR=x; rm -r $DIR",
+            "GIT_DIR=/x git clean -fd",
+            "git clean  -fd",
+            "echo x; git clean -fd",
+        ] {
+            let asked_before = approver.1.lock().unwrap().len();
+            gate.clear(line, "test", None).await;
+            let questions = approver.1.lock().unwrap();
+            assert_eq!(questions.len(), asked_before + 1, "{line}");
+            assert!(!questions[asked_before].can_always, "{line}");
+        }
+        assert_eq!(written.lock().unwrap().len(), 1);
         // The floor is never asked about.
         assert!(matches!(
             gate.clear("rm -rf /", "test", None).await,
             Clearance::Refused(_)
         ));
+        // Unattended, nothing is asked.
+        let asked_before = approver.1.lock().unwrap().len();
+        let refused = gate.clear_unattended("git clean -fd", "skill x").await;
+        assert!(
+            matches!(&refused, Clearance::Refused(why) if why.contains("never held for a person")),
+            "{refused:?}"
+        );
+        assert_eq!(approver.1.lock().unwrap().len(), asked_before);
     }
 }

@@ -32,14 +32,14 @@ use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
-use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 use bollard::query_parameters::{
     CreateContainerOptions, ListContainersOptions, RemoveContainerOptions,
 };
 use futures_util::StreamExt as _;
 use tokio::io::AsyncWriteExt as _;
 
-use super::output::{ANNOUNCE_GROUP, AnnouncedStderr, Bounded, KILL_GROUP};
+use super::output::{ANNOUNCE_GROUP, Chunk, KILL_GROUP, watch};
 use super::{Backend, BackendError, CommandOutput, CommandRequest, Kind};
 
 /// Labels every sandbox container carries.
@@ -54,10 +54,6 @@ pub const SKILLS_MOUNT: &str = "/skills";
 
 /// The image when `[backend.docker] image` is not set.
 pub const DEFAULT_IMAGE: &str = "debian:bookworm-slim";
-
-/// How long a killed command's output may take to end before the backend
-/// stops waiting for it.
-const AFTER_KILL: Duration = Duration::from_secs(5);
 
 /// `[backend.docker]`, resolved. Every default is the safe one.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -143,7 +139,8 @@ impl DockerBackend {
             settings,
             places,
             forwarded,
-            owner: owner_of(std::process::id()).unwrap_or_else(|| std::process::id().to_string()),
+            owner: owner_of(std::process::id())
+                .unwrap_or_else(|| format!("unknown:{}", std::process::id())),
             client: tokio::sync::OnceCell::new(),
             container: tokio::sync::Mutex::new(None),
         }
@@ -282,17 +279,22 @@ impl DockerBackend {
 
     async fn create(&self, docker: &Docker, fingerprint: &str) -> Result<String, BackendError> {
         let settings = &self.settings;
-        let mut binds = vec![format!(
-            "{}:{WORKSPACE_MOUNT}:rw",
-            self.places.workspace.display()
-        )];
+        // Mounts, not `binds` strings: a path may contain `:`.
+        let bind = |source: &std::path::Path, target: &str, read_only: bool| Mount {
+            source: Some(source.display().to_string()),
+            target: Some(target.to_owned()),
+            typ: Some(MountType::BIND),
+            read_only: Some(read_only),
+            ..Mount::default()
+        };
+        let mut mounts = vec![bind(&self.places.workspace, WORKSPACE_MOUNT, false)];
         if let Some(skills) = self.places.skills.as_ref().filter(|dir| dir.is_dir()) {
-            binds.push(format!("{}:{SKILLS_MOUNT}:ro", skills.display()));
+            mounts.push(bind(skills, SKILLS_MOUNT, true));
         }
         let memory =
             i64::try_from(settings.memory_mb.saturating_mul(1024 * 1024)).unwrap_or(i64::MAX);
         let host_config = HostConfig {
-            binds: Some(binds),
+            mounts: Some(mounts),
             cap_drop: Some(vec!["ALL".to_owned()]),
             security_opt: Some(vec!["no-new-privileges".to_owned()]),
             pids_limit: Some(settings.pids),
@@ -330,10 +332,13 @@ impl DockerBackend {
             host_config: Some(host_config),
             ..ContainerCreateBody::default()
         };
+        // The pid alone may repeat: Talarias in other containers share
+        // the engine.
         let name = format!(
-            "talaria-{}-{}",
+            "talaria-{}-{}-{:04x}",
             &blake3::hash(self.places.home.display().to_string().as_bytes()).to_hex()[..8],
-            std::process::id()
+            std::process::id(),
+            rand::random::<u16>()
         );
         let created = docker
             .create_container(
@@ -401,11 +406,7 @@ impl DockerBackend {
             .start_exec(&exec.id, Some(StartExecOptions::default()))
             .await
             .map_err(|error| ExecError::Other(error.to_string()))?;
-        let StartExecResults::Attached {
-            mut output,
-            mut input,
-        } = started_exec
-        else {
+        let StartExecResults::Attached { output, mut input } = started_exec else {
             return Err(ExecError::Other(
                 "the engine did not attach to the command".into(),
             ));
@@ -419,55 +420,48 @@ impl DockerBackend {
         } else {
             drop(input);
         }
-        let mut killer = GroupKiller {
-            docker: docker.clone(),
-            container: container.to_owned(),
-            group: None,
-            armed: true,
-        };
-        let mut stdout = Bounded::new(request.max_output_bytes);
-        let mut stderr = AnnouncedStderr::new(request.max_output_bytes);
-        let mut timed_out = false;
-        let deadline = tokio::time::Instant::now() + request.timeout;
-        let mut kill_deadline = None;
-        loop {
-            let until = kill_deadline.unwrap_or(deadline);
-            let next = tokio::time::timeout_at(until, output.next()).await;
-            match next {
-                Ok(Some(Ok(chunk))) => match chunk {
-                    bollard::container::LogOutput::StdOut { message }
-                    | bollard::container::LogOutput::Console { message } => stdout.push(&message),
-                    bollard::container::LogOutput::StdErr { message } => {
-                        stderr.push(&message);
-                        killer.group = stderr.group();
-                    }
-                    bollard::container::LogOutput::StdIn { .. } => {}
-                },
-                Ok(Some(Err(error))) => {
-                    return Err(ExecError::Other(format!("reading its output: {error}")));
-                }
-                Ok(None) => break,
-                Err(_) if kill_deadline.is_none() => {
-                    timed_out = true;
-                    killer.kill().await;
-                    kill_deadline = Some(tokio::time::Instant::now() + AFTER_KILL);
-                }
-                // Killed, and still the stream does not end (something
-                // outside the group holds it open): stop waiting.
-                Err(_) => break,
+        // The output is read on a task of its own: if this call is dropped
+        // (its caller gave up), the task still kills the command.
+        let (keep_going, gave_up) = tokio::sync::oneshot::channel::<()>();
+        let chunks = output.map(|item| match item {
+            Ok(bollard::container::LogOutput::StdErr { message }) => {
+                Ok(Chunk::Stderr(message.to_vec()))
             }
+            Ok(bollard::container::LogOutput::StdOut { message })
+            | Ok(bollard::container::LogOutput::Console { message }) => {
+                Ok(Chunk::Stdout(message.to_vec()))
+            }
+            Ok(bollard::container::LogOutput::StdIn { .. }) => Ok(Chunk::Stdout(Vec::new())),
+            Err(error) => Err(format!("reading its output: {error}")),
+        });
+        let watching = tokio::spawn({
+            let docker = docker.clone();
+            let container = container.to_owned();
+            let deadline = tokio::time::Instant::now() + request.timeout;
+            let limit = request.max_output_bytes;
+            async move {
+                let kill = |group: u32| kill_group(&docker, &container, group);
+                let watched = watch(Box::pin(chunks), limit, deadline, gave_up, kill).await;
+                let code = exit_code(&docker, &exec.id).await;
+                (watched, code)
+            }
+        });
+        let (watched, code) = watching.await.map_err(|error| {
+            ExecError::Other(format!("the task reading its output failed: {error}"))
+        })?;
+        drop(keep_going);
+        if let Some(error) = watched.error {
+            return Err(ExecError::Other(error));
         }
-        killer.armed = false;
-        let code = exit_code(docker, &exec.id).await;
-        let stderr = stderr.finish();
+        let timed_out = watched.timed_out;
         Ok(CommandOutput {
             code: if timed_out { None } else { code },
             signal: if timed_out { Some(9) } else { None },
             timed_out,
-            stdout: stdout.kept,
-            stdout_truncated: stdout.truncated,
-            stderr: stderr.kept,
-            stderr_truncated: stderr.truncated,
+            stdout: watched.stdout.kept,
+            stdout_truncated: watched.stdout.truncated,
+            stderr: watched.stderr.kept,
+            stderr_truncated: watched.stderr.truncated,
             duration: started.elapsed(),
         })
     }
@@ -526,7 +520,7 @@ impl Backend for DockerBackend {
                     return Err(BackendError::Io {
                         backend: "docker",
                         program: request.program.clone(),
-                        detail: "the sandbox container stopped again right after it was made"
+                        detail: "the sandbox container is not running (stopped or paused), even after it was made again"
                             .into(),
                     });
                 }
@@ -567,37 +561,6 @@ impl ExecError {
             } => Self::ContainerGone,
             _ => Self::Other(describe(&error)),
         }
-    }
-}
-
-/// Kills the command's process group in the container unless disarmed: at
-/// the time limit, and when the caller drops the call.
-struct GroupKiller {
-    docker: Docker,
-    container: String,
-    group: Option<u32>,
-    armed: bool,
-}
-
-impl GroupKiller {
-    async fn kill(&mut self) {
-        if let Some(group) = self.group {
-            kill_group(&self.docker, &self.container, group).await;
-        }
-    }
-}
-
-impl Drop for GroupKiller {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        let (Some(group), Ok(runtime)) = (self.group, tokio::runtime::Handle::try_current()) else {
-            return;
-        };
-        let docker = self.docker.clone();
-        let container = std::mem::take(&mut self.container);
-        runtime.spawn(async move { kill_group(&docker, &container, group).await });
     }
 }
 
@@ -684,24 +647,39 @@ fn describe(error: &bollard::errors::Error) -> String {
     }
 }
 
-/// `pid:start-time` of a process (start time in clock ticks since boot,
-/// from `/proc`), so that a reused pid is not taken for its old owner.
+/// This process's pid namespace (the inode of `/proc/self/ns/pid`): pids
+/// mean something only within it.
+fn pid_namespace() -> Option<String> {
+    let link = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    let text = link.to_string_lossy();
+    let inode: String = text.chars().filter(char::is_ascii_digit).collect();
+    (!inode.is_empty()).then_some(inode)
+}
+
+/// `namespace:pid:start-time` of a process of this pid namespace (start
+/// time in clock ticks since boot, from `/proc`), so that a reused pid is
+/// not taken for its old owner.
 fn owner_of(pid: u32) -> Option<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces and parentheses: fields are counted
     // after its closing parenthesis.
     let after_name = &stat[stat.rfind(')')? + 1..];
     let start = after_name.split_whitespace().nth(19)?;
-    Some(format!("{pid}:{start}"))
+    Some(format!("{}:{pid}:{start}", pid_namespace()?))
 }
 
-/// Whether the owner a label names still runs here.
+/// Whether the owner a label names may still run. An owner of another pid
+/// namespace (a Talaria in another container sharing the engine) cannot
+/// be checked from here, so it counts as alive: never reaped by us.
 fn owner_is_alive(owner: &str) -> bool {
-    let Some(pid) = owner
-        .split(':')
-        .next()
-        .and_then(|pid| pid.parse::<u32>().ok())
-    else {
+    let mut fields = owner.split(':');
+    let (Some(namespace), Some(pid)) = (fields.next(), fields.next()) else {
+        return false;
+    };
+    if pid_namespace().as_deref() != Some(namespace) {
+        return true;
+    }
+    let Ok(pid) = pid.parse::<u32>() else {
         return false;
     };
     owner_of(pid).as_deref() == Some(owner)
@@ -715,10 +693,13 @@ mod tests {
     fn this_process_is_its_own_living_owner_and_a_reused_pid_is_not() {
         let me = owner_of(std::process::id()).unwrap();
         assert!(owner_is_alive(&me));
-        let (pid, _) = me.split_once(':').unwrap();
-        assert!(!owner_is_alive(&format!("{pid}:1")));
-        assert!(!owner_is_alive("999999999:1"));
-        assert!(!owner_is_alive("garbage"));
+        let namespace = pid_namespace().unwrap();
+        let pid = std::process::id();
+        assert!(!owner_is_alive(&format!("{namespace}:{pid}:1")));
+        assert!(!owner_is_alive(&format!("{namespace}:999999999:1")));
+        assert!(!owner_is_alive(&format!("{namespace}:garbage")));
+        // Another namespace's owner is never judged dead from here.
+        assert!(owner_is_alive(&format!("1{namespace}:{pid}:1")));
     }
 
     #[test]

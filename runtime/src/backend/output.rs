@@ -17,6 +17,100 @@ pub(crate) const ANNOUNCE_GROUP: &str = "echo \"$$\" >&2 && exec \"$@\"";
 /// `sh`, takes neither `--` nor `-s KILL` before a negative number.)
 pub(crate) const KILL_GROUP: &str = "kill -9 \"-$1\" 2>/dev/null || kill -9 \"$1\"";
 
+/// How long a killed command's output may take to end before the backend
+/// stops waiting for it (something outside its group may hold it open).
+pub(crate) const AFTER_KILL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A piece of a remote command's output.
+pub(crate) enum Chunk {
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+}
+
+/// What [`watch`] saw.
+pub(crate) struct Watched {
+    pub stdout: Bounded,
+    pub stderr: Bounded,
+    pub timed_out: bool,
+    /// The process group the command announced, if it got that far.
+    pub group: Option<u32>,
+    /// The output broke off (not the command's end).
+    pub error: Option<String>,
+}
+
+/// Read a remote command's output to its end, bounded. At `deadline`, or
+/// when `cancel` fires (its sender dropped: the caller gave up), `kill` is
+/// called with the command's announced process group, as soon as it is
+/// known; then the output gets [`AFTER_KILL`] to end. Meant to run on a
+/// task of its own, so that a caller that gives up still has its command
+/// stopped.
+pub(crate) async fn watch<K, F>(
+    mut chunks: impl futures_util::Stream<Item = Result<Chunk, String>> + Unpin,
+    limit: usize,
+    deadline: tokio::time::Instant,
+    mut cancel: tokio::sync::oneshot::Receiver<()>,
+    kill: K,
+) -> Watched
+where
+    K: Fn(u32) -> F,
+    F: std::future::Future<Output = ()>,
+{
+    use futures_util::StreamExt as _;
+    let mut stdout = Bounded::new(limit);
+    let mut stderr = AnnouncedStderr::new(limit);
+    let (mut timed_out, mut cancelled, mut killed) = (false, false, false);
+    let mut give_up: Option<tokio::time::Instant> = None;
+    let mut error = None;
+    loop {
+        let stop_wanted = timed_out || cancelled;
+        if stop_wanted
+            && !killed
+            && let Some(group) = stderr.group()
+        {
+            kill(group).await;
+            killed = true;
+        }
+        let until = give_up.unwrap_or(deadline);
+        tokio::select! {
+            // A caller that gave up is seen before more output is read.
+            biased;
+            _ = &mut cancel, if !cancelled => {
+                cancelled = true;
+                give_up.get_or_insert_with(|| tokio::time::Instant::now() + AFTER_KILL);
+            },
+            chunk = chunks.next() => match chunk {
+                Some(Ok(Chunk::Stdout(bytes))) => stdout.push(&bytes),
+                Some(Ok(Chunk::Stderr(bytes))) => stderr.push(&bytes),
+                Some(Err(why)) => {
+                    error = Some(why);
+                    break;
+                }
+                None => break,
+            },
+            () = tokio::time::sleep_until(until) => {
+                if give_up.is_some() {
+                    break;
+                }
+                timed_out = true;
+                give_up = Some(tokio::time::Instant::now() + AFTER_KILL);
+            },
+        }
+    }
+    if (timed_out || cancelled)
+        && !killed
+        && let Some(group) = stderr.group()
+    {
+        kill(group).await;
+    }
+    Watched {
+        stdout,
+        group: stderr.group(),
+        stderr: stderr.finish(),
+        timed_out,
+        error,
+    }
+}
+
 /// The first `limit` bytes of a stream, and whether more came.
 #[derive(Debug, Default)]
 pub(crate) struct Bounded {
@@ -112,6 +206,64 @@ impl AnnouncedStderr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn chunks(
+        items: Vec<Chunk>,
+        then_wait: bool,
+    ) -> impl futures_util::Stream<Item = Result<Chunk, String>> + Unpin {
+        use futures_util::StreamExt as _;
+        let head = futures_util::stream::iter(items.into_iter().map(Ok));
+        let tail = futures_util::stream::pending().take(usize::from(then_wait));
+        Box::pin(head.chain(tail))
+    }
+
+    #[tokio::test]
+    async fn a_dropped_caller_or_the_time_limit_kills_the_announced_group() {
+        let killed = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kill = |group: u32| {
+            let killed = std::sync::Arc::clone(&killed);
+            async move { killed.lock().unwrap().push(group) }
+        };
+        // The caller gives up before the group is known: it is killed once
+        // it is announced.
+        let (cancel, cancelled) = tokio::sync::oneshot::channel::<()>();
+        drop(cancel);
+        let far = tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
+        let watched = watch(
+            chunks(
+                vec![
+                    Chunk::Stderr(b"77\nsome".to_vec()),
+                    Chunk::Stdout(b"out".to_vec()),
+                ],
+                false,
+            ),
+            1024,
+            far,
+            cancelled,
+            kill,
+        )
+        .await;
+        assert!(!watched.timed_out);
+        assert_eq!(*killed.lock().unwrap(), [77]);
+        assert_eq!(watched.stderr.kept, b"some");
+
+        // The time limit passes with the command silent: killed, then the
+        // wait for its output ends after AFTER_KILL at the latest.
+        let (_keep, cancelled) = tokio::sync::oneshot::channel::<()>();
+        let soon = tokio::time::Instant::now() + std::time::Duration::from_millis(50);
+        let started = std::time::Instant::now();
+        let watched = watch(
+            chunks(vec![Chunk::Stderr(b"78\n".to_vec())], true),
+            1024,
+            soon,
+            cancelled,
+            kill,
+        )
+        .await;
+        assert!(watched.timed_out);
+        assert_eq!(*killed.lock().unwrap(), [77, 78]);
+        assert!(started.elapsed() < AFTER_KILL + std::time::Duration::from_secs(30));
+    }
 
     #[test]
     fn a_bounded_stream_keeps_its_prefix_and_marks_the_rest() {

@@ -19,28 +19,37 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use super::output::{AnnouncedStderr, Bounded, KILL_GROUP};
+use super::output::{AFTER_KILL, Chunk, KILL_GROUP, watch};
 use super::{Backend, BackendError, CommandOutput, CommandRequest, Kind};
 
-/// What the remote `sh` runs: read the variables (`NAME=escaped` lines up
-/// to an empty one; `\\` and `\n` are the only escapes), enter the working
-/// directory (`$1`, made when missing; empty: the login directory),
-/// announce the process group, become the command.
-const REMOTE_SCRIPT: &str = "\
-while IFS= read -r talaria_line && [ -n \"$talaria_line\" ]; do \
-talaria_value=$(printf '%bx' \"${talaria_line#*=}\"); \
-export \"${talaria_line%%=*}=${talaria_value%x}\"; \
-done; \
-if [ -n \"$1\" ]; then mkdir -p -- \"$1\" && cd -- \"$1\" || exit 125; fi; \
-shift; \
-echo \"$$\" >&2 && exec \"$@\"";
-
-/// How long a killed command's output may take to end.
-const AFTER_KILL: Duration = Duration::from_secs(5);
+/// What the remote `sh` runs. Everything it needs comes on its standard
+/// input, one line each, `\\` and `\n` the only escapes: the working
+/// directory (empty: the login directory; made when missing), the number
+/// of words, the program and its arguments, then the variables as
+/// `NAME=value` lines up to an empty one; the rest is the command's own
+/// input. It announces its process group and becomes the command.
+///
+/// The script holds no `'` and no `\`, so the login shell that receives
+/// `sh -c '...'` (sh, bash, zsh, fish or csh) passes it on untouched; the
+/// arguments never meet that shell at all.
+const REMOTE_SCRIPT: &str = concat!(
+    "talaria_read() { IFS= read -r talaria_line || exit 125; ",
+    "talaria_value=$(printf \"%bx\" \"$talaria_line\"); talaria_value=${talaria_value%x}; }; ",
+    "talaria_read; talaria_dir=$talaria_value; ",
+    "talaria_read; talaria_count=$talaria_value; ",
+    "set --; ",
+    "while [ \"$talaria_count\" -gt 0 ]; do talaria_read; set -- \"$@\" \"$talaria_value\"; ",
+    "talaria_count=$((talaria_count - 1)); done; ",
+    "while IFS= read -r talaria_line && [ -n \"$talaria_line\" ]; do ",
+    "talaria_value=$(printf \"%bx\" \"${talaria_line#*=}\"); ",
+    "export \"${talaria_line%%=*}=${talaria_value%x}\"; done; ",
+    "if [ -n \"$talaria_dir\" ]; then mkdir -p -- \"$talaria_dir\" && cd -- \"$talaria_dir\" || exit 125; fi; ",
+    "echo \"$$\" >&2 && exec \"$@\""
+);
 
 /// `[backend.ssh]`, resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,8 +198,14 @@ impl Connection {
         command
     }
 
-    /// The one string the remote shell runs.
-    fn remote_line(&self, request: &CommandRequest) -> String {
+    /// The one string the remote shell runs: always the same.
+    fn remote_line() -> String {
+        format!("sh -c '{REMOTE_SCRIPT}'")
+    }
+
+    /// What precedes the command's own input on its stdin (see
+    /// [`REMOTE_SCRIPT`]).
+    fn preamble(&self, request: &CommandRequest, forwarded: &[(String, String)]) -> Vec<u8> {
         let workdir = match (&self.settings.workdir, &request.workdir) {
             (_, Some(dir)) if dir.starts_with('/') => dir.clone(),
             (Some(base), Some(dir)) => format!("{}/{dir}", base.trim_end_matches('/')),
@@ -198,16 +213,20 @@ impl Connection {
             (Some(base), None) => base.clone(),
             (None, None) => String::new(),
         };
-        let mut words = vec![
-            "sh".to_owned(),
-            "-c".to_owned(),
-            quote(REMOTE_SCRIPT),
-            "talaria".to_owned(),
-            quote(&workdir),
-            quote(&request.program),
-        ];
-        words.extend(request.args.iter().map(|arg| quote(arg)));
-        words.join(" ")
+        let mut lines = vec![escape(&workdir), (request.args.len() + 1).to_string()];
+        lines.extend(
+            std::iter::once(&request.program)
+                .chain(&request.args)
+                .map(|word| escape(word)),
+        );
+        for (name, value) in forwarded.iter().chain(&request.env) {
+            lines.push(format!("{name}={}", escape(value)));
+        }
+        lines.push(String::new());
+        let mut bytes = lines.join("\n").into_bytes();
+        bytes.push(b'\n');
+        bytes.extend(request.stdin.iter().flatten());
+        bytes
     }
 
     fn spawn_error(&self, program: &str, error: &std::io::Error) -> BackendError {
@@ -269,7 +288,7 @@ impl Backend for SshBackend {
         let mut child = self
             .connection
             .ssh()
-            .arg(self.connection.remote_line(&request))
+            .arg(Connection::remote_line())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -277,84 +296,62 @@ impl Backend for SshBackend {
             .kill_on_drop(true)
             .spawn()
             .map_err(|error| self.connection.spawn_error(&request.program, &error))?;
-        let mut preamble = Vec::new();
-        for (name, value) in self.forwarded.iter().chain(&request.env) {
-            preamble.extend_from_slice(name.as_bytes());
-            preamble.push(b'=');
-            preamble.extend_from_slice(escape(value).as_bytes());
-            preamble.push(b'\n');
-        }
-        preamble.push(b'\n');
-        preamble.extend(request.stdin.iter().flatten());
+        let preamble = self.connection.preamble(&request, &self.forwarded);
         if let Some(mut stdin) = child.stdin.take() {
             // A command that does not read its input must not block here.
             tokio::spawn(async move {
                 let _ = stdin.write_all(&preamble).await;
             });
         }
-        let mut killer = RemoteKiller {
-            connection: self.connection.clone(),
-            group: None,
-            armed: true,
-        };
-        let (Some(mut out), Some(mut err)) = (child.stdout.take(), child.stderr.take()) else {
+        let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
             return Err(BackendError::Io {
                 backend: "ssh",
                 program: request.program.clone(),
                 detail: "ssh has no output streams".into(),
             });
         };
-        let mut stdout = Bounded::new(request.max_output_bytes);
-        let mut stderr = AnnouncedStderr::new(request.max_output_bytes);
-        let (mut out_open, mut err_open) = (true, true);
-        let mut out_buffer = vec![0u8; 16 * 1024];
-        let mut err_buffer = vec![0u8; 16 * 1024];
+        // The output is read on a task of its own: if this call is dropped
+        // (its caller gave up), the task still kills the remote command.
+        let (keep_going, gave_up) = tokio::sync::oneshot::channel::<()>();
+        let connection = self.connection.clone();
         let deadline = tokio::time::Instant::now() + request.timeout;
-        let mut timed_out = false;
-        let mut give_up = None;
-        while out_open || err_open {
-            tokio::select! {
-                read = out.read(&mut out_buffer), if out_open => match read {
-                    Ok(0) | Err(_) => out_open = false,
-                    Ok(read) => stdout.push(&out_buffer[..read]),
-                },
-                read = err.read(&mut err_buffer), if err_open => match read {
-                    Ok(0) | Err(_) => err_open = false,
-                    Ok(read) => {
-                        stderr.push(&err_buffer[..read]);
-                        killer.group = stderr.group();
-                    }
-                },
-                () = tokio::time::sleep_until(deadline), if !timed_out => {
-                    timed_out = true;
-                    killer.kill().await;
-                    give_up = Some(tokio::time::Instant::now() + AFTER_KILL);
-                },
-                () = sleep_until_some(give_up) => break,
-            }
-        }
-        killer.armed = false;
-        // Only ssh itself is stopped here, never its process group: the
-        // shared connection's master, which the first command's ssh forks
-        // into the background, is in it and must outlive the command.
-        let status = match tokio::time::timeout(AFTER_KILL, child.wait()).await {
-            Ok(Ok(status)) => Some(status),
-            _ => {
-                let _ = child.start_kill();
-                None
-            }
-        };
-        let announced = stderr.group().is_some();
-        let stderr = stderr.finish();
+        let limit = request.max_output_bytes;
+        let watching = tokio::spawn(async move {
+            let chunks = futures_util::stream::select(
+                read_chunks(out, Chunk::Stdout),
+                read_chunks(err, Chunk::Stderr),
+            );
+            let kill = |group: u32| connection.kill(group);
+            let watched = watch(chunks, limit, deadline, gave_up, kill).await;
+            // Only ssh itself is stopped here, never its process group: the
+            // shared connection's master, which the first command's ssh
+            // forks into the background, is in it and must outlive the
+            // command.
+            let status = match tokio::time::timeout(AFTER_KILL, child.wait()).await {
+                Ok(Ok(status)) => Some(status),
+                _ => {
+                    let _ = child.start_kill();
+                    None
+                }
+            };
+            (watched, status)
+        });
+        let (watched, status) = watching.await.map_err(|error| BackendError::Io {
+            backend: "ssh",
+            program: request.program.clone(),
+            detail: format!("the task reading its output failed: {error}"),
+        })?;
+        drop(keep_going);
+        let timed_out = watched.timed_out;
         let code = status.and_then(|status| status.code());
-        if code == Some(255) && !announced && !timed_out {
+        if code == Some(255) && watched.group.is_none() && !timed_out {
             // ssh's own failure: the command never started.
             return Err(BackendError::Unreachable {
                 backend: "ssh",
                 detail: format!(
                     "cannot run commands on {}: {}",
                     self.connection.settings.destination(),
-                    String::from_utf8_lossy(&stderr.kept).trim()
+                    String::from_utf8_lossy(&watched.stderr.kept).trim()
                 ),
             });
         }
@@ -362,10 +359,10 @@ impl Backend for SshBackend {
             code: if timed_out { None } else { code },
             signal: if timed_out { Some(9) } else { None },
             timed_out,
-            stdout: stdout.kept,
-            stdout_truncated: stdout.truncated,
-            stderr: stderr.kept,
-            stderr_truncated: stderr.truncated,
+            stdout: watched.stdout.kept,
+            stdout_truncated: watched.stdout.truncated,
+            stderr: watched.stderr.kept,
+            stderr_truncated: watched.stderr.truncated,
             duration: started.elapsed(),
         })
     }
@@ -407,40 +404,24 @@ impl Connection {
     }
 }
 
-/// Kills the command's process group on the remote host unless disarmed:
-/// at the time limit, and when the caller drops the call.
-struct RemoteKiller {
-    connection: Connection,
-    group: Option<u32>,
-    armed: bool,
-}
-
-impl RemoteKiller {
-    async fn kill(&mut self) {
-        if let Some(group) = self.group {
-            self.connection.kill(group).await;
-        }
-    }
-}
-
-impl Drop for RemoteKiller {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        let (Some(group), Ok(runtime)) = (self.group, tokio::runtime::Handle::try_current()) else {
-            return;
-        };
-        let connection = self.connection.clone();
-        runtime.spawn(async move { connection.kill(group).await });
-    }
-}
-
-async fn sleep_until_some(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
+/// A stream of what `reader` gives, until its end.
+fn read_chunks(
+    reader: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    wrap: fn(Vec<u8>) -> Chunk,
+) -> std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Chunk, String>> + Send>> {
+    Box::pin(futures_util::stream::unfold(
+        reader,
+        move |mut reader| async move {
+            let mut buffer = vec![0u8; 16 * 1024];
+            match reader.read(&mut buffer).await {
+                Ok(0) | Err(_) => None,
+                Ok(read) => {
+                    buffer.truncate(read);
+                    Some((Ok(wrap(buffer)), reader))
+                }
+            }
+        },
+    ))
 }
 
 /// `text` as one word for a POSIX shell: single-quoted, each `'` closed,
@@ -484,17 +465,30 @@ mod tests {
     }
 
     #[test]
-    fn the_remote_script_reads_variables_then_hands_the_rest_of_stdin_to_the_command() {
-        let backend = SshBackend::new(SshSettings::for_host("h"), PathBuf::from("/x"), Vec::new());
+    fn the_remote_script_gets_everything_on_stdin_and_no_shell_reads_the_words() {
+        let backend = SshBackend::new(
+            SshSettings::for_host("h"),
+            PathBuf::from("/x"),
+            vec![("A".into(), "x\\ny\nz".into())],
+        );
         let dir = tempfile::tempdir().unwrap();
         let request = CommandRequest {
             program: "sh".into(),
-            args: vec!["-c".into(), "printf '[%s]' \"$A\" \"$B\"; pwd; cat".into()],
-            workdir: Some(dir.path().join("made").display().to_string()),
+            args: vec![
+                "-c".into(),
+                "printf '[%s]' \"$A\" \"$B\" \"$1\" \"$2\"; pwd; cat".into(),
+                "zero".into(),
+                "a\\".into(),
+                " ; touch /tmp/should-not-exist ; echo ".into(),
+            ],
+            workdir: Some(dir.path().join("made dir").display().to_string()),
+            env: vec![("B".into(), "trailing\n\n".into())],
+            stdin: Some(b"the command's own input\n".to_vec()),
             ..CommandRequest::default()
         };
+        let line = Connection::remote_line();
+        assert!(!line[7..line.len() - 1].contains(['\'', '\\']), "{line}");
         // Run the line the remote shell would get, here.
-        let line = backend.connection.remote_line(&request);
         let mut child = std::process::Command::new("sh")
             .arg("-c")
             .arg(&line)
@@ -504,30 +498,19 @@ mod tests {
             .spawn()
             .unwrap();
         use std::io::Write as _;
-        let values = [("A", "x\\ny\nz"), ("B", "trailing\n\n")];
-        let mut input = String::new();
-        for (name, value) in values {
-            input.push_str(&format!("{name}={}\n", escape(value)));
-        }
-        input.push_str("\nthe command's own input\n");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
+        let preamble = backend.connection.preamble(&request, &backend.forwarded);
+        child.stdin.take().unwrap().write_all(&preamble).unwrap();
         let output = child.wait_with_output().unwrap();
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert_eq!(
             stdout,
             format!(
-                "[x\\ny\nz][trailing\n\n]{}\nthe command's own input\n",
-                dir.path().join("made").display()
+                "[x\\ny\nz][trailing\n\n][a\\][ ; touch /tmp/should-not-exist ; echo ]{}\nthe command's own input\n",
+                dir.path().join("made dir").display()
             )
         );
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.trim().parse::<u32>().is_ok(), "{stderr}");
-        // Nothing of the values is on the command line.
-        assert!(!line.contains("trailing"));
+        assert!(!std::path::Path::new("/tmp/should-not-exist").exists());
     }
 }

@@ -126,16 +126,44 @@ impl crate::approval::pending::Approver for TerminalApprover {
         } else {
             ""
         };
+        let caught = if question.part == question.command {
+            String::new()
+        } else {
+            format!("  the part the rule caught:\n    {}\n", question.part)
+        };
         let prompt = format!(
-            "\napproval needed ({}): {} wants to run\n    {}\n[o]nce, [s]ession{always}, [d]eny (default: deny): ",
+            "\napproval needed ({}): {} wants to run\n    {}\n{caught}[o]nce, [s]ession{always}, [d]eny (default: deny): ",
             question.rule, question.origin, question.command
         );
+        // The read stops when this question is dropped (the turn was
+        // cancelled): a read left behind would eat the next line typed.
+        let dropped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let _stop_reading = SetOnDrop(std::sync::Arc::clone(&dropped));
         let line = tokio::task::spawn_blocking(move || {
             let mut stderr = std::io::stderr();
             let _ = write!(stderr, "{prompt}");
             let _ = stderr.flush();
+            let stdin = std::io::stdin();
+            let tick = rustix::event::Timespec {
+                tv_sec: 0,
+                tv_nsec: 200_000_000,
+            };
+            loop {
+                if dropped.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Err(std::io::Error::other("the question was withdrawn"));
+                }
+                let mut ready = [rustix::event::PollFd::new(
+                    &stdin,
+                    rustix::event::PollFlags::IN,
+                )];
+                match rustix::event::poll(&mut ready, Some(&tick)) {
+                    Ok(0) => continue,
+                    Ok(_) => break,
+                    Err(error) => return Err(error.into()),
+                }
+            }
             let mut line = String::new();
-            std::io::stdin().read_line(&mut line).map(|_| line)
+            stdin.read_line(&mut line).map(|_| line)
         })
         .await;
         let answer = match line {
@@ -158,5 +186,14 @@ impl crate::approval::pending::Approver for TerminalApprover {
             verdict,
             by: "at the terminal".into(),
         }
+    }
+}
+
+/// Sets its flag when dropped.
+struct SetOnDrop(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }

@@ -151,6 +151,8 @@ async function pollApprovals() {
         { class: "approval", "data-id": item.id },
         h("div", { class: "label" }, `Waiting for approval (${item.rule}) — ${item.origin}, denied in ${duration(item.seconds_left)}`),
         h("pre", { class: "mono" }, item.command),
+        item.part && item.part !== item.command ? h("div", { class: "label" }, "The part the rule caught:") : null,
+        item.part && item.part !== item.command ? h("pre", { class: "mono caught" }, item.part) : null,
         h(
           "div",
           { class: "actions" },
