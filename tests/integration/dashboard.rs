@@ -811,3 +811,36 @@ fn a_command_that_needs_approval_waits_for_the_dashboard_and_is_denied_at_its_ti
     assert!(junk.exists(), "denied, it did not run");
     assert!(gateway.log().contains("a command waits for approval"));
 }
+
+#[test]
+fn without_the_dashboard_a_command_that_needs_approval_is_refused_at_once() {
+    let fixture = Fixture::new();
+    let junk = fixture.workspace.join("junk.tmp");
+    std::fs::write(&junk, "x").unwrap();
+    let model = FakeModel::start(vec![
+        Reply::calls(&[(
+            "terminal",
+            json!({"command": "find . -name junk.tmp -delete"}),
+        )]),
+        Reply::answer("Done."),
+    ]);
+    let gateway = Gateway::try_start(
+        &fixture,
+        &model,
+        &[("TALARIA_BACKEND", "local")],
+        &["--allow-root", "--no-dashboard"],
+    )
+    .unwrap_or_else(|log| panic!("the gateway did not start:\n{log}"));
+    let started = std::time::Instant::now();
+    let response = gateway.chat_in_background("clean up").join().unwrap();
+    assert_eq!(response.status, 200, "{}", response.body);
+    // Nobody could answer: refused at once, not after approvals.timeout_secs.
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    let result = terminal_result(&model, 1);
+    assert!(
+        result.contains("denied automatically: no one can be asked from here"),
+        "{result}"
+    );
+    assert!(junk.exists(), "refused, it did not run");
+    assert!(!gateway.log().contains("a command waits for approval"));
+}

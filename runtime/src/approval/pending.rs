@@ -219,10 +219,14 @@ impl Approver for PendingApprovals {
             },
         };
         if let (Verdict::Session, Some(session)) = (answer.verdict, &question.session) {
-            self.for_session
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert((session.clone(), question.rule));
+            let mut approved = self.for_session.lock().unwrap_or_else(|e| e.into_inner());
+            // A gateway runs for months: past this many, every session's
+            // approvals are forgotten at once (their commands are asked
+            // about again), so the set stays bounded.
+            if approved.len() >= MAX_SESSION_APPROVALS {
+                approved.clear();
+            }
+            approved.insert((session.clone(), question.rule));
         }
         tracing::info!(
             id = %id,
@@ -334,6 +338,9 @@ impl Approver for ApproverSlot {
         approver.ask(question).await
     }
 }
+
+/// Rule approvals for sessions kept at most (see [`PendingApprovals`]).
+const MAX_SESSION_APPROVALS: usize = 10_000;
 
 /// Characters of a command line a person is shown (and the log gets).
 const MAX_SHOWN_CHARS: usize = 2000;
