@@ -181,6 +181,14 @@ impl Backend for NoBackend {
     }
 }
 
+/// Whether `name` can name an environment variable of a command: letters,
+/// digits and `_`, not starting with a digit.
+pub fn is_env_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+}
+
 /// Check what every backend rejects before running anything: names that
 /// cannot be passed to a process.
 pub(crate) fn validate(request: &CommandRequest) -> Result<(), BackendError> {
@@ -197,10 +205,7 @@ pub(crate) fn validate(request: &CommandRequest) -> Result<(), BackendError> {
         ));
     }
     for (name, value) in &request.env {
-        let valid = !name.is_empty()
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            && !name.starts_with(|c: char| c.is_ascii_digit());
-        if !valid || value.contains('\0') {
+        if !is_env_name(name) || value.contains('\0') {
             return Err(BackendError::Invalid(format!(
                 "environment variable {name:?} has an invalid name or value"
             )));

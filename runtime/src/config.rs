@@ -458,11 +458,8 @@ impl Config {
         );
         let backend_env = file.backend.env.clone().unwrap_or_default();
         for (index, name) in backend_env.iter().enumerate() {
-            let valid = !name.is_empty()
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                && !name.starts_with(|c: char| c.is_ascii_digit());
             anyhow::ensure!(
-                valid,
+                crate::backend::is_env_name(name),
                 "backend.env[{index}]: expected the NAME of an environment variable (its value stays in the environment or .env), found {name:?}"
             );
         }

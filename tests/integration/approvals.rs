@@ -249,7 +249,7 @@ fn at_a_terminal_a_person_answers_and_always_is_written_to_the_config() {
         "{screen}"
     );
     assert!(junk.exists());
-    let result = last_tool_result(&model, 1);
+    let result = crate::support::last_tool_result(&model, 1);
     assert!(
         result.contains("denied at the terminal, so it was not run"),
         "{result}"
@@ -259,7 +259,7 @@ fn at_a_terminal_a_person_answers_and_always_is_written_to_the_config() {
     let screen = chat_at_a_terminal(&fixture, &model, "clean up", "a\n");
     assert!(screen.contains("approval needed"), "{screen}");
     assert!(!junk.exists(), "approved, it ran");
-    let result = last_tool_result(&model, 3);
+    let result = crate::support::last_tool_result(&model, 3);
     assert!(
         result.contains("approved for good at the terminal"),
         "{result}"
@@ -279,17 +279,6 @@ fn at_a_terminal_a_person_answers_and_always_is_written_to_the_config() {
     let output = talaria_with(&fixture, &env, &["chat", "-q", "clean up"], None);
     assert_exit(&output, 0);
     assert!(!junk.exists(), "allowlisted, it ran");
-    let result = last_tool_result(&model, 5);
+    let result = crate::support::last_tool_result(&model, 5);
     assert!(result.starts_with("exit code 0"), "{result}");
-}
-
-fn last_tool_result(model: &FakeModel, index: usize) -> String {
-    model.requests()[index]["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .rev()
-        .find(|m| m["role"] == "tool")
-        .map(|m| m["content"].as_str().unwrap().to_owned())
-        .unwrap_or_default()
 }

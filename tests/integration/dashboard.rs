@@ -712,18 +712,6 @@ fn the_dashboard_works_in_a_real_browser() {
     assert!(!gateway.log().contains(password));
 }
 
-/// What the terminal tool answered in the model request `index`.
-fn terminal_result(model: &FakeModel, index: usize) -> String {
-    model.requests()[index]["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .rev()
-        .find(|m| m["role"] == "tool")
-        .map(|m| m["content"].as_str().unwrap().to_owned())
-        .unwrap_or_default()
-}
-
 #[test]
 fn a_command_that_needs_approval_waits_for_the_dashboard_and_is_denied_at_its_time_limit() {
     let fixture = Fixture::new();
@@ -788,7 +776,7 @@ fn a_command_that_needs_approval_waits_for_the_dashboard_and_is_denied_at_its_ti
     let approved = browser.send("POST", &path, &json!({"verdict": "once"}));
     assert_eq!(approved.status, 200, "{}", approved.body);
     assert_eq!(chat.join().unwrap().status, 200);
-    let result = terminal_result(&model, 1);
+    let result = crate::support::last_tool_result(&model, 1);
     assert!(
         result.contains("approved once on the dashboard"),
         "{result}"
@@ -803,7 +791,7 @@ fn a_command_that_needs_approval_waits_for_the_dashboard_and_is_denied_at_its_ti
     std::fs::write(&junk, "x").unwrap();
     let response = gateway.chat_in_background("again").join().unwrap();
     assert_eq!(response.status, 200, "{}", response.body);
-    let result = terminal_result(&model, 3);
+    let result = crate::support::last_tool_result(&model, 3);
     assert!(
         result.contains("denied automatically: nobody answered within 2 s, so it was not run"),
         "{result}"
@@ -836,7 +824,7 @@ fn without_the_dashboard_a_command_that_needs_approval_is_refused_at_once() {
     assert_eq!(response.status, 200, "{}", response.body);
     // Nobody could answer: refused at once, not after approvals.timeout_secs.
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
-    let result = terminal_result(&model, 1);
+    let result = crate::support::last_tool_result(&model, 1);
     assert!(
         result.contains("denied automatically: no one can be asked from here"),
         "{result}"

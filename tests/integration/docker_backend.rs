@@ -350,16 +350,6 @@ fn wait_for_containers(home: &Path, count: usize) -> Vec<String> {
     }
 }
 
-fn terminal_results(model: &FakeModel, index: usize) -> Vec<String> {
-    model.requests()[index]["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["role"] == "tool")
-        .map(|m| m["content"].as_str().unwrap().to_owned())
-        .collect()
-}
-
 #[test]
 fn the_gateway_runs_every_session_in_one_container_and_removes_it_at_shutdown() {
     engine_ready();
@@ -407,8 +397,8 @@ fn the_gateway_runs_every_session_in_one_container_and_removes_it_at_shutdown() 
         );
         assert_eq!(response.status, 200, "{}", gateway.log());
     }
-    let first = terminal_results(&model, 1);
-    let second = terminal_results(&model, 3);
+    let first = crate::support::tool_results(&model, 1);
+    let second = crate::support::tool_results(&model, 3);
     assert_eq!(first.len(), 4, "{first:?}");
     // Both sessions ran in the same container: its hostname is its id.
     let hostname = &ids[0][..12];

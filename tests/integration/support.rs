@@ -315,3 +315,19 @@ fn respond(stream: &mut std::net::TcpStream, reply: Reply) {
         }
     }
 }
+
+/// The tool results in the model request `index`, in order.
+pub fn tool_results(model: &FakeModel, index: usize) -> Vec<String> {
+    model.requests()[index]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .map(|m| m["content"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The last tool result in the model request `index` (empty if none).
+pub fn last_tool_result(model: &FakeModel, index: usize) -> String {
+    tool_results(model, index).pop().unwrap_or_default()
+}

@@ -27,14 +27,8 @@ pub enum Verdict {
     Deny,
 }
 
-impl Verdict {
-    pub fn approves(self) -> bool {
-        !matches!(self, Self::Deny)
-    }
-}
-
 /// What a person is asked.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Question {
     /// The whole command line (bounded, without control characters).
     pub command: String,
@@ -69,12 +63,8 @@ pub trait Approver: Send + Sync {
 #[derive(Debug, Clone, Serialize)]
 pub struct PendingView {
     pub id: String,
-    pub command: String,
-    pub part: String,
-    pub rule: &'static str,
-    pub origin: String,
-    pub session: Option<String>,
-    pub can_always: bool,
+    #[serde(flatten)]
+    pub question: Question,
     pub asked_at: String,
     /// Seconds until it is denied by itself.
     pub seconds_left: u64,
@@ -91,8 +81,6 @@ struct Waiting {
 pub struct PendingApprovals {
     timeout: Duration,
     waiting: Arc<Mutex<HashMap<String, Waiting>>>,
-    /// Rules a person approved for the rest of a session.
-    for_session: Mutex<HashSet<(String, &'static str)>>,
 }
 
 impl PendingApprovals {
@@ -101,7 +89,6 @@ impl PendingApprovals {
         Self {
             timeout,
             waiting: Arc::new(Mutex::new(HashMap::new())),
-            for_session: Mutex::new(HashSet::new()),
         }
     }
 
@@ -113,12 +100,7 @@ impl PendingApprovals {
             .iter()
             .map(|(id, waiting)| PendingView {
                 id: id.clone(),
-                command: waiting.question.command.clone(),
-                part: waiting.question.part.clone(),
-                rule: waiting.question.rule,
-                origin: waiting.question.origin.clone(),
-                session: waiting.question.session.clone(),
-                can_always: waiting.question.can_always,
+                question: waiting.question.clone(),
                 asked_at: waiting.asked_at.clone(),
                 seconds_left: waiting.deadline.saturating_duration_since(now).as_secs(),
             })
@@ -166,19 +148,6 @@ impl Drop for Withdraw {
 #[async_trait::async_trait]
 impl Approver for PendingApprovals {
     async fn ask(&self, question: Question) -> Answer {
-        if let Some(session) = &question.session {
-            let approved = self
-                .for_session
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains(&(session.clone(), question.rule));
-            if approved {
-                return Answer {
-                    verdict: Verdict::Session,
-                    by: "earlier in this session".into(),
-                };
-            }
-        }
         let id: String = rand::random::<[u8; 8]>()
             .iter()
             .map(|byte| format!("{byte:02x}"))
@@ -218,16 +187,6 @@ impl Approver for PendingApprovals {
                 ),
             },
         };
-        if let (Verdict::Session, Some(session)) = (answer.verdict, &question.session) {
-            let mut approved = self.for_session.lock().unwrap_or_else(|e| e.into_inner());
-            // A gateway runs for months: past this many, every session's
-            // approvals are forgotten at once (their commands are asked
-            // about again), so the set stays bounded.
-            if approved.len() >= MAX_SESSION_APPROVALS {
-                approved.clear();
-            }
-            approved.insert((session.clone(), question.rule));
-        }
         tracing::info!(
             id = %id,
             command = %question.command,
@@ -279,7 +238,7 @@ mod tests {
         });
         let id = loop {
             if let Some(view) = pending.list().first() {
-                assert_eq!(view.command, "git reset --hard");
+                assert_eq!(view.question.command, "git reset --hard");
                 assert!(view.seconds_left > 50);
                 break view.id.clone();
             }
@@ -291,13 +250,9 @@ mod tests {
         assert_eq!(answer.verdict, Verdict::Session);
         assert_eq!(answer.by, "on the dashboard");
         assert!(pending.list().is_empty());
-        // Approved for the session: the same rule in it is not asked again,
-        // in another session it is.
-        let again = pending.ask(question(Some("s1"))).await;
-        assert_eq!(again.by, "earlier in this session");
-        let other =
+        let dropped =
             tokio::time::timeout(Duration::from_millis(50), pending.ask(question(Some("s2"))));
-        assert!(other.await.is_err());
+        assert!(dropped.await.is_err());
         assert!(pending.list().is_empty(), "a dropped question is withdrawn");
     }
 
@@ -339,7 +294,7 @@ impl Approver for ApproverSlot {
     }
 }
 
-/// Rule approvals for sessions kept at most (see [`PendingApprovals`]).
+/// Rule approvals for sessions kept at most (see [`Gate`]).
 const MAX_SESSION_APPROVALS: usize = 10_000;
 
 /// Characters of a command line a person is shown (and the log gets).
@@ -373,6 +328,8 @@ pub struct Gate {
     policy: std::sync::RwLock<super::Policy>,
     approver: Arc<dyn Approver>,
     remember: Option<Remember>,
+    /// Rules a person approved for the rest of a session, whoever asked.
+    for_session: Mutex<HashSet<(String, &'static str)>>,
 }
 
 /// Whether a command may run, and what to tell about it.
@@ -392,6 +349,7 @@ impl Gate {
             policy: std::sync::RwLock::new(policy),
             approver,
             remember: None,
+            for_session: Mutex::new(HashSet::new()),
         }
     }
 
@@ -441,6 +399,20 @@ impl Gate {
         // "Always" saves the command as a pattern that must match exactly
         // what was shown: one plain command, no quotes, variables, globs
         // or assignments that the saved words would read differently.
+        let session_key = session.map(|session| (session.to_owned(), rule));
+        let approved_before = session_key.as_ref().is_some_and(|key| {
+            self.for_session
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(key)
+        });
+        if approved_before {
+            return Clearance::Run {
+                note: Some(format!(
+                    "{decision}; approved for this session earlier in this session"
+                )),
+            };
+        }
         let can_always = self.remember.is_some() && part == line.trim() && is_plain(&part);
         let answer = approver
             .ask(Question {
@@ -457,9 +429,22 @@ impl Gate {
             Verdict::Once => Clearance::Run {
                 note: Some(format!("{decision}; approved once {by}")),
             },
-            Verdict::Session => Clearance::Run {
-                note: Some(format!("{decision}; approved for this session {by}")),
-            },
+            Verdict::Session => {
+                if let Some(key) = session_key {
+                    let mut approved = self.for_session.lock().unwrap_or_else(|e| e.into_inner());
+                    // A gateway runs for months: past this many, every
+                    // session's approvals are forgotten at once (their
+                    // commands are asked about again), so the set stays
+                    // bounded.
+                    if approved.len() >= MAX_SESSION_APPROVALS {
+                        approved.clear();
+                    }
+                    approved.insert(key);
+                }
+                Clearance::Run {
+                    note: Some(format!("{decision}; approved for this session {by}")),
+                }
+            }
             Verdict::Always => Clearance::Run {
                 note: Some(match self.remember_always(&part, can_always) {
                     Ok(()) => format!(
@@ -505,6 +490,30 @@ mod gate_tests {
                 by: "by the test".into(),
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_session_approval_covers_the_rule_in_that_session_only() {
+        let approver = Arc::new(Answering(Verdict::Session, Mutex::new(Vec::new())));
+        let gate = Gate::new(super::super::Policy::default(), approver.clone());
+        let first = gate.clear("git reset --hard", "test", Some("s1")).await;
+        assert!(
+            matches!(&first, Clearance::Run { note: Some(note) } if note.ends_with("approved for this session by the test")),
+            "{first:?}"
+        );
+        // The same rule in the same session is not asked again...
+        let again = gate
+            .clear("git reset --hard HEAD~1", "test", Some("s1"))
+            .await;
+        assert!(
+            matches!(&again, Clearance::Run { note: Some(note) } if note.ends_with("earlier in this session")),
+            "{again:?}"
+        );
+        assert_eq!(approver.1.lock().unwrap().len(), 1);
+        // ...in another session, or without one, it is.
+        gate.clear("git reset --hard", "test", Some("s2")).await;
+        gate.clear("git reset --hard", "test", None).await;
+        assert_eq!(approver.1.lock().unwrap().len(), 3);
     }
 
     #[tokio::test]

@@ -453,17 +453,7 @@ impl DockerBackend {
         if let Some(error) = watched.error {
             return Err(ExecError::Other(error));
         }
-        let timed_out = watched.timed_out;
-        Ok(CommandOutput {
-            code: if timed_out { None } else { code },
-            signal: if timed_out { Some(9) } else { None },
-            timed_out,
-            stdout: watched.stdout.kept,
-            stdout_truncated: watched.stdout.truncated,
-            stderr: watched.stderr.kept,
-            stderr_truncated: watched.stderr.truncated,
-            duration: started.elapsed(),
-        })
+        Ok(watched.into_output(code, started.elapsed()))
     }
 
     fn api_error(&self, what: &str, error: &bollard::errors::Error) -> BackendError {

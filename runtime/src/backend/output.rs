@@ -38,6 +38,29 @@ pub(crate) struct Watched {
     pub error: Option<String>,
 }
 
+impl Watched {
+    /// The command's output, as every backend returns it: a command
+    /// stopped at its time limit has no exit code but the signal that
+    /// ended it.
+    pub fn into_output(
+        self,
+        code: Option<i32>,
+        duration: std::time::Duration,
+    ) -> super::CommandOutput {
+        let timed_out = self.timed_out;
+        super::CommandOutput {
+            code: if timed_out { None } else { code },
+            signal: timed_out.then_some(9),
+            timed_out,
+            stdout: self.stdout.kept,
+            stdout_truncated: self.stdout.truncated,
+            stderr: self.stderr.kept,
+            stderr_truncated: self.stderr.truncated,
+            duration,
+        }
+    }
+}
+
 /// Read a remote command's output to its end, bounded. At `deadline`, or
 /// when `cancel` fires (its sender dropped: the caller gave up), `kill` is
 /// called with the command's announced process group, as soon as it is

@@ -355,16 +355,7 @@ impl Backend for SshBackend {
                 ),
             });
         }
-        Ok(CommandOutput {
-            code: if timed_out { None } else { code },
-            signal: if timed_out { Some(9) } else { None },
-            timed_out,
-            stdout: watched.stdout.kept,
-            stdout_truncated: watched.stdout.truncated,
-            stderr: watched.stderr.kept,
-            stderr_truncated: watched.stderr.truncated,
-            duration: started.elapsed(),
-        })
+        Ok(watched.into_output(code, started.elapsed()))
     }
 
     async fn shutdown(&self) {

@@ -94,7 +94,6 @@ pub(crate) async fn check_backend(app: &App) -> anyhow::Result<bool> {
 #[derive(Default)]
 pub(crate) struct TerminalApprover {
     one_at_a_time: tokio::sync::Mutex<()>,
-    for_session: std::sync::Mutex<std::collections::HashSet<(String, &'static str)>>,
 }
 
 #[async_trait::async_trait]
@@ -104,22 +103,6 @@ impl crate::approval::pending::Approver for TerminalApprover {
         question: crate::approval::pending::Question,
     ) -> crate::approval::pending::Answer {
         use crate::approval::pending::{Answer, Verdict};
-        let key = question
-            .session
-            .clone()
-            .map(|session| (session, question.rule));
-        let remembered = key.as_ref().is_some_and(|key| {
-            self.for_session
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains(key)
-        });
-        if remembered {
-            return Answer {
-                verdict: Verdict::Session,
-                by: "earlier in this session".into(),
-            };
-        }
         let _turn = self.one_at_a_time.lock().await;
         let always = if question.can_always {
             ", [a]lways"
@@ -176,12 +159,6 @@ impl crate::approval::pending::Approver for TerminalApprover {
             "a" | "always" if question.can_always => Verdict::Always,
             _ => Verdict::Deny,
         };
-        if let (Verdict::Session, Some(key)) = (verdict, key) {
-            self.for_session
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(key);
-        }
         Answer {
             verdict,
             by: "at the terminal".into(),
