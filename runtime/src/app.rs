@@ -376,10 +376,10 @@ pub(crate) fn make_backend(
             // Config::resolve refuses kind "ssh" without a host.
             None => Arc::new(crate::backend::NoBackend),
         },
-        crate::backend::Kind::Local => Arc::new(crate::backend::local::LocalBackend::new(
-            workspace.to_owned(),
-            forwarded,
-        )),
+        crate::backend::Kind::Local => Arc::new(
+            crate::backend::local::LocalBackend::new(workspace.to_owned(), forwarded)
+                .with_skills(skills_dir.to_owned()),
+        ),
     }
 }
 

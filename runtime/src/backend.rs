@@ -158,6 +158,12 @@ pub trait Backend: Send + Sync {
 
     async fn run(&self, request: CommandRequest) -> Result<CommandOutput, BackendError>;
 
+    /// Where commands see the skill folders (`DIR/NAME`), or `None` when
+    /// they do not (an Agent Skill's scripts then cannot run).
+    fn skills_path(&self) -> Option<String> {
+        None
+    }
+
     /// Release what the backend holds (its container, its connection):
     /// called once when the process ends its work.
     async fn shutdown(&self) {}

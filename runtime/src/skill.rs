@@ -1,5 +1,7 @@
 //! Skills: a folder with `skill.toml`, an optional `SKILL.md` and an optional
-//! component. This module reads them; the sandbox runs them.
+//! component, or a folder in the Agent Skills format (`SKILL.md` with YAML
+//! frontmatter, and the files it refers to). This module reads them; the
+//! sandbox runs them.
 
 pub mod bundled;
 pub mod capabilities;
@@ -17,9 +19,11 @@ use std::sync::Arc;
 
 pub use crate::sandbox::policy::{Capabilities, FolderFile, GrantedMount};
 pub use capabilities::MountRoots;
-pub use contents::{ComponentError, HashParts, SkillContents, SkillHash};
+pub use contents::{ComponentError, FileError, FolderIndex, HashParts, SkillContents, SkillHash};
 use hash_cache::HashCache;
-pub use manifest::{Access, ExecRule, Limits, Manifest, ManifestError, MountRequest, MountSource};
+pub use manifest::{
+    Access, ExecRule, Form, Frontmatter, Limits, Manifest, ManifestError, MountRequest, MountSource,
+};
 
 pub const MANIFEST_FILE: &str = "skill.toml";
 pub const INSTRUCTIONS_FILE: &str = "SKILL.md";
@@ -31,7 +35,9 @@ pub struct Skill {
     pub dir: PathBuf,
     pub manifest: Manifest,
     contents: Arc<SkillContents>,
-    /// `name vX.Y.Z`
+    /// SKILL.md's frontmatter (see [`manifest::ManifestFiles`]).
+    frontmatter: Option<Arc<Frontmatter>>,
+    /// `name vX.Y.Z`, or the name of an unversioned Agent Skill.
     label: String,
     /// Where the component was read from.
     component_path: Option<PathBuf>,
@@ -56,7 +62,12 @@ impl Skill {
             file: dir.to_owned(),
             message: format!("cannot open the skill folder: it {error}"),
         })?;
-        let (manifest, bytes) = Manifest::load_from(&folder)?;
+        let manifest::ManifestFiles {
+            manifest,
+            toml,
+            instructions,
+            frontmatter,
+        } = Manifest::load_from(&folder)?;
         let folder_name = dir
             .file_name()
             .map(|name| name.to_string_lossy().into_owned());
@@ -70,17 +81,20 @@ impl Skill {
                 ),
             });
         }
-        let contents = SkillContents::read(Arc::new(folder), &manifest, bytes, hashes)?;
+        let contents =
+            SkillContents::read(Arc::new(folder), &manifest, toml, instructions, hashes)?;
         Ok(Self {
             dir: dir.to_owned(),
-            label: format!("{} v{}", manifest.name, manifest.version),
+            frontmatter: frontmatter.map(Arc::new),
+            label: manifest.label(),
             component_path: manifest.component.as_ref().map(|c| dir.join(c)),
             manifest,
             contents: Arc::new(contents),
         })
     }
 
-    /// `name vX.Y.Z`, the prefix of every message about this skill.
+    /// `name vX.Y.Z` (or the name of an unversioned Agent Skill), the
+    /// prefix of every message about this skill.
     pub fn label(&self) -> &str {
         &self.label
     }
@@ -148,6 +162,23 @@ impl Skill {
         }
     }
 
+    /// The frontmatter of `SKILL.md`: always for an Agent Skill; for a
+    /// `skill.toml` skill, when its SKILL.md has a valid one.
+    pub fn frontmatter(&self) -> Option<&Frontmatter> {
+        self.frontmatter.as_deref()
+    }
+
+    /// Whether this skill is asked for nothing beyond being read: no
+    /// component, no mount, no variable, no command. Installing such a
+    /// skill grants it (see [`registry::SkillRegistry::install`]).
+    pub fn asks_nothing(&self) -> bool {
+        let requested = &self.manifest.capabilities;
+        self.manifest.component.is_none()
+            && requested.mounts.is_empty()
+            && requested.env.is_empty()
+            && requested.exec.is_empty()
+    }
+
     /// `SKILL.md` as read with the rest of the skill.
     pub fn instructions(&self) -> Option<&str> {
         self.contents.instructions()
@@ -163,6 +194,15 @@ pub fn frontmatter_description(text: &str) -> Option<String> {
         .lines()
         .find_map(|line| line.strip_prefix("description:"))
         .map(|d| d.trim().trim_matches('"').to_owned())
+}
+
+/// Whether `dir`, named `name`, looks like a skill folder: a skill's name
+/// (never a path) holding `skill.toml` or `SKILL.md`.
+pub(crate) fn is_skill_folder(name: &str, dir: &Path) -> bool {
+    (manifest::is_skill_name(name) || manifest::is_agent_skill_name(name))
+        && [MANIFEST_FILE, INSTRUCTIONS_FILE]
+            .iter()
+            .any(|file| std::fs::symlink_metadata(dir.join(file)).is_ok())
 }
 
 /// One entry of a skills directory: a skill, or why its folder is not one.
@@ -214,11 +254,8 @@ pub fn find_with(
     name: &str,
     hashes: Option<&HashCache>,
 ) -> anyhow::Result<Option<Skill>> {
-    if !manifest::is_skill_name(name) {
-        return Ok(None);
-    }
     let dir = skills_dir.join(name);
-    if std::fs::symlink_metadata(dir.join(MANIFEST_FILE)).is_err() {
+    if !is_skill_folder(name, &dir) {
         return Ok(None);
     }
     Ok(Some(Skill::load_with(&dir, hashes)?))
@@ -259,7 +296,11 @@ mod tests {
         assert_eq!(summary.len(), 4);
         assert_eq!(summary[0], "alpha v1.0.0");
         assert_eq!(summary[1], "beta v1.0.0");
-        assert!(summary[2].starts_with("cannot read"), "{}", summary[2]);
+        assert!(
+            summary[2].starts_with("not a skill folder"),
+            "{}",
+            summary[2]
+        );
         assert_eq!(
             summary[3],
             "key `skill.name`: expected the folder name \"renamed\", found \"other\""
@@ -329,6 +370,121 @@ mod tests {
                 .contains("changed since the skill was checked"),
             "{error}"
         );
+    }
+
+    fn write_agent_skill(root: &Path, name: &str, skill_md: &str) -> PathBuf {
+        let dir = root.join(name);
+        std::fs::create_dir_all(dir.join("references")).unwrap();
+        std::fs::write(dir.join(INSTRUCTIONS_FILE), skill_md).unwrap();
+        std::fs::write(dir.join("references/guide.md"), "# Guide\nStep one.\n").unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_folder_with_only_skill_md_is_an_agent_skill() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = write_agent_skill(
+            root.path(),
+            "pdf",
+            "---\nname: pdf\ndescription: Fill PDF forms.\nlicense: MIT\nmetadata:\n  version: \"1.2\"\n---\n# PDF\n",
+        );
+        let skill = Skill::load(&dir).unwrap();
+        assert_eq!(skill.label(), "pdf v1.2.0");
+        assert_eq!(skill.manifest.form, Form::AgentSkill { versioned: true });
+        assert_eq!(skill.description(), "Fill PDF forms.");
+        assert!(skill.asks_nothing());
+        assert_eq!(skill.frontmatter().unwrap().license.as_deref(), Some("MIT"));
+        // The whole folder is hashed, and no skill.toml part exists.
+        let parts = &skill.hash().parts;
+        assert!(parts.manifest.is_none() && parts.folder.is_some());
+        let files = skill.contents().files().unwrap();
+        let paths: Vec<_> = files.files().iter().map(|f| f.path.clone()).collect();
+        assert_eq!(
+            paths,
+            [PathBuf::from("SKILL.md"), "references/guide.md".into()]
+        );
+        assert_eq!(
+            files.open("references/guide.md").unwrap(),
+            "# Guide\nStep one.\n"
+        );
+
+        // An edited reference changes the hash, and says so.
+        std::fs::write(dir.join("references/guide.md"), "# Guide\nStep two.\n").unwrap();
+        let edited = Skill::load(&dir).unwrap();
+        assert_eq!(
+            edited.hash().parts.changes_since(parts),
+            ["a file of the skill folder changed"]
+        );
+        // Without metadata.version the label is the name alone.
+        std::fs::write(
+            dir.join(INSTRUCTIONS_FILE),
+            "---\nname: pdf\ndescription: Fill PDF forms.\n---\n",
+        )
+        .unwrap();
+        let unversioned = Skill::load(&dir).unwrap();
+        assert_eq!(unversioned.label(), "pdf");
+        assert_eq!(unversioned.manifest.shown_version(), "-");
+        assert!(find(root.path(), "pdf").unwrap().is_some());
+    }
+
+    #[test]
+    fn agent_skill_errors_name_the_file_and_the_key() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = write_agent_skill(
+            root.path(),
+            "pdf",
+            "---\nname: other\ndescription: x\n---\n",
+        );
+        let error = Skill::load(&dir).unwrap_err();
+        assert_eq!(error.file, dir.join(INSTRUCTIONS_FILE));
+        assert_eq!(
+            error.message,
+            "key `name`: expected the folder's name \"pdf\", found \"other\""
+        );
+        // A link in the folder is refused, not followed.
+        std::fs::write(
+            dir.join(INSTRUCTIONS_FILE),
+            "---\nname: pdf\ndescription: x\n---\n",
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.join("references/passwd")).unwrap();
+        let error = Skill::load(&dir).unwrap_err().to_string();
+        assert!(
+            error.contains("references/passwd is a symbolic link"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_skill_toml_skill_keeps_the_hash_grants_were_pinned_to() {
+        // These bytes were granted by the release before Agent Skills, which
+        // recorded this hash: adding the Agent Skills form drifts no grant.
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("notes");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(
+            dir.join(MANIFEST_FILE),
+            "[skill]\nname = \"notes\"\nversion = \"1.0.0\"\ndescription = \"Notes\"\napi = \"^0.1\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join(INSTRUCTIONS_FILE),
+            "---\nname: notes\ndescription: Take notes\n---\nBody\n",
+        )
+        .unwrap();
+        let skill = Skill::load(&dir).unwrap();
+        assert_eq!(
+            skill.hash().full,
+            "blake3:9009b7353577ca619173e799206f366ed49fefb24acfd399cea057fcf73d8cc9"
+        );
+        assert!(skill.contents().files().is_none());
+        assert_eq!(skill.frontmatter().unwrap().description, "Take notes");
+        let granted: HashParts = toml::from_str(
+            "manifest = \"blake3:4d7583b339a6f8017ce80e62237dd3637ba1245f86783643e09bcb71826630d8\"\n\
+             instructions = \"blake3:ae79de0c64e299903d430104377320bf6d0090c6a1ee96d2940f488a68c097e8\"\n",
+        )
+        .unwrap();
+        assert_eq!(&granted, &skill.hash().parts);
     }
 
     #[test]

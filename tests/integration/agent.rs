@@ -300,6 +300,7 @@ async fn tool_calls_of_one_turn_run_concurrently_and_keep_their_order() {
             name: "hostile".into(),
             description: "test".into(),
             instructions: None,
+            files: None,
             loaded: Some(Arc::new(SkillComponent::loaded(hostile))),
         }],
         Notes::new(fixture.root.path().join("memories"), NoteLimits::default()),

@@ -572,3 +572,63 @@ fn a_skills_allowed_exec_runs_in_the_container_and_the_rest_never_reaches_it() {
     }
     assert!(containers_of(fixture.root.path()).is_empty());
 }
+
+#[test]
+fn an_agent_skills_script_runs_in_the_container_through_the_approvals() {
+    engine_ready();
+    let fixture = Fixture::new();
+    docker_config(
+        &fixture,
+        "[approvals]\nmode = \"allowlist\"\nallowlist = [\"sh /skills/with-scripts/scripts/greet.sh *\", \"touch /skills/*\"]\n",
+    );
+    crate::agent_skills::install(&fixture, &crate::agent_skills::agent_skill("with-scripts"));
+    let model = FakeModel::start(vec![
+        Reply::calls(&[
+            ("skill_view", json!({"name": "with-scripts"})),
+            (
+                "terminal",
+                json!({"command": "sh /skills/with-scripts/scripts/greet.sh Ada"}),
+            ),
+            (
+                "terminal",
+                json!({"command": "touch /skills/with-scripts/x"}),
+            ),
+            (
+                "terminal",
+                json!({"command": "sh /skills/with-scripts/scripts/greet.sh Ada; id"}),
+            ),
+        ]),
+        Reply::answer("Greeted."),
+    ]);
+    let env = [("TALARIA_MODEL_BASE_URL", Path::new(&model.base_url))];
+    let output = talaria_with(&fixture, &env, &["chat", "-q", "Greet Ada."], None);
+    assert_exit(&output, 0);
+    let results = crate::support::tool_results(&model, 1);
+    assert_eq!(results.len(), 4, "{results:?}");
+    assert!(
+        results[0]
+            .contains("In the terminal this skill's folder is /skills/with-scripts (read-only)"),
+        "{}",
+        results[0]
+    );
+    // Allowlisted: it ran in the container, from the skill's read-only
+    // folder, which no command can change.
+    assert!(
+        results[1].contains("Hello, Ada, from /skills/with-scripts/scripts"),
+        "{}",
+        results[1]
+    );
+    assert!(
+        results[2].contains("Read-only file system"),
+        "{}",
+        results[2]
+    );
+    // A part the allowlist does not cover: refused, and nothing of it ran.
+    assert!(!results[3].contains("Hello"), "{}", results[3]);
+    assert!(
+        results[3].contains("`id` matches no allowlist pattern"),
+        "{}",
+        results[3]
+    );
+    assert!(containers_of(fixture.root.path()).is_empty());
+}

@@ -8,6 +8,7 @@
 //! - `operator`: grants, audit, install, config, doctor, the home's lock
 //! - `cli`: the command line's conventions
 //! - `agent`: the agent loop against the scripted model
+//! - `agent_skills`: folders in the Agent Skills format (`tests/agent-skills/`)
 //! - `approvals`: `talaria approvals check` as operators use it
 //! - `docker_backend`: native commands in a sandbox container of a real
 //!   Docker engine (started by `cargo xtask test`)
@@ -23,6 +24,7 @@
 //!   word, the installed layout, configuring a model
 
 mod agent;
+mod agent_skills;
 mod approvals;
 mod architecture;
 mod bundled_skills;

@@ -428,11 +428,15 @@ impl ToolRegistry {
             .join("\n")
     }
 
+    /// A skill's SKILL.md, followed by the list of its other files and
+    /// where its scripts run; or, with `file`, one of those files.
     fn skill_view(&self, arguments: &str) -> Result<String, String> {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Args {
             name: String,
+            #[serde(default)]
+            file: Option<String>,
         }
         let args: Args = parse(arguments)?;
         let skills = self.skills();
@@ -440,13 +444,89 @@ impl ToolRegistry {
             .iter()
             .find(|s| s.name == args.name)
             .ok_or_else(|| format!("there is no skill named {:?}; see skills_list", args.name))?;
-        match &skill.instructions {
-            Some(text) => Ok(text.clone()),
-            None => Ok(format!(
-                "{} has no SKILL.md. {}",
-                skill.name, skill.description
-            )),
+        if let Some(file) = &args.file {
+            let files = skill.files.as_ref().ok_or_else(|| {
+                format!(
+                    "skill {} has no files to open: view it without `file`",
+                    skill.name
+                )
+            })?;
+            return files
+                .open(file)
+                .map_err(|error| format!("skill {}: {error}", skill.name));
         }
+        let mut text = match &skill.instructions {
+            Some(text) => text.clone(),
+            None => format!("{} has no SKILL.md. {}", skill.name, skill.description),
+        };
+        if let Some(files) = &skill.files {
+            self.describe_files(&mut text, &skill.name, files);
+        }
+        Ok(text)
+    }
+
+    /// The files of a skill besides SKILL.md, for the model to open, and
+    /// where (whether) its scripts can run.
+    fn describe_files(&self, text: &mut String, name: &str, files: &crate::skill::FolderIndex) {
+        use std::fmt::Write;
+        const MAX_LISTED: usize = 100;
+        let others: Vec<_> = files
+            .files()
+            .iter()
+            .filter(|file| file.path != std::path::Path::new(crate::skill::INSTRUCTIONS_FILE))
+            .collect();
+        if others.is_empty() {
+            return;
+        }
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        let _ = writeln!(
+            text,
+            "\n---\nFiles of this skill (open one with skill_view {{\"name\": \"{name}\", \"file\": PATH}}):"
+        );
+        for file in others.iter().take(MAX_LISTED) {
+            let _ = writeln!(text, "- {} ({})", file.path.display(), size_text(file.size));
+        }
+        if others.len() > MAX_LISTED {
+            let _ = writeln!(text, "- ... and {} more", others.len() - MAX_LISTED);
+        }
+        let skills_path = self
+            .terminal
+            .as_ref()
+            .map(|terminal| (terminal.backend.kind(), terminal.backend.skills_path()));
+        match skills_path {
+            Some((_, Some(dir))) => {
+                let _ = writeln!(
+                    text,
+                    "In the terminal this skill's folder is {dir}/{name} (read-only): run its \
+                     scripts from there, and write what they make to the workspace."
+                );
+            }
+            _ if !files.has_dir("scripts") => {}
+            Some((kind, None)) => {
+                let _ = writeln!(
+                    text,
+                    "Its scripts cannot run here: the {kind} backend does not see the skill folders."
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    text,
+                    "Its scripts cannot run here: no backend for native commands is configured \
+                     (the operator sets [backend] kind = \"docker\", \"ssh\" or \"local\" in config.toml)."
+                );
+            }
+        }
+    }
+}
+
+/// `812 bytes`, `4.2 KiB`, `3.1 MiB`.
+fn size_text(bytes: u64) -> String {
+    match bytes {
+        0..1024 => format!("{bytes} bytes"),
+        1024..1_048_576 => format!("{:.1} KiB", bytes as f64 / 1024.0),
+        _ => format!("{:.1} MiB", bytes as f64 / 1_048_576.0),
     }
 }
 
@@ -602,8 +682,11 @@ fn builtin_definitions(terminal: bool) -> Vec<Value> {
         ),
         function(
             "skill_view",
-            "Read a skill's instructions (SKILL.md) before using it.",
-            json!({"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}),
+            "Read a skill's instructions (SKILL.md) before using it; with `file`, one of the files it lists (references, examples, scripts).",
+            json!({"type": "object", "properties": {
+                "name": {"type": "string"},
+                "file": {"type": "string", "description": "a path relative to the skill's folder"}
+            }, "required": ["name"]}),
         ),
     ];
     if terminal {

@@ -474,6 +474,10 @@ impl Backend for DockerBackend {
         Kind::Docker
     }
 
+    fn skills_path(&self) -> Option<String> {
+        self.places.skills.as_ref().map(|_| SKILLS_MOUNT.to_owned())
+    }
+
     fn describe(&self) -> String {
         format!(
             "docker: image {}, engine at {}, network {}, {} MiB, {} CPUs, {} processes, workspace at {WORKSPACE_MOUNT}",

@@ -24,6 +24,8 @@ pub struct LocalBackend {
     workspace: PathBuf,
     /// Variables every command gets, by name from the operator's list.
     forwarded: Vec<(String, String)>,
+    /// The skills directory, where commands find skills' scripts.
+    skills: Option<PathBuf>,
 }
 
 impl LocalBackend {
@@ -31,7 +33,15 @@ impl LocalBackend {
         Self {
             workspace,
             forwarded,
+            skills: None,
         }
+    }
+
+    /// Say that commands find the skill folders in `skills_dir` (they run
+    /// on this machine, so they see it where it is).
+    pub fn with_skills(mut self, skills_dir: PathBuf) -> Self {
+        self.skills = Some(skills_dir);
+        self
     }
 }
 
@@ -62,6 +72,10 @@ impl Drop for GroupGuard {
 impl Backend for LocalBackend {
     fn kind(&self) -> Kind {
         Kind::Local
+    }
+
+    fn skills_path(&self) -> Option<String> {
+        self.skills.as_ref().map(|dir| dir.display().to_string())
     }
 
     fn describe(&self) -> String {

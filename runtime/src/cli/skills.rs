@@ -71,7 +71,7 @@ pub(crate) fn print_skills(entries: &[SkillEntry], as_json: bool) -> anyhow::Res
                 };
                 [
                     skill.name().to_owned(),
-                    skill.manifest.version.to_string(),
+                    skill.manifest.shown_version(),
                     tools,
                     state.into(),
                     note,
@@ -111,7 +111,8 @@ fn skill_json(entry: &SkillEntry) -> serde_json::Value {
             };
             json!({
                 "name": skill.name(),
-                "version": skill.manifest.version.to_string(),
+                "version": skill.manifest.known_version().map(ToString::to_string),
+                "format": skill.manifest.form_name(),
                 "description": skill.manifest.description,
                 "state": state,
                 "instructions_only": skill.manifest.component.is_none(),
@@ -203,8 +204,25 @@ pub(crate) async fn install(app: &App, source: &Path) -> Result<(), Failure> {
     if let Err(error) = skill::Skill::load(source) {
         return Err(Failure::usage(error));
     }
-    let (skill, state) = app.registry().install(source).await?;
-    match refusal(&skill, &state) {
+    let installed = app.registry().install(source).await?;
+    let (skill, state) = (&installed.skill, &installed.state);
+    let what = if skill.manifest.component.is_none() {
+        " (instructions only)"
+    } else {
+        ""
+    };
+    if installed.granted_now {
+        writeln!(
+            super::output::stdout(),
+            "installed {}{what}; it asks for nothing beyond being read, so it is granted, \
+             pinned to {} (every file of it: a later change needs `{}`)",
+            skill.label(),
+            crate::skill::grants::short_hash(&skill.hash().full),
+            hint::talaria(&format!("skills grant {}", skill.name()))
+        )?;
+        return Ok(());
+    }
+    match refusal(skill, state) {
         None => writeln!(
             super::output::stdout(),
             "installed {}; it is granted",
@@ -426,9 +444,12 @@ pub(crate) async fn audit(app: &App, as_json: bool) -> Result<bool, Failure> {
                 };
                 writeln!(
                     out,
-                    "{}  v{}  {}  {}{by}",
+                    "{}  {}  {}  {}{by}",
                     skill.name(),
-                    skill.manifest.version,
+                    skill
+                        .manifest
+                        .known_version()
+                        .map_or_else(|| "-".to_owned(), |v| format!("v{v}")),
                     short_hash(&assessment.hash.full),
                     assessment.state.name()
                 )?;

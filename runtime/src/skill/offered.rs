@@ -27,6 +27,9 @@ pub struct OfferedSkill {
     pub description: String,
     /// `SKILL.md`, as read (and hashed) with the skill.
     pub instructions: Option<String>,
+    /// The other files the model may open (an Agent Skill's references,
+    /// examples and scripts), as hashed with the skill.
+    pub files: Option<Arc<super::FolderIndex>>,
     /// The component of a skill with tools.
     pub loaded: Option<Arc<SkillComponent>>,
 }

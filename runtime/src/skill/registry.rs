@@ -367,6 +367,7 @@ impl SkillRegistry {
                 name: skill.name().to_owned(),
                 description: skill.description(),
                 instructions: skill.instructions().map(str::to_owned),
+                files: skill.contents().files().cloned(),
                 loaded: component,
             });
         }
@@ -508,9 +509,14 @@ impl SkillRegistry {
 
     /// Copy the skill folder at `source` into the skills directory after
     /// validating the copy; the previous revision stays in place and running
-    /// unless the new one is complete and valid. Returns the installed skill
-    /// and its state.
-    pub async fn install(&self, source: &Path) -> anyhow::Result<(Skill, SkillState)> {
+    /// unless the new one is complete and valid.
+    ///
+    /// Installing is the operator's act: a skill that asks for nothing
+    /// beyond being read (no component, no mount, variable or command, as
+    /// every Agent Skills folder) is granted as installed, pinned to the
+    /// hash of every file of it, so a later change drifts it like any other
+    /// skill. A skill asking for more stays pending until `skills grant`.
+    pub async fn install(&self, source: &Path) -> anyhow::Result<Installed> {
         let candidate = Skill::load(source)?;
         let name = candidate.name().to_owned();
         let _lock = self
@@ -530,8 +536,25 @@ impl SkillRegistry {
                     .replace(&staged.display().to_string(), &source.display().to_string())
             )
         })?;
-        let state = self.assess(&skill, &self.grants()?).state;
-        Ok((skill, state))
+        let mut grants = self.grants()?;
+        let mut assessment = self.assess(&skill, &grants);
+        let granted_now = skill.asks_nothing() && assessment.state != SkillState::Granted;
+        if granted_now {
+            let grant = Grant::of(
+                &skill,
+                &assessment.hash,
+                &assessment.requested,
+                GrantedBy::Operator,
+            );
+            grants.skills.insert(name, grant);
+            grants.save(&self.home.grants_file())?;
+            assessment = self.assess(&skill, &grants);
+        }
+        Ok(Installed {
+            skill,
+            state: assessment.state,
+            granted_now,
+        })
     }
 
     async fn stage_and_replace(
@@ -623,9 +646,7 @@ impl SkillRegistry {
     ) -> anyhow::Result<Option<Removed>> {
         let _lock = self.home.lock(&format!("talaria skills remove {name}"))?;
         let dir = self.skills_dir.join(name);
-        if !super::manifest::is_skill_name(name)
-            || std::fs::symlink_metadata(dir.join(super::MANIFEST_FILE)).is_err()
-        {
+        if !super::is_skill_folder(name, &dir) {
             return Err(self.no_such_skill(name).into());
         }
         let skill = Skill::load(&dir).ok();
@@ -760,6 +781,14 @@ fn tree_stamp(dir: &Path) -> Option<Stamp> {
         }
     }
     Some((0, 0, entries, latest.0, latest.1))
+}
+
+/// What [`SkillRegistry::install`] did.
+pub struct Installed {
+    pub skill: Skill,
+    pub state: SkillState,
+    /// The skill asks for nothing, so installing it granted it.
+    pub granted_now: bool,
 }
 
 /// What [`SkillRegistry::remove`] will do, for the operator to confirm.

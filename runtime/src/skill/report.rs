@@ -33,7 +33,8 @@ pub fn audit_json(
             };
             json!({
                 "name": skill.name(),
-                "version": skill.manifest.version.to_string(),
+                "version": skill.manifest.known_version().map(ToString::to_string),
+                "format": skill.manifest.form_name(),
                 "hash": assessment.hash.full,
                 "state": assessment.state.name(),
                 "drift": drift,

@@ -12,7 +12,7 @@ use crate::cli::output::stdout;
 use crate::sandbox::ToolSpec;
 use crate::skill::grants::{Grant, GrantedBy, SkillState, grant_diff, short_hash};
 use crate::skill::report::capabilities_json;
-use crate::skill::{MountSource, Skill};
+use crate::skill::{Form, Frontmatter, MountSource, Skill};
 use crate::untrusted_text::{log_line, message};
 
 /// The tools of a skill, as far as they can be known without running
@@ -96,7 +96,41 @@ pub(crate) async fn info(app: &App, name: &str, as_json: bool) -> Result<(), Fai
     if skill.instructions().is_some() {
         writeln!(out, "  SKILL.md   yes (read by the model)")?;
     }
-    writeln!(out, "  api        {}", manifest.api)?;
+    let format = match manifest.form {
+        Form::Toml => "skill.toml",
+        Form::AgentSkill { .. } => "Agent Skills (SKILL.md only)",
+    };
+    writeln!(out, "  format     {format}")?;
+    if manifest.form == Form::Toml {
+        writeln!(out, "  api        {}", manifest.api)?;
+    }
+    if let Some(frontmatter) = skill.frontmatter() {
+        write_frontmatter(&mut out, frontmatter)?;
+    }
+    if let Some(files) = skill.contents().files() {
+        let total: u64 = files.files().iter().map(|file| file.size).sum();
+        writeln!(
+            out,
+            "  files      {} ({}; the model opens them on demand)",
+            files.files().len(),
+            super::human_size(total)
+        )?;
+        for file in files.files().iter().take(MAX_FILES_SHOWN) {
+            writeln!(
+                out,
+                "    {} ({})",
+                log_line(&file.path.display().to_string()),
+                super::human_size(file.size)
+            )?;
+        }
+        if files.files().len() > MAX_FILES_SHOWN {
+            writeln!(
+                out,
+                "    ... and {} more",
+                files.files().len() - MAX_FILES_SHOWN
+            )?;
+        }
+    }
     writeln!(out, "  hash       {}", assessment.hash.full)?;
     let by = match (&assessment.state, grant) {
         (SkillState::Granted, Some(grant)) => {
@@ -185,6 +219,43 @@ pub(crate) async fn info(app: &App, name: &str, as_json: bool) -> Result<(), Fai
     Ok(())
 }
 
+/// Files listed by `skills info`; `--json` lists all.
+const MAX_FILES_SHOWN: usize = 50;
+
+/// The frontmatter's optional keys, as written (untrusted: sanitised).
+fn write_frontmatter(out: &mut impl Write, frontmatter: &Frontmatter) -> std::io::Result<()> {
+    if let Some(license) = &frontmatter.license {
+        writeln!(out, "  license    {}", log_line(license))?;
+    }
+    if let Some(compatibility) = &frontmatter.compatibility {
+        writeln!(out, "  compat     {}", log_line(compatibility))?;
+    }
+    if !frontmatter.metadata.is_empty() {
+        let pairs: Vec<String> = frontmatter
+            .metadata
+            .iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect();
+        writeln!(out, "  metadata   {}", log_line(&pairs.join(", ")))?;
+    }
+    if !frontmatter.allowed_tools.is_empty() {
+        writeln!(
+            out,
+            "  allowed-tools  {} (shown, not enforced: the grant and the approvals decide)",
+            log_line(&frontmatter.allowed_tools.join(" "))
+        )?;
+    }
+    if !frontmatter.other.is_empty() {
+        let keys: Vec<&str> = frontmatter.other.keys().map(String::as_str).collect();
+        writeln!(
+            out,
+            "  other keys {} (kept, not used)",
+            log_line(&keys.join(", "))
+        )?;
+    }
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 fn info_json(
     app: &App,
@@ -226,9 +297,21 @@ fn info_json(
     json!({
         "schema": "talaria.skills.info/v1",
         "name": skill.name(),
-        "version": manifest.version.to_string(),
+        "version": manifest.known_version().map(ToString::to_string),
+        "format": manifest.form_name(),
         "description": manifest.description,
-        "api": manifest.api.to_string(),
+        "api": (manifest.form == Form::Toml).then(|| manifest.api.to_string()),
+        "frontmatter": skill.frontmatter().map(|frontmatter| json!({
+            "license": frontmatter.license,
+            "compatibility": frontmatter.compatibility,
+            "metadata": frontmatter.metadata,
+            "allowed_tools": frontmatter.allowed_tools,
+            "other": frontmatter.other,
+        })),
+        "files": skill.contents().files().map(|files| files.files().iter().map(|file| json!({
+            "path": file.path,
+            "size": file.size,
+        })).collect::<Vec<_>>()),
         "component": manifest.component,
         "instructions": skill.instructions().is_some(),
         "dir": skill.dir,

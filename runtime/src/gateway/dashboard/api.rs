@@ -420,7 +420,7 @@ fn grant_json(app: &crate::app::App, request: &crate::skill::registry::GrantRequ
     let is_set = |name: &str| app.env.get(name).is_some();
     json!({
         "name": request.skill.name(),
-        "version": request.skill.manifest.version.to_string(),
+        "version": request.skill.manifest.known_version().map(ToString::to_string),
         "hash": request.grant.hash,
         "unchanged": false,
         "capabilities": crate::skill::report::capabilities_json(

@@ -211,6 +211,7 @@ pub(super) fn validate(raw: RawManifest) -> Result<Manifest, String> {
 
     Ok(Manifest {
         name: skill.name,
+        form: super::Form::Toml,
         version,
         description,
         component,

@@ -570,7 +570,7 @@ async function reviewGrant(skill, card, button) {
     const box = h(
       "div",
       { class: "panel review", role: "dialog", "aria-label": `Grant ${skill.name}` },
-      h("strong", {}, `Grant skill ${preview.name} v${preview.version}`),
+      h("strong", {}, `Grant skill ${preview.name}${preview.version ? ` v${preview.version}` : ""}`),
       h("div", { class: "muted mono" }, preview.hash),
       capabilities(preview.capabilities),
       preview.previous
