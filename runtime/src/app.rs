@@ -368,11 +368,14 @@ pub(crate) fn make_backend(
             forwarded,
         )),
         crate::backend::Kind::Ssh => match &config.ssh {
-            Some(settings) => Arc::new(crate::backend::ssh::SshBackend::new(
-                settings.clone(),
-                crate::backend::ssh::control_dir(home.root()),
-                forwarded,
-            )),
+            Some(settings) => Arc::new(
+                crate::backend::ssh::SshBackend::new(
+                    settings.clone(),
+                    crate::backend::ssh::control_dir(home.root()),
+                    forwarded,
+                )
+                .with_skills(skills_dir.to_owned()),
+            ),
             // Config::resolve refuses kind "ssh" without a host.
             None => Arc::new(crate::backend::NoBackend),
         },

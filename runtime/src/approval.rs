@@ -130,8 +130,10 @@ impl std::fmt::Display for Decision {
 pub struct Policy {
     pub mode: Mode,
     /// Patterns for mode `allowlist`: `*` matches any text (`git status*`,
-    /// `cargo test *`); matched against each simple command, words joined
-    /// by single spaces.
+    /// `cargo test *`) that leaves no `..` path segment in its words and
+    /// holds nothing the shell would expand (`$`, backquotes, globs,
+    /// braces); matched against each simple command, words joined by
+    /// single spaces.
     pub allowlist: Vec<String>,
     /// The data home's `.env`, `grants.toml` and `config.toml`, absolute.
     pub protected: Vec<String>,
@@ -243,7 +245,9 @@ fn shorten(text: &str) -> String {
 }
 
 /// Whether `pattern` (`*` matches any text, everything else itself)
-/// matches all of `text`.
+/// matches all of `text`. What a `*` stands for may not hold a `..` path
+/// segment: `python3 /skills/pdf/scripts/*` must not reach
+/// `/skills/pdf/scripts/../../workspace/evil.py`.
 pub fn glob_matches(pattern: &str, text: &str) -> bool {
     let parts: Vec<&str> = pattern.split('*').collect();
     if parts.len() == 1 {
@@ -257,13 +261,36 @@ pub fn glob_matches(pattern: &str, text: &str) -> bool {
         return false;
     }
     let mut rest = &text[first.len()..text.len() - last.len()];
+    let mut starred = Vec::new();
     for middle in &parts[1..parts.len() - 1] {
         match rest.find(middle) {
-            Some(index) => rest = &rest[index + middle.len()..],
+            Some(index) => {
+                starred.push(&rest[..index]);
+                rest = &rest[index + middle.len()..];
+            }
             None => return false,
         }
     }
-    true
+    starred.push(rest);
+    // Judged on the words a star's text is part of (the literal next to it
+    // counts: `scripts/.*` with `./x` is `../x`), and never on text the
+    // shell would still expand into something else.
+    !starred.iter().any(|matched| {
+        let start = matched.as_ptr() as usize - text.as_ptr() as usize;
+        let end = start + matched.len();
+        let word_start = text[..start]
+            .rfind(char::is_whitespace)
+            .map_or(0, |index| index + 1);
+        let word_end = text[end..]
+            .find(char::is_whitespace)
+            .map_or(text.len(), |index| end + index);
+        let words = &text[word_start..word_end];
+        shell::is_dynamic(matched)
+            || matched.contains(['{', '}'])
+            || words
+                .split(|c: char| c == '/' || c.is_whitespace())
+                .any(|segment| segment == "..")
+    })
 }
 
 #[cfg(test)]
@@ -672,6 +699,33 @@ mod tests {
             ("ls", "ls", true),
             ("ls", "ls -la", false),
             ("a*a", "a", false),
+            (
+                "python3 /skills/pdf/scripts/*",
+                "python3 /skills/pdf/scripts/fill.py x",
+                true,
+            ),
+            (
+                "python3 /skills/pdf/scripts/*",
+                "python3 /skills/pdf/scripts/../../../workspace/evil.py",
+                false,
+            ),
+            ("cat *", "cat ../secret", false),
+            ("cat *", "cat a..b", true),
+            ("cd .. && *", "cd .. && ls", true),
+            (
+                "python3 scripts/*",
+                "python3 scripts/${X:-..}/${X:-..}/evil.py",
+                false,
+            ),
+            (
+                "python3 scripts/*",
+                "python3 scripts/{..,x}/{..,x}/evil.py",
+                false,
+            ),
+            ("python3 scripts/.*", "python3 scripts/../x", false),
+            ("python3 scripts/.*", "python3 scripts/.venv", true),
+            ("ls *", "ls *.rs", false),
+            ("cat scripts/*", "cat scripts/.*/evil", false),
         ];
         for (pattern, text, matches) in cases {
             assert_eq!(glob_matches(pattern, text), matches, "{pattern} vs {text}");

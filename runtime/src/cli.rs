@@ -192,9 +192,12 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             purge_data,
         }) => skills::remove(&app, &name, yes, purge_data)?,
         Command::Skills(SkillsCommand::Reset { name }) => skills::reset(&app, &name)?,
-        Command::Skills(SkillsCommand::Install { path }) => {
-            skills::install(&app, &skills::install_source(path)).await?
-        }
+        Command::Skills(SkillsCommand::Export { name, dir }) => skills::export(&app, &name, &dir)?,
+        Command::Skills(SkillsCommand::Install {
+            source,
+            path,
+            reference,
+        }) => skills::install(&app, &source, path.as_deref(), reference.as_deref()).await?,
         Command::Tool(ToolCommand::List { json }) => {
             let entries = app.registry().entries(true).await?;
             tool::print_tools(&entries, json)?;

@@ -559,7 +559,7 @@ async fn check_skills(
                 findings.push(Finding::problem(
                     "skills",
                     error.to_string(),
-                    "fix the manifest (see the README's manifest reference) or remove the folder",
+                    "fix its skill.toml or SKILL.md (the error names the key; see the README) or remove the folder",
                 ));
                 continue;
             }

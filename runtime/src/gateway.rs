@@ -477,7 +477,7 @@ impl Gateway {
                     skill, assessment, ..
                 } => json!({
                     "name": skill.manifest.name,
-                    "version": skill.manifest.version.to_string(),
+                    "version": skill.manifest.known_version().map(ToString::to_string),
                     "state": assessment.state.name(),
                 }),
             })

@@ -6,6 +6,7 @@
 pub mod bundled;
 pub mod capabilities;
 pub mod contents;
+pub mod export;
 pub mod grants;
 pub mod hash_cache;
 pub mod install;
@@ -143,9 +144,17 @@ impl Skill {
     /// The description for the model's skills index: the `description` of
     /// SKILL.md's frontmatter when it keeps to the manifest's rule (skills
     /// written for other agents carry theirs there), else the manifest's.
+    /// A frontmatter that parses is taken as parsed (folded, quoted); one
+    /// that does not (a `skill.toml` skill's SKILL.md may omit `name`) is
+    /// read line by line.
     /// SKILL.md goes into every system prompt: it gets no more room than
     /// the manifest.
     pub fn description(&self) -> String {
+        if let Some(frontmatter) = &self.frontmatter {
+            // Parsed and held to the rule (an Agent Skill's manifest is its
+            // frontmatter).
+            return frontmatter.description.clone();
+        }
         match self.instructions().and_then(frontmatter_description) {
             Some(description) if manifest::is_valid_description(&description) => description,
             Some(description) => {

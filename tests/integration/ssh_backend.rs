@@ -362,3 +362,61 @@ fn backend_check_reaches_the_host_from_the_config() {
     let err = crate::support::stderr(&output);
     assert!(err.contains("needs the host: add [backend.ssh]"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_skills_are_copied_to_the_host_read_only_and_again_when_they_change() {
+    let sshd = Sshd::start();
+    let control = tempfile::tempdir().unwrap();
+    let remote = tempfile::tempdir().unwrap();
+    let skills = tempfile::tempdir().unwrap();
+    let scripts = skills.path().join("greeter/scripts");
+    std::fs::create_dir_all(&scripts).unwrap();
+    std::fs::write(scripts.join("greet.sh"), "echo \"Hello, $1\"\n").unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", skills.path().join("greeter/passwd")).unwrap();
+    let backend = SshBackend::new(
+        SshSettings {
+            workdir: Some(remote.path().display().to_string()),
+            ..sshd.settings()
+        },
+        control.path().to_owned(),
+        Vec::new(),
+    )
+    .with_skills(skills.path().to_owned());
+    let at = backend.skills_path().unwrap();
+    assert!(
+        at.starts_with(&format!("{}/.talaria/skills-", remote.path().display())),
+        "{at}"
+    );
+
+    let output = backend
+        .run(shell(&format!("sh {at}/greeter/scripts/greet.sh Ada")))
+        .await
+        .unwrap();
+    assert_eq!(
+        text(&output.stdout),
+        "Hello, Ada\n",
+        "{}",
+        text(&output.stderr)
+    );
+    // Read-only there (checked as another user would see it: root ignores
+    // modes, so the modes themselves are looked at), and no link copied.
+    let output = backend
+        .run(shell(&format!(
+            "stat -c %A {at}/greeter/scripts/greet.sh; test -e {at}/greeter/passwd || echo no-link"
+        )))
+        .await
+        .unwrap();
+    assert_eq!(text(&output.stdout), "-r--r--r--\nno-link\n");
+
+    // Changed here: copied again before the next command.
+    std::fs::write(scripts.join("greet.sh"), "echo \"Goodbye, $1\"\n").unwrap();
+    let output = backend
+        .run(shell(&format!("sh {at}/greeter/scripts/greet.sh Ada")))
+        .await
+        .unwrap();
+    assert_eq!(text(&output.stdout), "Goodbye, Ada\n");
+
+    // Removed from the host at shutdown.
+    backend.shutdown().await;
+    assert!(!Path::new(&at).exists(), "{at}");
+}

@@ -456,7 +456,13 @@ impl ToolRegistry {
                 .map_err(|error| format!("skill {}: {error}", skill.name));
         }
         let mut text = match &skill.instructions {
-            Some(text) => text.clone(),
+            // Written by the skill's author: no escape sequence reaches the
+            // model (or a terminal showing the transcript).
+            Some(text) => crate::untrusted_text::sanitize(
+                text,
+                crate::skill::contents::MAX_INSTRUCTIONS_BYTES as usize,
+                true,
+            ),
             None => format!("{} has no SKILL.md. {}", skill.name, skill.description),
         };
         if let Some(files) = &skill.files {
@@ -486,7 +492,12 @@ impl ToolRegistry {
             "\n---\nFiles of this skill (open one with skill_view {{\"name\": \"{name}\", \"file\": PATH}}):"
         );
         for file in others.iter().take(MAX_LISTED) {
-            let _ = writeln!(text, "- {} ({})", file.path.display(), size_text(file.size));
+            let _ = writeln!(
+                text,
+                "- {} ({})",
+                crate::untrusted_text::log_line(&file.path.display().to_string()),
+                size_text(file.size)
+            );
         }
         if others.len() > MAX_LISTED {
             let _ = writeln!(text, "- ... and {} more", others.len() - MAX_LISTED);
@@ -496,10 +507,15 @@ impl ToolRegistry {
             .as_ref()
             .map(|terminal| (terminal.backend.kind(), terminal.backend.skills_path()));
         match skills_path {
-            Some((_, Some(dir))) => {
+            Some((kind, Some(dir))) => {
+                let access = if kind == crate::backend::Kind::Local {
+                    "on this machine: never change it"
+                } else {
+                    "read-only"
+                };
                 let _ = writeln!(
                     text,
-                    "In the terminal this skill's folder is {dir}/{name} (read-only): run its \
+                    "In the terminal this skill's folder is {dir}/{name} ({access}): run its \
                      scripts from there, and write what they make to the workspace."
                 );
             }

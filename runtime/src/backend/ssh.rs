@@ -16,6 +16,10 @@
 //! - The script announces its process group (see `output`): at the time
 //!   limit, or when the caller gives up, a second `ssh` over the master
 //!   connection kills it on the remote host with everything it started.
+//! - With a skills directory, a read-only copy of it is kept on the host
+//!   (see `skills_copy`), where commands run skills' scripts.
+
+mod skills_copy;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -103,6 +107,7 @@ impl SshSettings {
 pub struct SshBackend {
     connection: Connection,
     forwarded: Vec<(String, String)>,
+    skills: Option<skills_copy::SkillsCopy>,
 }
 
 /// How to reach the host: what every `ssh` of this backend is made from.
@@ -125,6 +130,45 @@ impl SshBackend {
                 control_dir,
             },
             forwarded,
+            skills: None,
+        }
+    }
+
+    /// Keep a copy of `skills_dir` on the host for commands to run skills'
+    /// scripts from (see [`SshBackend::skills_path`](Backend::skills_path)).
+    pub fn with_skills(mut self, skills_dir: PathBuf) -> Self {
+        let copy =
+            skills_copy::SkillsCopy::new(skills_dir, self.connection.settings.workdir.as_deref());
+        self.skills = Some(copy);
+        self
+    }
+
+    /// Copy the skills to the host when they changed since the last copy.
+    /// A failed copy is logged, not fatal: the command may not need them.
+    async fn copy_skills(&self) {
+        let Some(copy) = &self.skills else {
+            return;
+        };
+        let mut copied = copy.copied.lock().await;
+        let stamp = copy.stamp();
+        if stamp.is_some() && *copied == stamp {
+            return;
+        }
+        let request = match copy.replace_request() {
+            Ok(request) => request,
+            Err(error) => {
+                tracing::warn!("the skills are not copied to the ssh host: {error}");
+                return;
+            }
+        };
+        match self.execute(request).await {
+            Ok(output) if output.success() => *copied = stamp,
+            Ok(output) => tracing::warn!(
+                "the skills were not copied to the ssh host (exit {:?}): {}",
+                output.code,
+                crate::untrusted_text::log_line(String::from_utf8_lossy(&output.stderr).trim())
+            ),
+            Err(error) => tracing::warn!("the skills were not copied to the ssh host: {error}"),
         }
     }
 }
@@ -278,11 +322,35 @@ impl Backend for SshBackend {
     }
 
     async fn prepare(&self) -> Result<(), BackendError> {
-        self.connection.prepare_control_dir()
+        self.connection.prepare_control_dir()?;
+        self.copy_skills().await;
+        Ok(())
+    }
+
+    fn skills_path(&self) -> Option<String> {
+        self.skills.as_ref().map(|copy| copy.remote().to_owned())
     }
 
     async fn run(&self, request: CommandRequest) -> Result<CommandOutput, BackendError> {
         super::validate(&request)?;
+        self.copy_skills().await;
+        self.execute(request).await
+    }
+
+    async fn shutdown(&self) {
+        if let Some(copy) = &self.skills
+            && copy.copied.lock().await.is_some()
+        {
+            let _ = self.execute(copy.remove_request()).await;
+        }
+        self.close_connection().await;
+    }
+}
+
+impl SshBackend {
+    /// Run one command on the host (what [`Backend::run`] does after the
+    /// skills are copied).
+    async fn execute(&self, request: CommandRequest) -> Result<CommandOutput, BackendError> {
         self.connection.prepare_control_dir()?;
         let started = Instant::now();
         let mut child = self
@@ -358,13 +426,13 @@ impl Backend for SshBackend {
         Ok(watched.into_output(code, started.elapsed()))
     }
 
-    async fn shutdown(&self) {
+    /// End the shared connection now rather than after ControlPersist.
+    async fn close_connection(&self) {
         if self.connection.settings.control_persist_secs == 0
             || !self.connection.control_path().exists()
         {
             return;
         }
-        // Ends the shared connection now rather than after ControlPersist.
         let _ = self
             .connection
             .ssh_options()

@@ -11,7 +11,8 @@ use clap::{Args, Parser, Subcommand};
     version,
     about = "An AI agent runtime whose skills run as sandboxed WebAssembly components",
     long_about = "An AI agent runtime whose skills run as sandboxed WebAssembly components.\n\n\
-        Each skill is a folder with skill.toml, an optional SKILL.md and an optional .wasm component. \
+        Each skill is a folder with skill.toml, an optional SKILL.md and an optional .wasm component, \
+        or a folder in the Agent Skills format (SKILL.md alone). \
         Components run under wasmtime with only the mounts and environment variables the operator \
         granted, no network, and hard memory, time and output limits.\n\n\
         All state lives in the data home (--home, TALARIA_HOME, default ~/.talaria).",
@@ -218,7 +219,7 @@ pub(super) enum SkillsCommand {
     ///
     /// States: `granted` (tools offered), `pending` (never granted),
     /// `drifted` (changed or asking for more since its grant), `invalid`
-    /// (skill.toml rejected), `failed` (granted, but the component does not
+    /// (skill.toml or SKILL.md rejected), `failed` (granted, but the component does not
     /// load).
     List {
         /// Print JSON instead of a table.
@@ -266,15 +267,36 @@ pub(super) enum SkillsCommand {
         /// The skill's name.
         name: String,
     },
-    /// Copy a skill folder into the skills directory, validated; it stays
-    /// pending until granted.
+    /// Install skills: a skill folder, a folder of skills, a .zip or
+    /// .tar.gz archive, or a git repository.
     ///
-    /// The copy is validated (manifest, component loads) before it replaces
-    /// an installed revision; a skill that fails leaves the previous one in
-    /// place.
+    /// Each skill folder (SKILL.md and/or skill.toml) is copied, then
+    /// validated (manifest, component loads) before it replaces an installed
+    /// revision; a skill that fails leaves the previous one in place. A skill
+    /// asking for nothing (every Agent Skills folder) is granted as
+    /// installed; one asking for more stays pending until `skills grant`.
+    /// Archives refuse links, devices and entries outside their folder;
+    /// repositories are fetched shallow with the system git, running
+    /// nothing of them.
+    ///
+    /// Examples:
+    ///   talaria skills install ./pdf
+    ///   talaria skills install ./collection          (each skill folder in it)
+    ///   talaria skills install pdf.zip
+    ///   talaria skills install https://github.com/org/skills --path skills/pdf --ref v1.2.0
+    #[command(verbatim_doc_comment)]
     Install {
-        /// The skill folder (with skill.toml).
-        path: PathBuf,
+        /// A skill folder, a folder of skill folders, a .zip/.tar.gz
+        /// archive, or a git repository (https://, ssh://, file://,
+        /// git@host:path).
+        source: String,
+        /// The folder to install inside the source (e.g. skills/pdf).
+        #[arg(long)]
+        path: Option<PathBuf>,
+        /// The branch, tag or commit to fetch from a git repository
+        /// (default: its default branch).
+        #[arg(long = "ref", value_name = "REF")]
+        reference: Option<String>,
     },
     /// Delete an installed skill: its folder and its grant.
     ///
@@ -323,6 +345,18 @@ pub(super) enum SkillsCommand {
     Reset {
         /// The bundled skill's name.
         name: String,
+    },
+    /// Write a skill as an Agent Skills folder, DIR/NAME, for other agents.
+    ///
+    /// The folder is copied as installed (skill.toml and the component stay,
+    /// so Talaria reads it back the same); SKILL.md gets the YAML
+    /// frontmatter (name, description, metadata.version) the format needs
+    /// when it has none. DIR/NAME must not exist.
+    Export {
+        /// The skill's name.
+        name: String,
+        /// The folder to write the skill's folder into.
+        dir: PathBuf,
     },
 }
 

@@ -7,7 +7,7 @@ mod remove;
 mod scaffold;
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::json;
 
@@ -200,11 +200,83 @@ pub(crate) fn revoke(app: &App, name: &str) -> Result<(), Failure> {
 /// `talaria skills install PATH`: copy a skill folder into the skills
 /// directory after validating the copy; the previous revision stays in
 /// place and running unless the new one is complete and valid.
-pub(crate) async fn install(app: &App, source: &Path) -> Result<(), Failure> {
-    if let Err(error) = skill::Skill::load(source) {
-        return Err(Failure::usage(error));
+/// `talaria skills install SOURCE [--path DIR] [--ref REF]`: each skill
+/// folder the source holds, installed and reported on its own line.
+pub(crate) async fn install(
+    app: &App,
+    source: &str,
+    sub_path: Option<&Path>,
+    reference: Option<&str>,
+) -> Result<(), Failure> {
+    use crate::skill::install::source::{Fetched, Source};
+    let parsed = Source::parse(source).map_err(Failure::usage)?;
+    let scratch_parent = app.registry().skills_dir().join(".staging");
+    let fetched =
+        Fetched::fetch(&parsed, sub_path, reference, &scratch_parent).map_err(|error| {
+            if matches!(parsed, Source::Folder(_)) {
+                Failure::usage(error)
+            } else {
+                Failure::from(error)
+            }
+        })?;
+    let folders = fetched.skill_folders().map_err(Failure::usage)?;
+    if let [folder] = folders.as_slice() {
+        return install_one(app, &fetched, folder)
+            .await
+            .map_err(|(failure, _)| failure);
     }
-    let installed = app.registry().install(source).await?;
+    let mut failed = 0;
+    for folder in &folders {
+        if let Err((failure, name)) = install_one(app, &fetched, folder).await {
+            failed += 1;
+            writeln!(
+                super::output::stdout(),
+                "not installed {name}: {}",
+                log_line(&format!("{:#}", failure.error))
+            )?;
+        }
+    }
+    let total = folders.len();
+    if failed > 0 {
+        return Err(Failure::from(anyhow::anyhow!(
+            "{failed} of {total} skills in {} were not installed (see above); the others were",
+            fetched.shown(&fetched.root)
+        )));
+    }
+    writeln!(
+        super::output::stdout(),
+        "installed all {total} skills of {}",
+        fetched.shown(&fetched.root)
+    )?;
+    Ok(())
+}
+
+/// Install the skill in `folder` of `fetched` and say what became of it;
+/// an error comes with the folder's name.
+async fn install_one(
+    app: &App,
+    fetched: &crate::skill::install::source::Fetched,
+    folder: &Path,
+) -> Result<(), (Failure, String)> {
+    let name = folder
+        .file_name()
+        .map(|name| log_line(&name.to_string_lossy()))
+        .unwrap_or_default();
+    // Messages name the source the operator gave, never the scratch folder.
+    let named = |error: anyhow::Error| {
+        anyhow::anyhow!("{}", fetched.replace_scratch(&format!("{error:#}")))
+    };
+    if let Err(error) = skill::Skill::load(folder) {
+        return Err((Failure::usage(named(error.into())), name));
+    }
+    let installed = match app.registry().install(folder).await {
+        Ok(installed) => installed,
+        Err(error) => return Err((Failure::from(named(error)), name)),
+    };
+    report_installed(&installed).map_err(|error| (Failure::from(error), name))
+}
+
+fn report_installed(installed: &crate::skill::registry::Installed) -> anyhow::Result<()> {
     let (skill, state) = (&installed.skill, &installed.state);
     let what = if skill.manifest.component.is_none() {
         " (instructions only)"
@@ -212,10 +284,15 @@ pub(crate) async fn install(app: &App, source: &Path) -> Result<(), Failure> {
         ""
     };
     if installed.granted_now {
+        let covers = if skill.hash().parts.folder.is_some() {
+            "every file of it"
+        } else {
+            "skill.toml and SKILL.md"
+        };
         writeln!(
             super::output::stdout(),
             "installed {}{what}; it asks for nothing beyond being read, so it is granted, \
-             pinned to {} (every file of it: a later change needs `{}`)",
+             pinned to {} ({covers}: a later change needs `{}`)",
             skill.label(),
             crate::skill::grants::short_hash(&skill.hash().full),
             hint::talaria(&format!("skills grant {}", skill.name()))
@@ -251,6 +328,27 @@ pub(crate) fn refusal(skill: &skill::Skill, state: &SkillState) -> Option<String
         hint::talaria("skills audit"),
         hint::talaria(&format!("skills grant {}", skill.name()))
     ))
+}
+
+/// `talaria skills export NAME DIR`: the skill as an Agent Skills folder.
+pub(crate) fn export(app: &App, name: &str, dir: &Path) -> Result<(), Failure> {
+    let skill = app
+        .registry()
+        .find(name)
+        .map_err(|e| usage_if_unknown(e.into()))?;
+    let written = skill::export::export(&skill, dir).map_err(Failure::usage)?;
+    writeln!(
+        super::output::stdout(),
+        "exported {} to {} (Agent Skills: SKILL.md with its frontmatter{})",
+        skill.label(),
+        written.display(),
+        if skill.manifest.component.is_some() {
+            "; skill.toml and the component, for Talaria"
+        } else {
+            ""
+        }
+    )?;
+    Ok(())
 }
 
 /// `talaria skills reset NAME`: restore the shipped copy of a bundled skill.
@@ -520,11 +618,6 @@ pub(crate) async fn audit(app: &App, as_json: bool) -> Result<bool, Failure> {
     };
     writeln!(out, "{summary}")?;
     Ok(all_granted)
-}
-
-/// The path given to `skills install`, made absolute for messages.
-pub(crate) fn install_source(path: PathBuf) -> PathBuf {
-    std::path::absolute(&path).unwrap_or(path)
 }
 
 #[cfg(test)]

@@ -56,13 +56,9 @@ pub struct FolderIndex {
     files: Vec<IndexedFile>,
 }
 
-#[derive(Debug)]
-pub struct IndexedFile {
-    /// Relative to the skill folder.
-    pub path: PathBuf,
-    pub size: u64,
-    hash: blake3::Hash,
-}
+/// One file of an index: its path relative to the skill folder, its size
+/// and its blake3.
+pub use install::TreeEntry as IndexedFile;
 
 /// Why a file of a skill is not shown; the text is for the model.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -305,32 +301,45 @@ impl SkillContents {
             .any(|mount| mount.source == MountSource::SkillDir);
         let hashes_folder =
             mounts_own_folder || matches!(manifest.form, super::manifest::Form::AgentSkill { .. });
-        let tree = if hashes_folder {
-            Some(install::read_tree(&folder).map_err(|error| ManifestError {
-                file: dir.clone(),
-                message: format!("{error:#}"),
-            })?)
-        } else {
-            None
+        let unreadable = |error: anyhow::Error| ManifestError {
+            file: dir.clone(),
+            message: format!("{error:#}"),
         };
-        let tree_hash = tree.as_deref().map(install::hash_tree);
-        let files = tree.as_ref().map(|tree| {
-            Arc::new(FolderIndex {
-                folder: Arc::clone(&folder),
-                files: tree
-                    .iter()
-                    .map(|file| IndexedFile {
-                        path: file.path.clone(),
-                        size: file.bytes.len() as u64,
-                        hash: blake3::hash(&file.bytes),
-                    })
-                    .collect(),
-            })
-        });
-        // The bytes are kept only for a guest that is shown the folder.
-        let folder_files = tree
-            .filter(|_| mounts_own_folder)
-            .map(Arc::<[FolderFile]>::from);
+        // The bytes are kept only for a guest that is shown the folder; an
+        // Agent Skill's files are hashed one at a time and only indexed.
+        let (folder_files, tree) = if mounts_own_folder {
+            let files = install::read_tree(&folder).map_err(unreadable)?;
+            let hash = install::hash_tree(&files);
+            let entries = files
+                .iter()
+                .map(|file| install::TreeEntry {
+                    path: file.path.clone(),
+                    size: file.bytes.len() as u64,
+                    hash: blake3::hash(&file.bytes),
+                })
+                .collect();
+            (
+                Some(Arc::<[FolderFile]>::from(files)),
+                Some((hash, entries)),
+            )
+        } else if hashes_folder {
+            (
+                None,
+                Some(install::index_tree(&folder).map_err(unreadable)?),
+            )
+        } else {
+            (None, None)
+        };
+        let (tree_hash, files) = match tree {
+            Some((hash, entries)) => (
+                Some(hash),
+                Some(Arc::new(FolderIndex {
+                    folder: Arc::clone(&folder),
+                    files: entries,
+                })),
+            ),
+            None => (None, None),
+        };
         let hash = hash(
             toml.as_deref(),
             instructions.as_deref(),
@@ -507,18 +516,8 @@ mod tests {
             std::fs::write(path, bytes).unwrap();
         }
         let folder = Arc::new(Folder::open(&root).unwrap());
-        let tree = install::read_tree(&folder).unwrap();
-        let index = FolderIndex {
-            folder,
-            files: tree
-                .iter()
-                .map(|file| IndexedFile {
-                    path: file.path.clone(),
-                    size: file.bytes.len() as u64,
-                    hash: blake3::hash(&file.bytes),
-                })
-                .collect(),
-        };
+        let (_, files) = install::index_tree(&folder).unwrap();
+        let index = FolderIndex { folder, files };
         (dir, index)
     }
 

@@ -271,6 +271,12 @@ impl Manifest {
     }
 }
 
+/// Parse and check the frontmatter of `text`, a SKILL.md for the folder
+/// named `folder`.
+pub fn parse_frontmatter(text: &str, folder: &str) -> Result<Frontmatter, FrontmatterError> {
+    frontmatter::parse(text, folder)
+}
+
 /// `1`, `1.2`, `1.2.3` (with an optional `v`) as a semver version.
 fn lenient_version(text: &str) -> Option<Version> {
     let text = text.trim().trim_start_matches('v');

@@ -529,7 +529,7 @@ impl SkillRegistry {
         }
         // The staged copy is the source's bytes: an error names the file the
         // operator can fix, never the staging folder that is already gone.
-        let skill = outcome.map_err(|error| {
+        let (staged_hash, skill) = outcome.map_err(|error| {
             anyhow::anyhow!(
                 "{}",
                 format!("{error:#}")
@@ -538,7 +538,10 @@ impl SkillRegistry {
         })?;
         let mut grants = self.grants()?;
         let mut assessment = self.assess(&skill, &grants);
-        let granted_now = skill.asks_nothing() && assessment.state != SkillState::Granted;
+        // Granted as validated: the live folder must hash as the copy did.
+        let granted_now = skill.asks_nothing()
+            && assessment.state != SkillState::Granted
+            && skill.hash() == &staged_hash;
         if granted_now {
             let grant = Grant::of(
                 &skill,
@@ -562,7 +565,7 @@ impl SkillRegistry {
         source: &Path,
         staged: &Path,
         name: &str,
-    ) -> anyhow::Result<Skill> {
+    ) -> anyhow::Result<(super::SkillHash, Skill)> {
         install::copy_tree(source, staged)?;
         let skill = Skill::load(staged)?;
         self.validate_component(&skill)
@@ -570,7 +573,7 @@ impl SkillRegistry {
             .context("the skill was not installed")?;
         let live = self.skills_dir.join(name);
         install::replace(staged, &live)?;
-        Ok(Skill::load(&live)?)
+        Ok((skill.hash().clone(), Skill::load(&live)?))
     }
 
     /// Restore the shipped copy of bundled skill `name` from `shipped`.

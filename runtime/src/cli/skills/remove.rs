@@ -55,7 +55,7 @@ fn describe(request: &RemoveRequest<'_>) -> anyhow::Result<()> {
     let mut out = stdout();
     let label = match request.skill {
         Some(skill) => skill.label().to_owned(),
-        None => format!("{} (its skill.toml is invalid)", request.name),
+        None => format!("{} (its skill.toml or SKILL.md is invalid)", request.name),
     };
     writeln!(out, "Remove skill {label}")?;
     writeln!(out, "  delete   the folder {}", request.dir.display())?;

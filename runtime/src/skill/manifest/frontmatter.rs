@@ -155,6 +155,22 @@ fn entries<'a>(lines: &[&'a str]) -> Result<Vec<Entry<'a>>, FrontmatterError> {
         if top_level && line.starts_with('#') {
             continue;
         }
+        // A list at its key's own indent (`tags:` then `- a`, as PyYAML
+        // writes it) belongs to that key.
+        if top_level && (line.trim_end() == "-" || line.starts_with("- ")) {
+            match entries.last_mut() {
+                Some(entry) if entry.inline.trim().is_empty() => {
+                    entry.block.push(line);
+                    continue;
+                }
+                _ => {
+                    return Err(syntax(
+                        number,
+                        "a list item `- ` after a key that has a value",
+                    ));
+                }
+            }
+        }
         if !top_level {
             match entries.last_mut() {
                 Some(entry) => entry.block.push(line),
@@ -206,11 +222,28 @@ fn scalar(entry: &Entry<'_>) -> Result<String, FrontmatterError> {
     {
         return Ok(block_scalar(indicator.0, indicator.1.trim(), &entry.block));
     }
-    if let Some(rest) = inline.strip_prefix('"') {
-        return double_quoted(rest, entry);
+    // A quoted text may go on over the next lines (PyYAML wraps long
+    // ones): each line break is a space, an empty line a newline.
+    let quoted = || {
+        let mut joined = inline.to_owned();
+        for line in &entry.block {
+            let line = line.trim();
+            if line.is_empty() {
+                joined.push('\n');
+            } else {
+                if !joined.ends_with('\n') {
+                    joined.push(' ');
+                }
+                joined.push_str(line);
+            }
+        }
+        joined
+    };
+    if inline.starts_with('"') {
+        return double_quoted(&quoted()[1..], entry);
     }
-    if let Some(rest) = inline.strip_prefix('\'') {
-        return single_quoted(rest, entry);
+    if inline.starts_with('\'') {
+        return single_quoted(&quoted()[1..], entry);
     }
     if inline.starts_with('[') || inline.starts_with('{') {
         return Err(field(entry.key, "expected text, found a list or a map"));
@@ -256,8 +289,12 @@ fn block_scalar(style: char, chomping: &str, lines: &[&str]) -> String {
     for (index, line) in content.iter().enumerate() {
         if index > 0 {
             let previous_blank = content[index - 1].is_empty();
-            let separator = if style == '|' || line.is_empty() || previous_blank {
+            // Folded: lines join with a space; an empty line is the one
+            // newline between them.
+            let separator = if style == '|' || line.is_empty() {
                 "\n"
+            } else if previous_blank {
+                ""
             } else {
                 " "
             };
@@ -308,10 +345,7 @@ fn double_quoted(rest: &str, entry: &Entry<'_>) -> Result<String, FrontmatterErr
             c => value.push(c),
         }
     }
-    Err(field(
-        entry.key,
-        "the double quote is not closed on its line",
-    ))
+    Err(field(entry.key, "the double quote is not closed"))
 }
 
 fn single_quoted(rest: &str, entry: &Entry<'_>) -> Result<String, FrontmatterError> {
@@ -336,10 +370,7 @@ fn single_quoted(rest: &str, entry: &Entry<'_>) -> Result<String, FrontmatterErr
         }
         value.push(c);
     }
-    Err(field(
-        entry.key,
-        "the single quote is not closed on its line",
-    ))
+    Err(field(entry.key, "the single quote is not closed"))
 }
 
 /// One item of a flow list or map: trimmed and unquoted.
@@ -351,6 +382,43 @@ fn unquote(item: &str) -> String {
         }
     }
     item.to_owned()
+}
+
+/// A list item or a map value: quoted text as quoted (a `#` inside it is
+/// text), else the text without a trailing comment.
+fn item_text(item: &str) -> String {
+    let item = item.trim();
+    if let Some(rest) = item.strip_prefix('\'') {
+        // `''` is a quote inside.
+        let mut text = String::new();
+        let mut chars = rest.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\'' if chars.peek() == Some(&'\'') => {
+                    chars.next();
+                    text.push('\'');
+                }
+                '\'' => return text,
+                c => text.push(c),
+            }
+        }
+    } else if let Some(rest) = item.strip_prefix('"') {
+        let mut text = String::new();
+        let mut chars = rest.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some('n') => text.push('\n'),
+                    Some('t') => text.push('\t'),
+                    Some(other) => text.push(other),
+                    None => break,
+                },
+                '"' => return text,
+                c => text.push(c),
+            }
+        }
+    }
+    strip_comment(item).to_owned()
 }
 
 /// `allowed-tools`: a space-separated string, `[a, b]`, or `- a` lines.
@@ -379,7 +447,7 @@ fn list(entry: &Entry<'_>) -> Result<Vec<String>, FrontmatterError> {
                     format!("expected `- item` lines, found {line:?}"),
                 )
             })?;
-            items.push(unquote(item));
+            items.push(item_text(item));
         }
         return Ok(items);
     }
@@ -395,7 +463,7 @@ fn map(entry: &Entry<'_>) -> Result<BTreeMap<String, String>, FrontmatterError> 
     let mut map = BTreeMap::new();
     let mut add = |key: &str, value: &str| -> Result<(), FrontmatterError> {
         let key = unquote(key);
-        let value = unquote(strip_comment(value.trim()));
+        let value = item_text(value);
         if key.is_empty() {
             return Err(field(entry.key, "an entry without a key"));
         }
@@ -561,6 +629,25 @@ mod tests {
         assert_eq!(lists.allowed_tools, ["Read", "Write"]);
         assert_eq!(lists.metadata.len(), 2);
         assert_eq!(lists.other["tags"], "[x, y]");
+
+        let pyyaml = ok(
+            "---\nname: pdf\ndescription: \"A long description that PyYAML\n  wrapped over two lines\"\nallowed-tools:\n- Bash(git:*)\n- Read\ntags:\n- a\nmetadata:\n  author: \"A # B\" # the author\n---\n",
+        );
+        assert_eq!(
+            pyyaml.description,
+            "A long description that PyYAML wrapped over two lines"
+        );
+        assert_eq!(pyyaml.allowed_tools, ["Bash(git:*)", "Read"]);
+        assert_eq!(pyyaml.metadata["author"], "A # B");
+        let escaped = ok(
+            "---\nname: pdf\ndescription: x\nmetadata:\n  a: 'it''s'\n  b: \"say \\\"hi\\\"\"\n---\n",
+        );
+        assert_eq!(escaped.metadata["a"], "it's");
+        assert_eq!(escaped.metadata["b"], "say \"hi\"");
+        assert_eq!(pyyaml.other["tags"], "\n- a");
+        let paragraphs =
+            ok("---\nname: pdf\ndescription: x\nlicense: >\n  one\n  two\n\n  three\n---\n");
+        assert_eq!(paragraphs.license.as_deref(), Some("one two\nthree\n"));
 
         let folded = ok(
             "---\nname: pdf\ndescription: a long description\n  continued here # not a comment inside\n---\n",
