@@ -70,6 +70,9 @@ pub struct Agent {
     tools: Arc<ToolRegistry>,
     store: SessionStore,
     options: AgentOptions,
+    /// Every tool result passes it before the model (and the session
+    /// store) sees it.
+    leak_scanner: Arc<crate::leak_scan::LeakScanner>,
 }
 
 /// A conversation: its id in the store and the messages sent to the model.
@@ -136,7 +139,15 @@ impl Agent {
             tools: Arc::new(tools),
             store,
             options,
+            leak_scanner: Arc::new(crate::leak_scan::LeakScanner::default()),
         }
+    }
+
+    /// Redact the secrets `scanner` knows from tool results (without one,
+    /// only well-known credential shapes are).
+    pub fn with_leak_scanner(mut self, scanner: Arc<crate::leak_scan::LeakScanner>) -> Self {
+        self.leak_scanner = scanner;
+        self
     }
 
     pub fn tools(&self) -> &ToolRegistry {
@@ -347,7 +358,17 @@ impl Agent {
                 Ok(text) => text,
                 Err(error) => format!("error: {error}"),
             };
-            let text = truncate(&text, self.options.tool_output_chars);
+            // Before the cut: a secret split by it would pass unrecognised.
+            let (redacted, found) = self.leak_scanner.redact(&text);
+            if !found.is_empty() {
+                tracing::warn!(
+                    tool = %call.function.name,
+                    skill = ToolRegistry::skill_of(&call.function.name).unwrap_or("-"),
+                    found = %found.join(", "),
+                    "a tool result held secrets; they were redacted before the model saw it"
+                );
+            }
+            let text = truncate(&redacted, self.options.tool_output_chars);
             events(Event::ToolFinished {
                 name: call.function.name.clone(),
                 ok,

@@ -307,7 +307,8 @@ impl App {
                 tool_output_chars: config.agent.tool_output_chars,
                 stream,
             },
-        );
+        )
+        .with_leak_scanner(Arc::new(self.leak_scanner()));
         Ok(AgentSession {
             agent,
             system_prompt,
@@ -331,6 +332,49 @@ fn approval_policy(
             .map(|path| path.display().to_string())
             .collect(),
         home: env.get_from_process("HOME").map(str::to_owned),
+    }
+}
+
+impl App {
+    /// A scanner for every secret this home knows of: each value of `.env`
+    /// (but Talaria's own settings there), the model's API key, the
+    /// gateway's key, and the variables the
+    /// backend and the granted skills are given (from `.env` or the
+    /// environment). Made per conversation, so a new grant counts at once.
+    pub fn leak_scanner(&self) -> crate::leak_scan::LeakScanner {
+        let mut names: Vec<String> = vec![
+            self.config.model.api_key_env.clone(),
+            "TALARIA_API_KEY".to_owned(),
+        ];
+        names.extend(self.config.backend_env.iter().cloned());
+        if let Ok(grants) = self.registry.grants() {
+            names.extend(
+                grants
+                    .skills
+                    .values()
+                    .flat_map(|grant| grant.env.iter().cloned()),
+            );
+        }
+        // Talaria's own settings in `.env` (`TALARIA_WORKSPACE`, the model's
+        // URL) are not secrets: a path in every result would be redacted.
+        let is_setting = |name: &str| {
+            name.starts_with("TALARIA_")
+                && !["KEY", "TOKEN", "SECRET", "PASSWORD"]
+                    .iter()
+                    .any(|word| name.contains(word))
+        };
+        let mut secrets: Vec<(String, String)> = self
+            .env
+            .dotenv_entries()
+            .filter(|(name, _)| !is_setting(name))
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect();
+        for name in names {
+            if let Some(value) = self.env.get(&name) {
+                secrets.push((name, value.to_owned()));
+            }
+        }
+        crate::leak_scan::LeakScanner::new(secrets)
     }
 }
 

@@ -21,6 +21,7 @@ pub mod config;
 pub mod doctor;
 pub mod gateway;
 pub mod home;
+pub mod leak_scan;
 pub mod log_buffer;
 pub mod memory;
 pub mod sandbox;

@@ -950,3 +950,95 @@ fn the_terminal_tool_runs_allowed_commands_on_the_backend_and_refuses_the_rest()
     let tools = model.requests()[0]["tools"].to_string();
     assert!(!tools.contains("\"terminal\""), "{tools}");
 }
+
+#[test]
+fn secrets_in_tool_results_are_redacted_before_the_model_and_the_store_see_them() {
+    let fixture = Fixture::new();
+    fixture.install(&skill_source("tests/skills/hostile"), "hostile", None);
+    let env_file = fixture.root.path().join(".env");
+    std::fs::write(
+        &env_file,
+        "TALARIA_TEST_ALLOWED=granted-secret-4Kq9Zp\nOTHER_TOKEN=unrelated-secret-8Wm3\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &env_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    assert_exit(
+        &crate::support::talaria(&fixture, &["skills", "grant", "hostile", "--yes"]),
+        0,
+    );
+    let github = format!("ghp_{}", "Q7w8".repeat(9));
+    let model = FakeModel::start(vec![
+        Reply::calls(&[
+            // The granted variable, as the guest sees it.
+            ("hostile__env", json!({})),
+            // Secrets it somehow learned, and a credential of a known shape.
+            (
+                "hostile__fail",
+                json!({"text": "unrelated-secret-8Wm3 failed"}),
+            ),
+            (
+                "hostile__echo",
+                json!({"text": format!("token {github} and dW5yZWxhdGVkLXNlY3JldC04V20z")}),
+            ),
+        ]),
+        Reply::answer("Done."),
+    ]);
+    let output = chat(&fixture, &model, "Show me your environment.");
+    assert_exit(&output, 0);
+    let results = crate::support::tool_results(&model, 1);
+    assert_eq!(results.len(), 3, "{results:?}");
+    assert!(
+        results[0].contains("[REDACTED:TALARIA_TEST_ALLOWED]"),
+        "{}",
+        results[0]
+    );
+    assert!(
+        results[1].contains("[REDACTED:OTHER_TOKEN] failed"),
+        "{}",
+        results[1]
+    );
+    assert_eq!(
+        results[2],
+        "token [REDACTED:github-token] and [REDACTED:OTHER_TOKEN]"
+    );
+    // (The arguments the fake model sent hold them; what tools returned
+    // must not.)
+    let returned = results.join("\n");
+    for secret in [
+        "granted-secret-4Kq9Zp",
+        "unrelated-secret-8Wm3",
+        github.as_str(),
+    ] {
+        assert!(!returned.contains(secret), "{secret} reached the model");
+    }
+    // The session store holds the redacted results only.
+    let db = rusqlite::Connection::open(fixture.root.path().join("state.db")).unwrap();
+    let stored: String = db
+        .query_row(
+            "SELECT group_concat(content, '\n') FROM messages WHERE role = 'tool'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert!(
+        stored.contains("[REDACTED:TALARIA_TEST_ALLOWED]"),
+        "{stored}"
+    );
+    for secret in [
+        "granted-secret-4Kq9Zp",
+        "unrelated-secret-8Wm3",
+        github.as_str(),
+    ] {
+        assert!(!stored.contains(secret), "{secret} was stored");
+    }
+    // The operator is told which skill's result held which secret.
+    assert!(
+        stderr(&output).contains("a tool result held secrets"),
+        "{}",
+        stderr(&output)
+    );
+}

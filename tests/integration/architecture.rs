@@ -123,6 +123,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     ("untrusted_file", ABOVE_GROUND),
     ("toml_file", ABOVE_GROUND),
     ("log_buffer", ABOVE_GROUND),
+    ("leak_scan", ABOVE_GROUND),
 ];
 
 const ABOVE_GROUND: &[&str] = &[

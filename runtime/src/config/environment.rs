@@ -62,6 +62,12 @@ impl Environment {
             .map(String::as_str)
     }
 
+    /// Every variable of the home's `.env` (all of them are the operator's
+    /// secrets or settings: a tool result must never show one).
+    pub fn dotenv_entries(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.dotenv.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     /// Where `name` would be read from, for diagnostics.
     pub fn origin(&self, name: &str) -> Option<&'static str> {
         if self.process.contains_key(name) {
