@@ -361,9 +361,12 @@ impl Agent {
             // Before the cut: a secret split by it would pass unrecognised.
             let (redacted, found) = self.leak_scanner.redact(&text);
             if !found.is_empty() {
+                // The name is the model's: sanitised, and itself redacted.
+                let (tool, _) = self.leak_scanner.redact(&call.function.name);
+                let tool = crate::untrusted_text::log_line(&tool);
                 tracing::warn!(
-                    tool = %call.function.name,
-                    skill = ToolRegistry::skill_of(&call.function.name).unwrap_or("-"),
+                    tool = %tool,
+                    skill = ToolRegistry::skill_of(&tool).unwrap_or("-"),
                     found = %found.join(", "),
                     "a tool result held secrets; they were redacted before the model saw it"
                 );

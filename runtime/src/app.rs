@@ -357,11 +357,19 @@ impl App {
         }
         // Talaria's own settings in `.env` (`TALARIA_WORKSPACE`, the model's
         // URL) are not secrets: a path in every result would be redacted.
+        // Nor are the variables every process has, which a backend may
+        // forward: every path would become `[REDACTED:HOME]/…`.
+        const NOT_SECRETS: [&str; 12] = [
+            "HOME", "PATH", "USER", "LOGNAME", "LANG", "TZ", "SHELL", "TERM", "PWD", "TMPDIR",
+            "HOSTNAME", "EDITOR",
+        ];
+        let is_everyones = |name: &str| NOT_SECRETS.contains(&name) || name.starts_with("LC_");
         let is_setting = |name: &str| {
-            name.starts_with("TALARIA_")
-                && !["KEY", "TOKEN", "SECRET", "PASSWORD"]
-                    .iter()
-                    .any(|word| name.contains(word))
+            is_everyones(name)
+                || (name.starts_with("TALARIA_")
+                    && !["KEY", "TOKEN", "SECRET", "PASSWORD"]
+                        .iter()
+                        .any(|word| name.contains(word)))
         };
         let mut secrets: Vec<(String, String)> = self
             .env
@@ -369,7 +377,9 @@ impl App {
             .filter(|(name, _)| !is_setting(name))
             .map(|(name, value)| (name.to_owned(), value.to_owned()))
             .collect();
-        for name in names {
+        // Named for the backend or a skill: a secret by that choice, unless
+        // every process has it.
+        for name in names.into_iter().filter(|name| !is_everyones(name)) {
             if let Some(value) = self.env.get(&name) {
                 secrets.push((name, value.to_owned()));
             }

@@ -29,11 +29,13 @@ pub const MIN_SECRET_CHARS: usize = 8;
 
 /// Credential shapes found whatever the configuration: `(name, pattern)`.
 const SHAPES: &[(&str, &str)] = &[
+    // The block runs to its END line (an encrypted PEM's headers
+    // included), or to the end of the text when it has none.
     (
         "private-key",
-        r"-----BEGIN [A-Z ]*PRIVATE KEY-----[A-Za-z0-9+/=\s]*(?:-----END [A-Z ]*PRIVATE KEY-----)?",
+        r"-----BEGIN [A-Z ]*PRIVATE KEY(?: BLOCK)?-----(?s:.*?-----END [A-Z ]*PRIVATE KEY(?: BLOCK)?-----|.*)",
     ),
-    ("openai-key", r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_\-]{20,}"),
+    ("openai-key", r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_\-]{32,}"),
     ("github-token", r"\bgh[pousr]_[A-Za-z0-9]{36,}"),
     ("github-token", r"\bgithub_pat_[A-Za-z0-9_]{22,}"),
     ("gitlab-token", r"\bglpat-[A-Za-z0-9_\-]{20,}"),
@@ -111,14 +113,21 @@ impl LeakScanner {
                 }
             }
         }
-        let values = (!patterns.is_empty()).then(|| {
-            AhoCorasick::builder()
+        let values = if patterns.is_empty() {
+            None
+        } else {
+            match AhoCorasick::builder()
                 .match_kind(MatchKind::LeftmostLongest)
                 .build(&patterns)
-                // Built from literals only: it cannot fail below its size
-                // limits, and secrets are few.
-                .expect("an automaton of literal secrets builds")
-        });
+            {
+                Ok(automaton) => Some(automaton),
+                // Only past billions of states; the shapes still hold.
+                Err(error) => {
+                    tracing::warn!("the configured secrets are not scanned for: {error}");
+                    None
+                }
+            }
+        };
         Self {
             values,
             value_names,
@@ -148,7 +157,12 @@ impl LeakScanner {
                 .iter()
                 .find(|(_, shape)| shape.is_match(hit.as_str()))
                 .map_or("credential", |(name, _)| name);
-            hits.push((hit.start(), hit.end(), Arc::from(name)));
+            // `sk-` starts kebab-case words too; a key holds a digit.
+            let token_like =
+                name != "openai-key" || hit.as_str().bytes().any(|b| b.is_ascii_digit());
+            if token_like {
+                hits.push((hit.start(), hit.end(), Arc::from(name)));
+            }
         }
         if hits.is_empty() {
             return (Cow::Borrowed(text), Vec::new());
@@ -188,22 +202,41 @@ impl Default for LeakScanner {
     }
 }
 
-/// `value` as it may appear in text: as is, base64 (standard and URL-safe,
-/// without the padding, which depends on what precedes it) and
-/// percent-encoded.
+/// `value` as it may appear in text: as is, percent-encoded, and base64
+/// (standard and URL-safe) at each of the three byte offsets it may start
+/// at inside a longer encoded text (`user:pass`, `KEY=value`): of each,
+/// the characters that depend on the value's bytes alone.
 fn encodings(value: &str) -> Vec<String> {
     let mut forms = vec![value.to_owned()];
+    let encoded: String = percent_encoding::utf8_percent_encode(value, URL_COMPONENT).collect();
+    forms.push(encoded);
     let engines = [
         &base64::engine::general_purpose::STANDARD_NO_PAD,
         &base64::engine::general_purpose::URL_SAFE_NO_PAD,
     ];
+    let bits = value.len() * 8;
     for engine in engines {
-        forms.push(engine.encode(value));
+        for offset in 0..3usize {
+            let mut bytes = vec![0u8; offset];
+            bytes.extend_from_slice(value.as_bytes());
+            let text = engine.encode(&bytes);
+            // Characters wholly inside the value's bits.
+            let first = (offset * 8).div_ceil(6);
+            let last = (offset * 8 + bits) / 6;
+            if let Some(stable) = text.get(first..last)
+                && stable.len() >= MIN_SECRET_CHARS
+            {
+                forms.push(stable.to_owned());
+            }
+        }
     }
-    let encoded: String = percent_encoding::utf8_percent_encode(value, URL_COMPONENT).collect();
-    forms.push(encoded);
-    forms.dedup();
-    forms
+    let mut unique = Vec::new();
+    for form in forms {
+        if !unique.contains(&form) {
+            unique.push(form);
+        }
+    }
+    unique
 }
 
 /// What `encodeURIComponent` leaves alone stays; everything else is
@@ -240,7 +273,7 @@ mod tests {
                 "token tok-very-secret/value+1 here".to_owned(),
                 "token [REDACTED:GITHUB_TOKEN] here",
             ),
-            (format!("b64 {base64}"), "b64 [REDACTED:GITHUB_TOKEN]="),
+            (format!("b64 {base64}"), "b64 [REDACTED:GITHUB_TOKEN]E="),
             (
                 "url ?t=tok-very-secret%2Fvalue%2B1&x".to_owned(),
                 "url ?t=[REDACTED:GITHUB_TOKEN]&x",
@@ -251,6 +284,17 @@ mod tests {
             ),
             ("true is not a secret".to_owned(), "true is not a secret"),
         ];
+        // Inside a longer encoded text, at any offset (Basic auth, a
+        // base64 of the whole `.env`).
+        for prefix in ["u:", "ab:", "abc:"] {
+            let text = format!(
+                "Authorization: Basic {}",
+                base64::engine::general_purpose::STANDARD
+                    .encode(format!("{prefix}tok-very-secret/value+1\nNEXT=1"))
+            );
+            let (redacted, found) = scanner.redact(&text);
+            assert_eq!(found.len(), 1, "{prefix}: {redacted}");
+        }
         for (text, expected) in cases {
             assert_eq!(scanner.redact(&text).0, expected, "{text}");
         }
@@ -281,12 +325,24 @@ mod tests {
                 "[REDACTED:aws-access-key] is aws",
             ),
             (
-                format!("k=sk-proj-{}", "x".repeat(30)),
+                format!("k=sk-proj-{}", "x7Kq".repeat(9)),
                 "k=[REDACTED:openai-key]",
             ),
             (
                 "sk-learn and ghp_short stay".to_owned(),
                 "sk-learn and ghp_short stay",
+            ),
+            (
+                "see sk-hynix-memory-module-datasheet-revision-b".to_owned(),
+                "see sk-hynix-memory-module-datasheet-revision-b",
+            ),
+            (
+                "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES\n\nMIIE\n-----END RSA PRIVATE KEY-----".to_owned(),
+                "[REDACTED:private-key]",
+            ),
+            (
+                "-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nlQdGBF\n=ab12\n-----END PGP PRIVATE KEY BLOCK-----".to_owned(),
+                "[REDACTED:private-key]",
             ),
         ];
         for (text, expected) in cases {
