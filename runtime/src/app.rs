@@ -85,7 +85,13 @@ pub struct App {
     gate: Arc<crate::approval::pending::Gate>,
     /// Who answers what needs approval: nobody, until the gateway says.
     approver: Arc<crate::approval::pending::ApproverSlot>,
+    /// The leak scanner, and the `grants.toml` it was made for: made again
+    /// only when the grants change, not for every conversation.
+    leak_scanner: std::sync::Mutex<Option<(Option<FileStamp>, Arc<crate::leak_scan::LeakScanner>)>>,
 }
+
+/// Inode, size and change time of a file.
+type FileStamp = (u64, u64, i64, i64);
 
 /// An agent and the system prompt its conversations start from.
 pub struct AgentSession {
@@ -177,6 +183,7 @@ impl App {
             backend,
             gate,
             approver,
+            leak_scanner: std::sync::Mutex::new(None),
         };
         if let Some(shipped) = &app.bundled_dir {
             app.registry.sync_bundled(shipped)?;
@@ -308,7 +315,7 @@ impl App {
                 stream,
             },
         )
-        .with_leak_scanner(Arc::new(self.leak_scanner()));
+        .with_leak_scanner(self.leak_scanner());
         Ok(AgentSession {
             agent,
             system_prompt,
@@ -340,8 +347,25 @@ impl App {
     /// (but Talaria's own settings there), the model's API key, the
     /// gateway's key, and the variables the
     /// backend and the granted skills are given (from `.env` or the
-    /// environment). Made per conversation, so a new grant counts at once.
-    pub fn leak_scanner(&self) -> crate::leak_scan::LeakScanner {
+    /// environment). Made again when `grants.toml` changed, so a new grant
+    /// counts from the next conversation.
+    pub fn leak_scanner(&self) -> Arc<crate::leak_scan::LeakScanner> {
+        use std::os::unix::fs::MetadataExt;
+        let stamp = std::fs::metadata(self.home.grants_file())
+            .ok()
+            .map(|m| (m.ino(), m.size(), m.ctime(), m.ctime_nsec()));
+        let mut cached = self.leak_scanner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((made_for, scanner)) = cached.as_ref()
+            && *made_for == stamp
+        {
+            return Arc::clone(scanner);
+        }
+        let scanner = Arc::new(self.build_leak_scanner());
+        *cached = Some((stamp, Arc::clone(&scanner)));
+        scanner
+    }
+
+    fn build_leak_scanner(&self) -> crate::leak_scan::LeakScanner {
         let mut names: Vec<String> = vec![
             self.config.model.api_key_env.clone(),
             "TALARIA_API_KEY".to_owned(),

@@ -208,10 +208,14 @@ pub fn frontmatter_description(text: &str) -> Option<String> {
 /// Whether `dir`, named `name`, looks like a skill folder: a skill's name
 /// (never a path) holding `skill.toml` or `SKILL.md`.
 pub(crate) fn is_skill_folder(name: &str, dir: &Path) -> bool {
-    (manifest::is_skill_name(name) || manifest::is_agent_skill_name(name))
-        && [MANIFEST_FILE, INSTRUCTIONS_FILE]
-            .iter()
-            .any(|file| std::fs::symlink_metadata(dir.join(file)).is_ok())
+    (manifest::is_skill_name(name) || manifest::is_agent_skill_name(name)) && holds_a_skill(dir)
+}
+
+/// Whether `dir` holds `skill.toml` or `SKILL.md`.
+pub(crate) fn holds_a_skill(dir: &Path) -> bool {
+    [MANIFEST_FILE, INSTRUCTIONS_FILE]
+        .iter()
+        .any(|file| std::fs::symlink_metadata(dir.join(file)).is_ok())
 }
 
 /// One entry of a skills directory: a skill, or why its folder is not one.

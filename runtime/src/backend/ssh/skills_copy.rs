@@ -155,8 +155,8 @@ fn archive(dir: &Path) -> Result<Vec<u8>, String> {
                     .map_err(|e| format!("cannot pack {}: {e}", path.display()))?;
                 stack.push(path);
             } else if metadata.is_file() {
-                let bytes = read_regular(&entry.path())
-                    .map_err(|e| format!("cannot read {}: {e}", entry.path().display()))?;
+                let bytes = crate::untrusted_file::read(&entry.path(), MAX_COPY_BYTES)
+                    .map_err(|e| format!("cannot read {}: it {e}", entry.path().display()))?;
                 total += bytes.len() as u64;
                 if total > MAX_COPY_BYTES {
                     return Err(format!(
@@ -176,22 +176,6 @@ fn archive(dir: &Path) -> Result<Vec<u8>, String> {
     builder
         .into_inner()
         .map_err(|e| format!("cannot pack the skills: {e}"))
-}
-
-/// The bytes of the regular file at `path`, never through a link.
-fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
-        .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
-    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -218,8 +202,8 @@ mod tests {
             names,
             ["pdf", "pdf/SKILL.md", "pdf/scripts", "pdf/scripts/run.sh"]
         );
-        let copy = SkillsCopy::new(skills.clone(), Some("/srv/work/"));
-        assert!(copy.remote().starts_with("/srv/work/.talaria/skills-"));
+        let copy = SkillsCopy::new(skills.clone(), Some("/srv/jobs/"));
+        assert!(copy.remote().starts_with("/srv/jobs/.talaria/skills-"));
         let before = copy.stamp().unwrap();
         std::fs::write(skills.join("pdf/scripts/run.sh"), "echo changed").unwrap();
         assert_ne!(copy.stamp().unwrap(), before);

@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 
 use super::archive::{self, Format};
 use super::git;
-use crate::skill::{INSTRUCTIONS_FILE, MANIFEST_FILE};
+use crate::skill::{INSTRUCTIONS_FILE, MANIFEST_FILE, holds_a_skill};
 
 /// What the operator named.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,12 +213,6 @@ fn remove_stale_scratch(scratch_parent: &Path) {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
-}
-
-fn holds_a_skill(dir: &Path) -> bool {
-    [INSTRUCTIONS_FILE, MANIFEST_FILE]
-        .iter()
-        .any(|file| std::fs::symlink_metadata(dir.join(file)).is_ok())
 }
 
 #[cfg(test)]
