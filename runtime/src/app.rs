@@ -11,6 +11,7 @@
 //! 3. [`App::agent`]: an agent for a new or resumed session, its tools read
 //!    from the registry at the start of every turn.
 
+mod secrets;
 pub mod skill_exec;
 
 use std::path::{Path, PathBuf};
@@ -85,13 +86,9 @@ pub struct App {
     gate: Arc<crate::approval::pending::Gate>,
     /// Who answers what needs approval: nobody, until the gateway says.
     approver: Arc<crate::approval::pending::ApproverSlot>,
-    /// The leak scanner, and the `grants.toml` it was made for: made again
-    /// only when the grants change, not for every conversation.
-    leak_scanner: std::sync::Mutex<Option<(Option<FileStamp>, Arc<crate::leak_scan::LeakScanner>)>>,
+    /// The home's secrets and the leak scanner made of them.
+    secrets: Arc<secrets::Secrets>,
 }
-
-/// Inode, size and change time of a file.
-type FileStamp = (u64, u64, i64, i64);
 
 /// An agent and the system prompt its conversations start from.
 pub struct AgentSession {
@@ -164,6 +161,7 @@ impl App {
                     backend: Arc::clone(&backend),
                 }) as Arc<dyn crate::sandbox::native::NativeCommands>
             });
+        let secrets = Arc::new(secrets::Secrets::new(&home, &env, &config));
         let registry = Arc::new(registry(
             &home,
             &env,
@@ -171,6 +169,7 @@ impl App {
             skills_dir.clone(),
             roots.clone(),
             native,
+            Some(Arc::clone(&secrets)),
         ));
         let app = Self {
             home,
@@ -183,7 +182,7 @@ impl App {
             backend,
             gate,
             approver,
-            leak_scanner: std::sync::Mutex::new(None),
+            secrets,
         };
         if let Some(shipped) = &app.bundled_dir {
             app.registry.sync_bundled(shipped)?;
@@ -343,72 +342,10 @@ fn approval_policy(
 }
 
 impl App {
-    /// A scanner for every secret this home knows of: each value of `.env`
-    /// (but Talaria's own settings there), the model's API key, the
-    /// gateway's key, and the variables the
-    /// backend and the granted skills are given (from `.env` or the
-    /// environment). Made again when `grants.toml` changed, so a new grant
-    /// counts from the next conversation.
+    /// A scanner for every secret this home knows of (see
+    /// [`secrets::Secrets`]), made again when `grants.toml` changed.
     pub fn leak_scanner(&self) -> Arc<crate::leak_scan::LeakScanner> {
-        use std::os::unix::fs::MetadataExt;
-        let stamp = std::fs::metadata(self.home.grants_file())
-            .ok()
-            .map(|m| (m.ino(), m.size(), m.ctime(), m.ctime_nsec()));
-        let mut cached = self.leak_scanner.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((made_for, scanner)) = cached.as_ref()
-            && *made_for == stamp
-        {
-            return Arc::clone(scanner);
-        }
-        let scanner = Arc::new(self.build_leak_scanner());
-        *cached = Some((stamp, Arc::clone(&scanner)));
-        scanner
-    }
-
-    fn build_leak_scanner(&self) -> crate::leak_scan::LeakScanner {
-        let mut names: Vec<String> = vec![
-            self.config.model.api_key_env.clone(),
-            "TALARIA_API_KEY".to_owned(),
-        ];
-        names.extend(self.config.backend_env.iter().cloned());
-        if let Ok(grants) = self.registry.grants() {
-            names.extend(
-                grants
-                    .skills
-                    .values()
-                    .flat_map(|grant| grant.env.iter().cloned()),
-            );
-        }
-        // Talaria's own settings in `.env` (`TALARIA_WORKSPACE`, the model's
-        // URL) are not secrets: a path in every result would be redacted.
-        // Nor are the variables every process has, which a backend may
-        // forward: every path would become `[REDACTED:HOME]/…`.
-        const NOT_SECRETS: [&str; 12] = [
-            "HOME", "PATH", "USER", "LOGNAME", "LANG", "TZ", "SHELL", "TERM", "PWD", "TMPDIR",
-            "HOSTNAME", "EDITOR",
-        ];
-        let is_everyones = |name: &str| NOT_SECRETS.contains(&name) || name.starts_with("LC_");
-        let is_setting = |name: &str| {
-            is_everyones(name)
-                || (name.starts_with("TALARIA_")
-                    && !["KEY", "TOKEN", "SECRET", "PASSWORD"]
-                        .iter()
-                        .any(|word| name.contains(word)))
-        };
-        let mut secrets: Vec<(String, String)> = self
-            .env
-            .dotenv_entries()
-            .filter(|(name, _)| !is_setting(name))
-            .map(|(name, value)| (name.to_owned(), value.to_owned()))
-            .collect();
-        // Named for the backend or a skill: a secret by that choice, unless
-        // every process has it.
-        for name in names.into_iter().filter(|name| !is_everyones(name)) {
-            if let Some(value) = self.env.get(&name) {
-                secrets.push((name, value.to_owned()));
-            }
-        }
-        crate::leak_scan::LeakScanner::new(secrets)
+        self.secrets.scanner()
     }
 }
 
@@ -464,14 +401,22 @@ pub(crate) fn make_backend(
     }
 }
 
-pub fn registry(
+pub(crate) fn registry(
     home: &Home,
     env: &Environment,
     config: &Config,
     skills_dir: PathBuf,
     roots: MountRoots,
     native: Option<Arc<dyn crate::sandbox::native::NativeCommands>>,
+    secrets: Option<Arc<secrets::Secrets>>,
 ) -> SkillRegistry {
+    let network = secrets.map(|secrets| crate::skill::registry::NetworkHooks {
+        scanner: Arc::new(move || secrets.scanner()),
+        protected_ports: Arc::from([
+            config.gateway.port.value,
+            config.gateway.dashboard_port.value,
+        ]),
+    });
     let env = env.clone();
     SkillRegistry::new(RegistryConfig {
         home: home.clone(),
@@ -487,6 +432,7 @@ pub fn registry(
         },
         env: Arc::new(move |name| env.get(name).map(str::to_owned)),
         native,
+        network,
     })
 }
 

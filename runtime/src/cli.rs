@@ -179,8 +179,19 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 return Ok(EXIT_FAILURE);
             }
         }
-        Command::Skills(SkillsCommand::Grant { name, yes }) => {
-            skills::grant(&app, &name, yes).await?
+        Command::Skills(SkillsCommand::Grant {
+            name,
+            network,
+            network_any,
+            secret,
+            yes,
+        }) => {
+            let choices = crate::skill::grants::GrantChoices {
+                network: (!network.is_empty()).then_some(network),
+                network_any,
+                secrets: (!secret.is_empty()).then_some(secret),
+            };
+            skills::grant(&app, &name, &choices, yes).await?
         }
         Command::Skills(SkillsCommand::Info { name, json }) => {
             skills::info(&app, &name, json).await?

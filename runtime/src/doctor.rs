@@ -516,7 +516,8 @@ async fn check_skills(
     };
     // The registry every command uses: one answer to "is this skill
     // granted", the same sandbox settings.
-    let registry = crate::app::registry(home, env, config, skills_dir.to_owned(), roots, None);
+    let registry =
+        crate::app::registry(home, env, config, skills_dir.to_owned(), roots, None, None);
     let discovered = match registry.discover() {
         Ok(discovered) => discovered,
         Err(error) => {

@@ -195,6 +195,58 @@ impl LeakScanner {
     }
 }
 
+impl LeakScanner {
+    /// The names of the secrets and credential shapes in `bytes` (an
+    /// outgoing request's URL, a header, a body), without copying them.
+    pub fn find(&self, bytes: &[u8]) -> Found {
+        let mut found: Found = Vec::new();
+        let mut note = |name: Arc<str>| {
+            if !found.contains(&name) {
+                found.push(name);
+            }
+        };
+        if let Some(values) = &self.values {
+            for hit in values.find_iter(bytes) {
+                note(Arc::clone(&self.value_names[hit.pattern().as_usize()]));
+            }
+        }
+        let text = String::from_utf8_lossy(bytes);
+        if self.shapes.any.is_match(&text) {
+            for name in self.redact(&text).1 {
+                note(name);
+            }
+        }
+        found
+    }
+
+    /// `bytes` with every configured secret value (and its encodings)
+    /// replaced by `[REDACTED:NAME]`, when it held any: for what a server
+    /// sends back to a skill, where credential shapes are the server's own
+    /// business.
+    pub fn redact_values(&self, bytes: &[u8]) -> Option<(Vec<u8>, Found)> {
+        let values = self.values.as_ref()?;
+        let mut out = Vec::new();
+        let mut found: Found = Vec::new();
+        let mut copied = 0;
+        for hit in values.find_iter(bytes) {
+            let name = &self.value_names[hit.pattern().as_usize()];
+            out.extend_from_slice(&bytes[copied..hit.start()]);
+            out.extend_from_slice(b"[REDACTED:");
+            out.extend_from_slice(name.as_bytes());
+            out.push(b']');
+            copied = hit.end();
+            if !found.contains(name) {
+                found.push(Arc::clone(name));
+            }
+        }
+        if found.is_empty() {
+            return None;
+        }
+        out.extend_from_slice(&bytes[copied..]);
+        Some((out, found))
+    }
+}
+
 impl Default for LeakScanner {
     /// The credential shapes only.
     fn default() -> Self {
@@ -255,6 +307,43 @@ const URL_COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHAN
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outgoing_bytes_are_searched_and_responses_redacted_of_values_only() {
+        let scanner = LeakScanner::new([("API_TOKEN", "tok-0123456789abcdef")]);
+        assert_eq!(
+            scanner.find(b"GET /x?t=tok-0123456789abcdef"),
+            [Arc::from("API_TOKEN")]
+        );
+        assert_eq!(
+            scanner.find(b"Authorization: Basic dG9rLTAxMjM0NTY3ODlhYmNkZWY="),
+            [Arc::from("API_TOKEN")],
+            "the base64 form"
+        );
+        assert_eq!(
+            scanner.find(b"ghp_0123456789abcdefghijklmnopqrstuvwxyzAB"),
+            [Arc::from("github-token")]
+        );
+        assert!(scanner.find(b"nothing here").is_empty());
+
+        let (redacted, found) = scanner
+            .redact_values(
+                b"echo: Bearer tok-0123456789abcdef, ghp_0123456789abcdefghijklmnopqrstuvwxyzAB",
+            )
+            .unwrap();
+        assert_eq!(found, [Arc::from("API_TOKEN")]);
+        assert_eq!(
+            String::from_utf8(redacted).unwrap(),
+            "echo: Bearer [REDACTED:API_TOKEN], ghp_0123456789abcdefghijklmnopqrstuvwxyzAB",
+            "a server's own credential shapes are its business"
+        );
+        assert!(scanner.redact_values(b"clean").is_none());
+        assert!(
+            LeakScanner::default()
+                .redact_values(b"tok-0123456789abcdef")
+                .is_none()
+        );
+    }
 
     fn scanner() -> LeakScanner {
         LeakScanner::new([

@@ -24,6 +24,7 @@ mod capture;
 mod data_quota;
 mod engine;
 mod guest_state;
+pub mod http;
 mod loaded;
 mod mounts;
 pub mod native;
@@ -226,6 +227,9 @@ impl Sandbox {
         let engine = new_engine(config.pool)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        // Linked for every component: one without a network grant gets a
+        // refusal naming it, not a link error (see `http`).
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         host_api::Skill::add_to_linker::<GuestState, wasmtime::component::HasSelf<GuestState>>(
             &mut linker,
             |state| state,

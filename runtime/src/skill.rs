@@ -186,6 +186,8 @@ impl Skill {
             && requested.mounts.is_empty()
             && requested.env.is_empty()
             && requested.exec.is_empty()
+            && requested.network.is_empty()
+            && requested.secrets.is_empty()
     }
 
     /// `SKILL.md` as read with the rest of the skill.

@@ -41,12 +41,15 @@
 //! - returns a result that serialises to a JSON string as plain text, and
 //!   anything else as JSON;
 //! - wraps the host's `log` and `exec` imports in [`host`];
+//! - sends HTTP requests to the destinations the operator granted, with
+//!   the secrets the host adds, through [`http`];
 //! - offers helpers in [`bounds`] that keep arguments, lists and texts within
 //!   limits and tell the model when something was cut.
 
 pub mod bounds;
 mod error;
 pub mod host;
+pub mod http;
 mod toolset;
 mod wit_version;
 

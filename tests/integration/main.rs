@@ -35,6 +35,7 @@ mod first_run;
 mod gateway;
 mod hardening;
 mod hostile_skills;
+mod network;
 mod operator;
 mod ssh_backend;
 mod support;

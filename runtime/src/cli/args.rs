@@ -248,16 +248,36 @@ pub(super) enum SkillsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Grant a skill exactly the capabilities its manifest requests, pinned
-    /// to its current hash.
+    /// Grant a skill the capabilities its manifest requests, pinned to its
+    /// current hash.
     ///
-    /// Prints the host paths, environment variables, commands and limits
-    /// that will be granted (and what changed since the previous grant), then
-    /// asks for confirmation. Without a terminal it refuses unless --yes is
-    /// given.
+    /// Prints the host paths, environment variables, commands, network
+    /// destinations, secrets and limits that will be granted (and what
+    /// changed since the previous grant), then asks for confirmation.
+    /// Without a terminal it refuses unless --yes is given.
+    ///
+    /// Network: by default the manifest's own destinations are granted,
+    /// but never a wide one (`https://*`); name the hosts you choose with
+    /// --network, e.g. `--network https://*.wikipedia.org --network
+    /// http://127.0.0.1:8080`. A request must match the manifest and the
+    /// grant.
     Grant {
         /// The skill's name.
         name: String,
+        /// Grant exactly these destinations (repeatable): `https://HOST`,
+        /// `https://*.DOMAIN`, `http://127.0.0.1:PORT`; each within what the
+        /// manifest asks.
+        #[arg(long, value_name = "URL")]
+        network: Vec<String>,
+        /// Allow granting a wide destination (`https://*`): the skill may
+        /// reach any such host.
+        #[arg(long)]
+        network_any: bool,
+        /// Let the host send only these secrets (repeatable), to all the
+        /// hosts the manifest names for it or to one (`NAME@HOST`); all the
+        /// manifest's secrets by default.
+        #[arg(long, value_name = "NAME[@HOST]")]
+        secret: Vec<String>,
         /// Grant without asking (for scripts).
         #[arg(long)]
         yes: bool,

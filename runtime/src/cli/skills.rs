@@ -15,7 +15,7 @@ use super::table::write_table;
 use super::{Failure, hint};
 use crate::app::App;
 use crate::config::Environment;
-use crate::skill::grants::{Grant, GrantedBy, SkillState, describe_exec, short_hash};
+use crate::skill::grants::{Grant, GrantChoices, GrantedBy, SkillState, describe_exec, short_hash};
 use crate::skill::registry::{ActionError, GrantOutcome, SkillEntry, SkillRegistry};
 use crate::skill::report::{audit_json, data_usage, folder_name};
 use crate::skill::{self, GrantedMount, Limits};
@@ -126,11 +126,16 @@ fn skill_json(entry: &SkillEntry) -> serde_json::Value {
 
 /// `talaria skills grant NAME`: show exactly what will be granted, with the
 /// difference from the previous grant, and record it once confirmed.
-pub(crate) async fn grant(app: &App, name: &str, yes: bool) -> Result<(), Failure> {
+pub(crate) async fn grant(
+    app: &App,
+    name: &str,
+    choices: &GrantChoices,
+    yes: bool,
+) -> Result<(), Failure> {
     let env = &app.env;
     let outcome = app
         .registry()
-        .grant(name, |request| {
+        .grant(name, choices, |request| {
             let mut out = super::output::stdout();
             writeln!(
                 out,
@@ -139,6 +144,9 @@ pub(crate) async fn grant(app: &App, name: &str, yes: bool) -> Result<(), Failur
                 short_hash(&request.grant.hash)
             )?;
             write_capabilities(&mut out, request.grant, &request.requested.mounts, env)?;
+            for note in &request.notes {
+                writeln!(out, "{note}")?;
+            }
             if let Some(previous) = request.previous {
                 writeln!(
                     out,
@@ -442,7 +450,26 @@ fn write_capabilities(
     writeln!(out, "  env      {}", list_or_none(&env_names))?;
     let exec: Vec<String> = grant.exec.iter().map(describe_exec).collect();
     writeln!(out, "  exec     {}", list_or_none(&exec))?;
-    writeln!(out, "  network  none")?;
+    writeln!(out, "  network  {}", list_or_none(&grant.network))?;
+    let secrets: Vec<String> = grant
+        .secrets
+        .iter()
+        .map(|secret| {
+            format!(
+                "{} → {} ({})",
+                secret.name,
+                secret.hosts.join(", "),
+                if env.get(&secret.name).is_some() {
+                    "set"
+                } else {
+                    "not set"
+                }
+            )
+        })
+        .collect();
+    if !secrets.is_empty() {
+        writeln!(out, "  secrets  {}", secrets.join("; "))?;
+    }
     writeln!(out, "  limits   {}", describe_limits(&grant.limits))
 }
 

@@ -8,10 +8,12 @@ use std::time::Instant;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::v0_1::talaria::skill::{host, types};
 use super::capture::BoundedCapture;
 use super::data_quota::DataQuota;
+use super::http::{NetworkSetup, OutgoingHttp};
 use super::mounts::HeldMount;
 use super::native::{NativeCommands, NativeRequest};
 use super::policy::Capabilities;
@@ -24,6 +26,11 @@ const STDERR_CAPTURE_BYTES: usize = 16 * 1024;
 
 pub struct GuestState {
     wasi: WasiCtx,
+    http: WasiHttpCtx,
+    /// Judges and sends every outgoing HTTP request (see `http`).
+    outgoing: OutgoingHttp,
+    /// Redacts secrets from the guest's log lines.
+    scanner: Arc<crate::leak_scan::LeakScanner>,
     table: ResourceTable,
     pub(super) limiter: MemoryBudget,
     skill: Arc<str>,
@@ -55,6 +62,8 @@ pub struct CallSetup<'a> {
     pub max_open_handles: usize,
     /// Where allowed native commands go; `None`: none can run.
     pub native: Option<Arc<dyn NativeCommands>>,
+    /// What `wasi:http` may reach, the secrets it adds, the leak scanner.
+    pub network: NetworkSetup,
 }
 
 impl GuestState {
@@ -87,8 +96,13 @@ impl GuestState {
         // skill from exhausting the process's descriptors for all others.
         let mut table = ResourceTable::new();
         table.set_max_capacity(setup.max_open_handles);
+        let scanner = Arc::clone(&setup.network.scanner);
+        let outgoing = OutgoingHttp::new(Arc::clone(&setup.skill), setup.network, setup.deadline);
         Ok(Self {
             wasi: builder.build(),
+            http: WasiHttpCtx::new(),
+            outgoing,
+            scanner,
             table,
             limiter: MemoryBudget::new(capabilities.limits.memory_mb as usize * 1024 * 1024),
             skill: setup.skill,
@@ -114,6 +128,16 @@ impl WasiView for GuestState {
     }
 }
 
+impl WasiHttpView for GuestState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outgoing,
+        }
+    }
+}
+
 impl types::Host for GuestState {}
 
 impl host::Host for GuestState {
@@ -126,6 +150,8 @@ impl host::Host for GuestState {
             return;
         }
         let message = guest_text::log_line(&message);
+        // A guest that learned a secret does not get it into the log.
+        let (message, _) = self.scanner.redact(&message);
         let skill = &*self.skill;
         match level {
             host::Level::Trace => tracing::trace!(target: "talaria::skill", skill, "{message}"),

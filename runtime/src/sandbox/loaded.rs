@@ -15,6 +15,7 @@ use super::cache::CacheOutcome;
 use super::data_quota::DataQuota;
 use super::engine::EpochTicker;
 use super::guest_state::{CallSetup, GuestState};
+use super::http::{NetworkSetup, SecretLookup};
 use super::mounts::{FolderCopies, HeldMount};
 use super::policy::{Access, Capabilities, MountSource};
 use super::traps::classify_trap;
@@ -65,6 +66,8 @@ pub struct LoadedSkill {
     env: EnvLookup,
     /// Where the skill's allowed native commands go.
     native: Option<Arc<dyn super::native::NativeCommands>>,
+    /// What its outgoing HTTP requests may reach and carry.
+    network: NetworkSetup,
     /// Keeps the frozen folder copies (when temporary) while this skill
     /// may mount one.
     _folder_copies: Arc<FolderCopies>,
@@ -87,6 +90,7 @@ impl LoadedSkill {
             .iter()
             .find(|m| m.source == MountSource::SkillData && m.access == Access::ReadWrite)
             .map(|m| (m.host.clone(), capabilities.limits.data_mb));
+        let capabilities_network = capabilities.network.clone();
         let mut loaded = Self {
             label: Arc::from(label),
             pre,
@@ -102,6 +106,10 @@ impl LoadedSkill {
             cache_outcome,
             env: Arc::new(|name: &str| std::env::var(name).ok()),
             native: None,
+            network: NetworkSetup {
+                access: Arc::new(capabilities_network),
+                ..NetworkSetup::default()
+            },
             _folder_copies: Arc::clone(&sandbox.folder_copies),
         };
         loaded.tools = loaded.list_tools().await?;
@@ -145,6 +153,23 @@ impl LoadedSkill {
     /// approvals and a backend); without it, every `exec` is denied.
     pub fn with_native(mut self, native: Arc<dyn super::native::NativeCommands>) -> Self {
         self.native = Some(native);
+        self
+    }
+
+    /// Read the values of the secrets its grant routes to some hosts with
+    /// `secrets` (at each request), scan what it sends with `scanner`, and
+    /// treat `protected_ports` (the gateway's, the dashboard's) as internal.
+    /// Without it no secret has a value, and only the credential shapes are
+    /// scanned for.
+    pub fn with_network(
+        mut self,
+        secrets: SecretLookup,
+        scanner: Arc<crate::leak_scan::LeakScanner>,
+        protected_ports: Arc<[u16]>,
+    ) -> Self {
+        self.network.secrets = secrets;
+        self.network.scanner = scanner;
+        self.network.protected_ports = protected_ports;
         self
     }
 
@@ -193,7 +218,7 @@ impl LoadedSkill {
             tracing::debug!(
                 skill = %self.label,
                 tool,
-                stderr = %guest_text::log_line(&String::from_utf8_lossy(&stderr)),
+                stderr = %self.network.scanner.redact(&guest_text::log_line(&String::from_utf8_lossy(&stderr))).0,
                 stderr_dropped,
                 "skill wrote to stderr"
             );
@@ -310,6 +335,7 @@ impl LoadedSkill {
             data_quota,
             max_open_handles: self.max_open_handles,
             native: self.native.clone(),
+            network: self.network.clone(),
         })?;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);

@@ -7,10 +7,14 @@
 //! grant is. Each capability has a small `allows()` that says, for one
 //! request, yes or no; the tests are tables.
 
+pub mod network;
+
 use std::fmt;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+
+pub use network::{HostPattern, NetworkAccess, NetworkRule, SecretRoute};
 
 pub const DEFAULT_MEMORY_MB: u32 = 64;
 pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
@@ -152,6 +156,8 @@ pub struct Capabilities {
     /// the host environment at each call).
     pub env: Vec<String>,
     pub exec: Vec<ExecRule>,
+    /// Where it may send HTTP requests, and the secrets the host adds.
+    pub network: NetworkAccess,
     pub limits: Limits,
 }
 
@@ -178,6 +184,7 @@ impl Capabilities {
             mounts: Vec::new(),
             env: Vec::new(),
             exec: Vec::new(),
+            network: NetworkAccess::default(),
             limits: Limits::default(),
         }
     }

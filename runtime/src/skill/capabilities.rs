@@ -9,7 +9,7 @@ use anyhow::Context;
 
 use super::Skill;
 use crate::home::create_private_dir;
-use crate::sandbox::policy::{Capabilities, GrantedMount, MountSource};
+use crate::sandbox::policy::{Capabilities, GrantedMount, MountSource, NetworkAccess, SecretRoute};
 
 /// Host directories the mount variables of a manifest resolve to. Both
 /// should be absolute and canonical (the application canonicalises them at
@@ -54,6 +54,22 @@ pub fn requested(skill: &Skill, roots: &MountRoots) -> Capabilities {
         mounts,
         env: requested.env.clone(),
         exec: requested.exec.clone(),
+        // What the manifest asks; the grant's rules and secrets are added
+        // by `grants::assess`.
+        network: NetworkAccess {
+            requested: requested.network.clone(),
+            granted: Vec::new(),
+            secrets: requested
+                .secrets
+                .iter()
+                .map(|secret| SecretRoute {
+                    name: secret.name.clone(),
+                    header: secret.header.clone(),
+                    format: secret.format.clone(),
+                    hosts: secret.hosts.clone(),
+                })
+                .collect(),
+        },
         limits: skill.manifest.limits,
     }
 }
@@ -62,7 +78,9 @@ pub fn requested(skill: &Skill, roots: &MountRoots) -> Capabilities {
 /// check. For tests, benchmarks and embedders that vet skills themselves;
 /// the application goes through grants.
 pub fn as_requested(skill: &Skill, roots: &MountRoots) -> anyhow::Result<Capabilities> {
-    let capabilities = requested(skill, roots);
+    let mut capabilities = requested(skill, roots);
+    // As requested: every rule the manifest names is granted.
+    capabilities.network.granted = capabilities.network.requested.clone();
     prepare(&capabilities)?;
     Ok(capabilities)
 }

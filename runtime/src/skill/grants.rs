@@ -28,6 +28,7 @@ use super::{
     Access, Capabilities, ExecRule, GrantedMount, HashParts, Limits, MountSource, Skill, SkillHash,
 };
 use crate::home::write_atomically;
+use crate::sandbox::policy::{HostPattern, NetworkRule};
 
 pub use assess::{Assessment, SkillState, assess};
 pub use diff::grant_diff;
@@ -69,9 +70,38 @@ pub struct Grant {
     pub env: Vec<String>,
     #[serde(default)]
     pub exec: Vec<ExecRule>,
+    /// The destinations the operator chose, as URL patterns (see
+    /// [`NetworkRule`]); a request must match one of them and one of the
+    /// manifest's rules.
     #[serde(default)]
     pub network: Vec<String>,
+    /// The secrets the operator lets the host send, and to which hosts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretGrant>,
     pub limits: Limits,
+}
+
+/// A secret the host may add to the skill's requests to `hosts`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretGrant {
+    pub name: String,
+    pub hosts: Vec<String>,
+}
+
+/// What the operator narrows a grant to (`skills grant --network …
+/// --secret …`). The default grants what the manifest asks, but its wide
+/// network rules (`https://*`): those only by name or with `network_any`.
+#[derive(Debug, Clone, Default)]
+pub struct GrantChoices {
+    /// `--network URL`: exactly these destinations; `None`: the
+    /// manifest's own rules that are not wide.
+    pub network: Option<Vec<String>>,
+    /// `--network-any`: wide rules may be granted.
+    pub network_any: bool,
+    /// `--secret NAME[@HOST]`: exactly these; `None`: every secret the
+    /// manifest names, to all its hosts.
+    pub secrets: Option<Vec<String>>,
 }
 
 /// A granted mount, as the manifest names it: the operator grants "read-only
@@ -151,9 +181,155 @@ impl Grant {
                 .collect(),
             env: requested.env.clone(),
             exec: requested.exec.clone(),
-            network: Vec::new(),
+            network: requested
+                .network
+                .requested
+                .iter()
+                .filter(|rule| !rule.host.is_wide())
+                .map(|rule| rule.text.clone())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+            secrets: requested
+                .network
+                .secrets
+                .iter()
+                .map(|secret| SecretGrant {
+                    name: secret.name.clone(),
+                    hosts: secret.hosts.iter().map(ToString::to_string).collect(),
+                })
+                .collect(),
             limits: requested.limits,
         }
+    }
+
+    /// Narrow the network part of this grant to the operator's `choices`;
+    /// the notes say what the operator should know (wide rules left out,
+    /// a wide grant). An error names the choice that cannot be granted.
+    pub fn choose(
+        mut self,
+        choices: &GrantChoices,
+        requested: &Capabilities,
+    ) -> anyhow::Result<(Self, Vec<String>)> {
+        let asked = &requested.network;
+        let mut notes = Vec::new();
+        let wide: Vec<&NetworkRule> = asked
+            .requested
+            .iter()
+            .filter(|rule| rule.host.is_wide())
+            .collect();
+        match &choices.network {
+            None if choices.network_any => {
+                self.network = asked.requested.iter().map(|r| r.text.clone()).collect();
+                self.network.dedup();
+                for rule in &wide {
+                    notes.push(format!(
+                        "warning: {} is granted whole (--network-any): the skill may reach any such host",
+                        rule.text
+                    ));
+                }
+            }
+            None => {
+                for rule in &wide {
+                    notes.push(format!(
+                        "the manifest asks for {}: grant the hosts you choose with --network URL                          (e.g. --network https://*.wikipedia.org), or all with --network-any",
+                        rule.text
+                    ));
+                }
+            }
+            Some(chosen) => {
+                let mut network = Vec::with_capacity(chosen.len());
+                for text in chosen {
+                    let rule = NetworkRule::parse(text, &[])
+                        .map_err(|why| anyhow::anyhow!("--network {why}"))?;
+                    if !asked.requested.iter().any(|r| r.covers_origin(&rule)) {
+                        let asks = asked
+                            .requested
+                            .iter()
+                            .map(|r| r.text.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                        anyhow::bail!(
+                            "--network {text}: the skill's manifest does not ask for it (it asks for {})",
+                            if asks.is_empty() {
+                                "no network access"
+                            } else {
+                                &asks
+                            }
+                        );
+                    }
+                    if rule.host.is_wide() {
+                        anyhow::ensure!(
+                            choices.network_any,
+                            "--network {text} names every host; add --network-any to grant that"
+                        );
+                        notes.push(format!(
+                            "warning: {text} is granted (--network-any): the skill may reach any such host"
+                        ));
+                    }
+                    if !network.contains(&rule.text) {
+                        network.push(rule.text);
+                    }
+                }
+                self.network = network;
+            }
+        }
+        if let Some(chosen) = &choices.secrets {
+            let mut secrets: Vec<SecretGrant> = Vec::new();
+            for choice in chosen {
+                let (name, host) = match choice.split_once('@') {
+                    Some((name, host)) => (name, Some(host)),
+                    None => (choice.as_str(), None),
+                };
+                let Some(secret) = asked.secrets.iter().find(|s| s.name == name) else {
+                    let names: Vec<&str> = asked.secrets.iter().map(|s| s.name.as_str()).collect();
+                    anyhow::bail!(
+                        "--secret {choice}: the skill's manifest names no secret {name:?} (it names {})",
+                        if names.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            names.join(", ")
+                        }
+                    );
+                };
+                let hosts: Vec<String> = match host {
+                    None => secret.hosts.iter().map(ToString::to_string).collect(),
+                    Some(host) => {
+                        let pattern = HostPattern::parse(host)
+                            .map_err(|why| anyhow::anyhow!("--secret {choice}: {why}"))?;
+                        anyhow::ensure!(
+                            secret.hosts.iter().any(|h| h.covers(&pattern)),
+                            "--secret {choice}: the manifest sends {name} only to {}",
+                            secret
+                                .hosts
+                                .iter()
+                                .map(ToString::to_string)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        );
+                        vec![pattern.to_string()]
+                    }
+                };
+                match secrets.iter_mut().find(|s| s.name == name) {
+                    Some(granted) => granted.hosts.extend(hosts),
+                    None => secrets.push(SecretGrant {
+                        name: name.to_owned(),
+                        hosts,
+                    }),
+                }
+            }
+            self.secrets = secrets;
+        }
+        Ok((self, notes))
+    }
+
+    /// The grant's network rules, parsed; an unreadable one (a hand edit)
+    /// is an error naming it.
+    pub fn network_rules(&self) -> Result<Vec<NetworkRule>, String> {
+        self.network
+            .iter()
+            .map(|text| NetworkRule::parse(text, &[]).map_err(|why| format!("network grant {why}")))
+            .collect()
     }
 
     fn covers_mount(&self, mount: &GrantedMount) -> bool {
@@ -207,6 +383,104 @@ mod tests {
         MountRoots {
             workspace: dir.join("workspace"),
             skill_data: dir.join("skill-data"),
+        }
+    }
+
+    /// What `skills grant` records for each choice of the operator, and
+    /// what it refuses.
+    #[test]
+    fn network_choices_narrow_the_grant_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = format!(
+            "{MANIFEST}network = [\"https://*\", \"https://api.github.com\", \"http://127.0.0.1:8080\"]\n\
+             secrets = [{{ name = \"GH\", header = \"Authorization\", format = \"Bearer {{}}\", hosts = [\"api.github.com\", \"*.github.com\"] }}]\n"
+        );
+        let skill = skill_in(dir.path(), &manifest, Some(b"bytes"));
+        let requested = crate::skill::capabilities::requested(&skill, &roots(dir.path()));
+        let hash = skill_hash(&skill).unwrap();
+        let grant = || Grant::of(&skill, &hash, &requested, GrantedBy::Operator);
+        let choose = |network: Option<&[&str]>, any: bool, secrets: Option<&[&str]>| {
+            let choices = GrantChoices {
+                network: network.map(|n| n.iter().map(|s| (*s).to_owned()).collect()),
+                network_any: any,
+                secrets: secrets.map(|n| n.iter().map(|s| (*s).to_owned()).collect()),
+            };
+            grant().choose(&choices, &requested)
+        };
+
+        // By default: the manifest's rules but the wide one, which a note
+        // explains; every secret to all its hosts.
+        let (default, notes) = choose(None, false, None).unwrap();
+        assert_eq!(
+            default.network,
+            ["http://127.0.0.1:8080", "https://api.github.com"]
+        );
+        assert!(
+            notes[0].contains("the manifest asks for https://*"),
+            "{notes:?}"
+        );
+        assert_eq!(
+            default.secrets,
+            [SecretGrant {
+                name: "GH".into(),
+                hosts: vec!["api.github.com".into(), "*.github.com".into()]
+            }]
+        );
+        let (any, notes) = choose(None, true, None).unwrap();
+        assert!(any.network.contains(&"https://*".to_owned()));
+        assert!(
+            notes[0].starts_with("warning: https://* is granted whole"),
+            "{notes:?}"
+        );
+
+        let (chosen, _) = choose(
+            Some(&["https://*.wikipedia.org"]),
+            false,
+            Some(&["GH@api.github.com"]),
+        )
+        .unwrap();
+        assert_eq!(chosen.network, ["https://*.wikipedia.org"]);
+        assert_eq!(chosen.secrets[0].hosts, ["api.github.com"]);
+        let (chosen, _) = choose(Some(&["https://*"]), true, Some(&[])).unwrap();
+        assert_eq!(chosen.network, ["https://*"]);
+        assert!(chosen.secrets.is_empty());
+
+        type Refusal<'a> = (Option<&'a [&'a str]>, bool, Option<&'a [&'a str]>, &'a str);
+        let refusals: [Refusal<'_>; 5] = [
+            (
+                Some(&["https://*"]),
+                false,
+                None,
+                "names every host; add --network-any",
+            ),
+            (
+                Some(&["http://example.org"]),
+                false,
+                None,
+                "the skill's manifest does not ask for it",
+            ),
+            (
+                Some(&["http://127.0.0.1:9090"]),
+                false,
+                None,
+                "does not ask for it",
+            ),
+            (
+                None,
+                false,
+                Some(&["OTHER"]),
+                "names no secret \"OTHER\" (it names GH)",
+            ),
+            (
+                None,
+                false,
+                Some(&["GH@example.org"]),
+                "sends GH only to api.github.com, *.github.com",
+            ),
+        ];
+        for (network, any, secrets, expected) in refusals {
+            let error = choose(network, any, secrets).unwrap_err().to_string();
+            assert!(error.contains(expected), "{network:?} {secrets:?}: {error}");
         }
     }
 

@@ -18,7 +18,8 @@ use semver::{Version, VersionReq};
 
 pub use crate::sandbox::policy::{
     Access, DEFAULT_DATA_MB, DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_MS,
-    ExecRule, Limits, MAX_DATA_MB, MAX_MEMORY_MB, MAX_OUTPUT_BYTES, MAX_TIMEOUT_MS, MountSource,
+    ExecRule, HostPattern, Limits, MAX_DATA_MB, MAX_MEMORY_MB, MAX_OUTPUT_BYTES, MAX_TIMEOUT_MS,
+    MountSource, NetworkRule,
 };
 pub use frontmatter::{Frontmatter, FrontmatterError, is_skill_name as is_agent_skill_name};
 pub use validate::{MAX_DESCRIPTION_CHARS, is_skill_name, is_valid_description};
@@ -81,6 +82,20 @@ pub struct RequestedCapabilities {
     /// Names of environment variables the skill may read.
     pub env: Vec<String>,
     pub exec: Vec<ExecRule>,
+    /// Where it may send HTTP requests (`[capabilities] network`).
+    pub network: Vec<NetworkRule>,
+    /// Secrets the host adds to its requests (`[capabilities] secrets`).
+    pub secrets: Vec<SecretRequest>,
+}
+
+/// A secret a skill asks the host to send for it: the value of `name` from
+/// the home's `.env`, in `header`, formatted by `format`, to `hosts` only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretRequest {
+    pub name: String,
+    pub header: String,
+    pub format: String,
+    pub hosts: Vec<HostPattern>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -310,7 +325,13 @@ mounts = [
 ]
 env = ["GITHUB_TOKEN"]
 exec = [{ program = "git", args = ["status", "**"] }]
-network = []
+network = [
+  "https://api.github.com",
+  { url = "https://*.githubusercontent.com/**", methods = ["GET"] },
+]
+secrets = [
+  { name = "GITHUB_API_TOKEN", header = "Authorization", format = "Bearer {}", hosts = ["api.github.com"] },
+]
 
 [limits]
 memory_mb = 64

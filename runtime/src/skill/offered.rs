@@ -50,6 +50,7 @@ pub(crate) struct Loader {
     pub sandbox: Arc<SharedSandbox>,
     pub env: EnvLookup,
     pub native: Option<Arc<dyn crate::sandbox::native::NativeCommands>>,
+    pub network: Option<super::registry::NetworkHooks>,
 }
 
 impl SkillComponent {
@@ -128,6 +129,22 @@ pub(crate) async fn load(loader: &Loader) -> anyhow::Result<LoadedSkill> {
         .await?;
     let env = Arc::clone(&loader.env);
     let loaded = loaded.with_env(move |name| env(name));
+    // The values of the secrets the host adds to requests: read like the
+    // allowlisted variables (`.env` under the process environment), by the
+    // host only.
+    let secrets = Arc::clone(&loader.env);
+    let loaded = match &loader.network {
+        Some(network) => loaded.with_network(
+            Arc::new(move |name| secrets(name)),
+            (network.scanner)(),
+            Arc::clone(&network.protected_ports),
+        ),
+        None => loaded.with_network(
+            Arc::new(move |name| secrets(name)),
+            Arc::new(crate::leak_scan::LeakScanner::default()),
+            Arc::from([]),
+        ),
+    };
     Ok(match &loader.native {
         Some(native) => loaded.with_native(Arc::clone(native)),
         None => loaded,

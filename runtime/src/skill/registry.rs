@@ -22,7 +22,9 @@ use std::sync::{Arc, OnceLock};
 use anyhow::Context;
 
 use super::bundled::{self, Outcome};
-use super::grants::{self, Assessment, Grant, GrantedBy, Grants, SkillState, grant_diff};
+use super::grants::{
+    self, Assessment, Grant, GrantChoices, GrantedBy, Grants, SkillState, grant_diff,
+};
 use super::hash_cache::HashCache;
 pub use super::offered::OfferedSkill;
 use super::offered::{self, Loader, SkillComponent, ToolCache};
@@ -49,6 +51,18 @@ pub struct RegistryConfig {
     /// Where skills' allowed native commands go (the approvals and the
     /// backend); `None`: every `exec` is denied.
     pub native: Option<Arc<dyn crate::sandbox::native::NativeCommands>>,
+    /// What skills' outgoing HTTP requests are scanned with, and the ports
+    /// they treat as internal; `None`: the credential shapes only.
+    pub network: Option<NetworkHooks>,
+}
+
+/// What skills' outgoing requests need from the application.
+#[derive(Clone)]
+pub struct NetworkHooks {
+    /// The leak scanner of the moment (it changes with the grants).
+    pub scanner: Arc<dyn Fn() -> Arc<crate::leak_scan::LeakScanner> + Send + Sync>,
+    /// The gateway's and the dashboard's ports.
+    pub protected_ports: Arc<[u16]>,
 }
 
 pub struct SkillRegistry {
@@ -58,6 +72,7 @@ pub struct SkillRegistry {
     sandbox: Arc<SharedSandbox>,
     env: EnvLookup,
     native: Option<Arc<dyn crate::sandbox::native::NativeCommands>>,
+    network: Option<NetworkHooks>,
     hashes: HashCache,
     tools: ToolCache,
     offered: tokio::sync::Mutex<Option<OfferedSet>>,
@@ -98,6 +113,9 @@ pub struct GrantRequest<'a> {
     pub previous: Option<&'a Grant>,
     /// `+`/`-`/`~` lines against the previous grant.
     pub changes: Vec<String>,
+    /// What the operator should know of the network part (wide rules left
+    /// out or granted).
+    pub notes: Vec<String>,
 }
 
 pub enum GrantOutcome {
@@ -132,6 +150,7 @@ impl SkillRegistry {
             sandbox: Arc::new(SharedSandbox::new(config.sandbox)),
             env: config.env,
             native: config.native,
+            network: config.network,
             hashes: HashCache::new(config.home.root().join("cache").join("component-hashes")),
             tools: ToolCache::new(config.home.root().join("cache").join("component-tools")),
             offered: tokio::sync::Mutex::new(None),
@@ -220,6 +239,7 @@ impl SkillRegistry {
             sandbox: Arc::clone(&self.sandbox),
             env: Arc::clone(&self.env),
             native: self.native.clone(),
+            network: self.network.clone(),
         })
     }
 
@@ -445,11 +465,13 @@ impl SkillRegistry {
         }
     }
 
-    /// Grant `name` exactly what its manifest requests, pinned to its hash,
-    /// once `confirm` (which sees what would be recorded) says yes.
+    /// Grant `name` what its manifest requests, narrowed by the operator's
+    /// `choices` (network destinations, secrets), pinned to its hash, once
+    /// `confirm` (which sees what would be recorded) says yes.
     pub async fn grant(
         &self,
         name: &str,
+        choices: &GrantChoices,
         confirm: impl FnOnce(&GrantRequest<'_>) -> anyhow::Result<bool>,
     ) -> anyhow::Result<GrantOutcome> {
         let _lock = self.home.lock(&format!("talaria skills grant {name}"))?;
@@ -461,12 +483,14 @@ impl SkillRegistry {
         let mut all = self.grants()?;
         let assessment = self.assess(&skill, &all);
         let previous = all.skills.get(name).cloned();
-        let grant = Grant::of(
+        let (grant, notes) = Grant::of(
             &skill,
             &assessment.hash,
             &assessment.requested,
             GrantedBy::Operator,
-        );
+        )
+        .choose(choices, &assessment.requested)
+        .with_context(|| format!("cannot grant {}", skill.label()))?;
         let changes = previous
             .as_ref()
             .map(|previous| grant_diff(previous, &grant))
@@ -480,6 +504,7 @@ impl SkillRegistry {
             requested: &assessment.requested,
             previous: previous.as_ref(),
             changes,
+            notes,
         };
         if !confirm(&request)? {
             return Ok(GrantOutcome::Declined);

@@ -8,6 +8,7 @@ use serde_json::json;
 use super::grants::{Assessment, Grant, Grants, SkillState};
 use super::registry::SkillEntry;
 use super::{GrantedMount, MountSource};
+use crate::sandbox::policy::SecretRoute;
 use crate::untrusted_text::log_line;
 
 /// A skill as `skills audit --json` and the dashboard show it.
@@ -55,7 +56,15 @@ pub fn audit_json(
                 })).collect::<Vec<_>>(),
                 "env": env_json(&capabilities.env, is_set),
                 "exec": capabilities.exec,
-                "network": Vec::<String>::new(),
+                // What requests may reach: the grant's destinations, each
+                // request also within one the manifest asks for.
+                "network": grant.map(|g| g.network.clone()).unwrap_or_default(),
+                "network_requested": capabilities.network.requested,
+                "secrets": secrets_json(
+                    &capabilities.network.secrets,
+                    assessment.effective.as_ref().map(|e| e.network.secrets.as_slice()),
+                    is_set,
+                ),
                 "limits": capabilities.limits,
             })
         }
@@ -82,8 +91,39 @@ pub fn capabilities_json(
         "env": env_json(&grant.env, is_set),
         "exec": grant.exec,
         "network": grant.network,
+        "secrets": grant.secrets.iter().map(|secret| json!({
+            "name": secret.name,
+            "hosts": secret.hosts,
+            "set": is_set(&secret.name),
+        })).collect::<Vec<_>>(),
         "limits": grant.limits,
     })
+}
+
+/// The secrets a manifest asks the host to send, with the hosts each is
+/// granted for (none when not granted) and whether it has a value (never
+/// the value).
+fn secrets_json(
+    asked: &[SecretRoute],
+    granted: Option<&[SecretRoute]>,
+    is_set: &dyn Fn(&str) -> bool,
+) -> serde_json::Value {
+    asked
+        .iter()
+        .map(|secret| {
+            let granted_hosts: Vec<String> = granted
+                .and_then(|all| all.iter().find(|g| g.name == secret.name))
+                .map(|g| g.hosts.iter().map(ToString::to_string).collect())
+                .unwrap_or_default();
+            json!({
+                "name": secret.name,
+                "header": secret.header,
+                "hosts": secret.hosts.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "granted_hosts": granted_hosts,
+                "set": is_set(&secret.name),
+            })
+        })
+        .collect()
 }
 
 /// Variable names with whether each is set (never its value).

@@ -20,6 +20,7 @@ use crate::gateway::chat::{self, Turn, Update};
 use crate::gateway::dashboard::auth::{self, PasswordEpoch};
 use crate::gateway::error::ApiError;
 use crate::memory::notes::{DELIMITER, NoteError, Target};
+use crate::skill::grants::GrantChoices;
 use crate::skill::registry::{ActionError, GrantOutcome};
 
 type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
@@ -402,7 +403,7 @@ pub async fn grant_preview(
     let mut preview = None;
     let outcome = app
         .registry()
-        .grant(&name, |request| {
+        .grant(&name, &GrantChoices::default(), |request| {
             preview = Some(grant_json(app, request));
             Ok(false)
         })
@@ -434,6 +435,7 @@ fn grant_json(app: &crate::app::App, request: &crate::skill::registry::GrantRequ
             "granted_by": previous.granted_by.to_string(),
         })),
         "changes": request.changes,
+        "notes": request.notes,
     })
 }
 
@@ -443,6 +445,16 @@ pub struct GrantConfirmation {
     /// The hash the operator saw in the preview: the grant is recorded only
     /// if the skill is still exactly that.
     hash: String,
+    /// The destinations the operator chose (`--network`); the manifest's
+    /// own rules that are not wide when absent.
+    #[serde(default)]
+    network: Option<Vec<String>>,
+    /// `--network-any`.
+    #[serde(default)]
+    network_any: bool,
+    /// `--secret NAME[@HOST]`; every secret the manifest names when absent.
+    #[serde(default)]
+    secrets: Option<Vec<String>>,
 }
 
 /// `POST /api/skills/{name}/grant` with the previewed hash.
@@ -454,9 +466,14 @@ pub async fn grant(
     let Json(confirmation) = body?;
     let app = &dashboard.gateway.app;
     let mut changed_since_preview = false;
+    let choices = GrantChoices {
+        network: confirmation.network,
+        network_any: confirmation.network_any,
+        secrets: confirmation.secrets,
+    };
     let outcome = app
         .registry()
-        .grant(&name, |request| {
+        .grant(&name, &choices, |request| {
             changed_since_preview = request.grant.hash != confirmation.hash;
             Ok(!changed_since_preview)
         })

@@ -2,6 +2,7 @@
 //! and the capabilities the sandbox may give it, manifest ∩ grant.
 
 use super::{Grant, describe_exec, short_hash};
+use crate::sandbox::policy::HostPattern;
 use crate::skill::{Capabilities, Limits, SkillHash};
 
 /// Where a skill stands with the operator.
@@ -84,6 +85,13 @@ pub fn assess(hash: SkillHash, requested: Capabilities, grant: Option<&Grant>) -
             reasons.push(format!("exec {} is not granted", describe_exec(rule)));
         }
     }
+    let granted_network = match grant.network_rules() {
+        Ok(rules) => rules,
+        Err(why) => {
+            reasons.push(why);
+            Vec::new()
+        }
+    };
     let (asked, granted) = (requested.limits, grant.limits);
     for (key, asked, granted) in [
         (
@@ -119,6 +127,22 @@ pub fn assess(hash: SkillHash, requested: Capabilities, grant: Option<&Grant>) -
     }
     // Everything requested is granted; limits are the smaller of the two.
     let mut effective = requested.clone();
+    // The operator's destinations; each secret only to the hosts the grant
+    // approved for it (none when it approved none).
+    effective.network.granted = granted_network;
+    effective.network.secrets.retain_mut(|secret| {
+        let Some(approved) = grant.secrets.iter().find(|g| g.name == secret.name) else {
+            return false;
+        };
+        let hosts: Vec<HostPattern> = approved
+            .hosts
+            .iter()
+            .filter_map(|host| HostPattern::parse(host).ok())
+            .filter(|host| secret.hosts.iter().any(|asked| asked.covers(host)))
+            .collect();
+        secret.hosts = hosts;
+        !secret.hosts.is_empty()
+    });
     effective.limits = Limits {
         memory_mb: asked.memory_mb.min(granted.memory_mb),
         timeout_ms: asked.timeout_ms.min(granted.timeout_ms),

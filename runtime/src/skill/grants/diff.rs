@@ -22,6 +22,12 @@ pub fn grant_diff(old: &Grant, new: &Grant) -> Vec<String> {
     diff_lists(&mut lines, &old.exec, &new.exec, |rule| {
         format!("exec {}", describe_exec(rule))
     });
+    diff_lists(&mut lines, &old.network, &new.network, |url| {
+        format!("network {url}")
+    });
+    diff_lists(&mut lines, &old.secrets, &new.secrets, |secret| {
+        format!("secret {} → {}", secret.name, secret.hosts.join(", "))
+    });
     let (a, b) = (old.limits, new.limits);
     for (key, before, after) in [
         ("memory_mb", u64::from(a.memory_mb), u64::from(b.memory_mb)),

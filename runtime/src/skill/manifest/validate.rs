@@ -9,8 +9,8 @@ use serde::Deserialize;
 
 use super::{
     Access, DEFAULT_DATA_MB, DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_MS,
-    ExecRule, Limits, MAX_DATA_MB, MAX_MEMORY_MB, MAX_OUTPUT_BYTES, MAX_TIMEOUT_MS, Manifest,
-    MountRequest, MountSource, RequestedCapabilities,
+    ExecRule, HostPattern, Limits, MAX_DATA_MB, MAX_MEMORY_MB, MAX_OUTPUT_BYTES, MAX_TIMEOUT_MS,
+    Manifest, MountRequest, MountSource, NetworkRule, RequestedCapabilities, SecretRequest,
 };
 
 #[derive(Deserialize)]
@@ -42,8 +42,26 @@ struct RawCapabilities {
     env: Vec<String>,
     #[serde(default)]
     exec: Vec<ExecRule>,
+    /// Each a URL pattern, or `{ url, methods }`; read by hand so that a
+    /// malformed entry gets a message naming it.
     #[serde(default)]
-    network: Vec<String>,
+    network: Vec<toml::Value>,
+    #[serde(default)]
+    secrets: Vec<RawSecret>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecret {
+    name: String,
+    header: String,
+    #[serde(default = "whole_value")]
+    format: String,
+    hosts: Vec<String>,
+}
+
+fn whole_value() -> String {
+    "{}".to_owned()
 }
 
 #[derive(Deserialize)]
@@ -104,13 +122,8 @@ pub(super) fn validate(raw: RawManifest) -> Result<Manifest, String> {
         )
     })?;
 
-    if !capabilities.network.is_empty() {
-        return Err(
-            "key `capabilities.network`: network access is not supported by this version of Talaria; \
-             expected an empty list (a skill gets no sockets at all)"
-                .to_owned(),
-        );
-    }
+    let network = validate_network(capabilities.network)?;
+    let secrets = validate_secrets(capabilities.secrets, &network)?;
     let mut mounts: Vec<MountRequest> = Vec::with_capacity(capabilities.mounts.len());
     for (index, mount) in capabilities.mounts.into_iter().enumerate() {
         let key = format!("capabilities.mounts[{index}]");
@@ -220,9 +233,143 @@ pub(super) fn validate(raw: RawManifest) -> Result<Manifest, String> {
             mounts,
             env,
             exec: capabilities.exec,
+            network,
+            secrets,
         },
         limits,
     })
+}
+
+fn validate_network(entries: Vec<toml::Value>) -> Result<Vec<NetworkRule>, String> {
+    let mut rules: Vec<NetworkRule> = Vec::with_capacity(entries.len());
+    for (index, entry) in entries.into_iter().enumerate() {
+        let key = format!("capabilities.network[{index}]");
+        let (url, methods) = match entry {
+            toml::Value::String(url) => (url, Vec::new()),
+            toml::Value::Table(mut table) => {
+                let url = match table.remove("url") {
+                    Some(toml::Value::String(url)) => url,
+                    Some(_) => return Err(format!("key `{key}.url`: expected a string")),
+                    None => return Err(format!("key `{key}`: missing key `url`")),
+                };
+                let methods = match table.remove("methods") {
+                    None => Vec::new(),
+                    Some(toml::Value::Array(methods)) => methods
+                        .into_iter()
+                        .map(|method| match method {
+                            toml::Value::String(method) => Ok(method),
+                            _ => Err(format!("key `{key}.methods`: expected a list of strings")),
+                        })
+                        .collect::<Result<_, _>>()?,
+                    Some(_) => {
+                        return Err(format!(
+                            "key `{key}.methods`: expected a list like [\"GET\", \"POST\"]"
+                        ));
+                    }
+                };
+                if let Some(unknown) = table.keys().next() {
+                    return Err(format!(
+                        "key `{key}.{unknown}`: unknown key; expected `url` and `methods`"
+                    ));
+                }
+                (url, methods)
+            }
+            _ => {
+                return Err(format!(
+                    "key `{key}`: expected a URL pattern like \"https://api.github.com\" or \
+                     {{ url = \"https://api.github.com/repos/**\", methods = [\"GET\"] }}"
+                ));
+            }
+        };
+        let rule =
+            NetworkRule::parse(&url, &methods).map_err(|why| format!("key `{key}`: {why}"))?;
+        if rules
+            .iter()
+            .any(|r| r.text == rule.text && r.methods == rule.methods)
+        {
+            return Err(format!("key `{key}`: {url:?} is listed twice"));
+        }
+        rules.push(rule);
+    }
+    Ok(rules)
+}
+
+/// Headers a secret may not be sent in: the host sets them itself.
+const RESERVED_HEADERS: [&str; 6] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+];
+
+fn validate_secrets(
+    raw: Vec<RawSecret>,
+    network: &[NetworkRule],
+) -> Result<Vec<SecretRequest>, String> {
+    let mut secrets: Vec<SecretRequest> = Vec::with_capacity(raw.len());
+    for (index, secret) in raw.into_iter().enumerate() {
+        let key = format!("capabilities.secrets[{index}]");
+        if !is_env_name(&secret.name) {
+            return Err(format!(
+                "key `{key}.name`: expected the name of a variable of the home's .env (A-Z, a-z, 0-9, `_`), found {:?}",
+                secret.name
+            ));
+        }
+        if secrets.iter().any(|s| s.name == secret.name) {
+            return Err(format!(
+                "key `{key}.name`: {:?} is listed twice",
+                secret.name
+            ));
+        }
+        let header = secret.header.to_ascii_lowercase();
+        if header.is_empty()
+            || !header
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+            || RESERVED_HEADERS.contains(&header.as_str())
+        {
+            return Err(format!(
+                "key `{key}.header`: expected a header name like \"Authorization\" (not one the host sets itself), found {:?}",
+                secret.header
+            ));
+        }
+        if secret.format.matches("{}").count() != 1 || secret.format.chars().any(char::is_control) {
+            return Err(format!(
+                "key `{key}.format`: expected one `{{}}` where the value goes, like \"Bearer {{}}\", found {:?}",
+                secret.format
+            ));
+        }
+        if secret.hosts.is_empty() {
+            return Err(format!(
+                "key `{key}.hosts`: expected the hosts the secret is sent to, like [\"api.github.com\"]"
+            ));
+        }
+        let mut hosts = Vec::with_capacity(secret.hosts.len());
+        for (position, host) in secret.hosts.iter().enumerate() {
+            let pattern = HostPattern::parse(host)
+                .map_err(|why| format!("key `{key}.hosts[{position}]`: {why}"))?;
+            if pattern.is_wide() {
+                return Err(format!(
+                    "key `{key}.hosts[{position}]`: a secret goes to named hosts, never to {host:?}"
+                ));
+            }
+            if !network.iter().any(|rule| rule.host.covers(&pattern)) {
+                return Err(format!(
+                    "key `{key}.hosts[{position}]`: {host:?} is reached by no rule of capabilities.network"
+                ));
+            }
+            hosts.push(pattern);
+        }
+        secrets.push(SecretRequest {
+            name: secret.name,
+            header: secret.header,
+            format: secret.format,
+            hosts,
+        });
+    }
+    Ok(secrets)
 }
 
 fn in_range<T: PartialOrd + fmt::Display + Copy>(
@@ -341,6 +488,22 @@ mod tests {
         );
         assert_eq!(manifest.capabilities.env, vec!["GITHUB_TOKEN".to_owned()]);
         assert_eq!(manifest.capabilities.exec[0].args, vec!["status", "**"]);
+        let network = &manifest.capabilities.network;
+        assert_eq!(network.len(), 2);
+        assert_eq!(network[0].text, "https://api.github.com");
+        assert_eq!(network[0].port, Some(443));
+        assert_eq!(network[1].path, "/**");
+        assert_eq!(network[1].methods, ["GET"]);
+        let secret = &manifest.capabilities.secrets[0];
+        assert_eq!(
+            (
+                secret.name.as_str(),
+                secret.header.as_str(),
+                secret.format.as_str()
+            ),
+            ("GITHUB_API_TOKEN", "Authorization", "Bearer {}")
+        );
+        assert_eq!(secret.hosts, [HostPattern::Exact("api.github.com".into())]);
     }
 
     #[test]
@@ -432,9 +595,74 @@ mod tests {
                 "argv = [\"status\"]",
             ),
             (
-                "network_requested",
-                "network = []",
-                "network = [\"api.github.com:443\"]",
+                "network_without_scheme",
+                "  \"https://api.github.com\",",
+                "  \"api.github.com:443\",",
+            ),
+            (
+                "network_bad_scheme",
+                "  \"https://api.github.com\",",
+                "  \"ftp://api.github.com\",",
+            ),
+            (
+                "network_star_inside_host",
+                "  \"https://api.github.com\",",
+                "  \"https://api.*.com\",",
+            ),
+            (
+                "network_bad_port",
+                "  \"https://api.github.com\",",
+                "  \"https://api.github.com:70000\",",
+            ),
+            (
+                "network_not_a_string",
+                "  \"https://api.github.com\",",
+                "  443,",
+            ),
+            (
+                "network_unknown_key",
+                "methods = [\"GET\"]",
+                "verbs = [\"GET\"]",
+            ),
+            (
+                "network_bad_method",
+                "methods = [\"GET\"]",
+                "methods = [\"FETCH\"]",
+            ),
+            (
+                "network_path_dotdot",
+                "\"https://*.githubusercontent.com/**\"",
+                "\"https://*.githubusercontent.com/a/../b\"",
+            ),
+            (
+                "secret_bad_name",
+                "name = \"GITHUB_API_TOKEN\"",
+                "name = \"GITHUB-API-TOKEN\"",
+            ),
+            (
+                "secret_reserved_header",
+                "header = \"Authorization\"",
+                "header = \"Host\"",
+            ),
+            (
+                "secret_format_without_slot",
+                "format = \"Bearer {}\"",
+                "format = \"Bearer\"",
+            ),
+            (
+                "secret_host_not_reachable",
+                "hosts = [\"api.github.com\"]",
+                "hosts = [\"api.gitlab.com\"]",
+            ),
+            (
+                "secret_to_any_host",
+                "hosts = [\"api.github.com\"]",
+                "hosts = [\"*\"]",
+            ),
+            (
+                "secret_unknown_key",
+                "format = \"Bearer {}\"",
+                "fmt = \"Bearer {}\"",
             ),
             ("memory_too_large", "memory_mb = 64", "memory_mb = 100000"),
             ("timeout_zero", "timeout_ms = 5000", "timeout_ms = 0"),
