@@ -416,6 +416,10 @@ pub(crate) fn registry(
             config.gateway.port.value,
             config.gateway.dashboard_port.value,
         ]),
+        reserved_secrets: std::iter::once(config.model.api_key_env.clone())
+            .chain(std::iter::once("TALARIA_API_KEY".to_owned()))
+            .chain(config.backend_env.iter().cloned())
+            .collect(),
     });
     let env = env.clone();
     SkillRegistry::new(RegistryConfig {

@@ -222,14 +222,21 @@ impl LeakScanner {
     /// `bytes` with every configured secret value (and its encodings)
     /// replaced by `[REDACTED:NAME]`, when it held any: for what a server
     /// sends back to a skill, where credential shapes are the server's own
-    /// business.
-    pub fn redact_values(&self, bytes: &[u8]) -> Option<(Vec<u8>, Found)> {
+    /// business. Values of the names `kept` says yes to are left as they are.
+    pub fn redact_values(
+        &self,
+        bytes: &[u8],
+        kept: &dyn Fn(&str) -> bool,
+    ) -> Option<(Vec<u8>, Found)> {
         let values = self.values.as_ref()?;
         let mut out = Vec::new();
         let mut found: Found = Vec::new();
         let mut copied = 0;
         for hit in values.find_iter(bytes) {
             let name = &self.value_names[hit.pattern().as_usize()];
+            if kept(name) {
+                continue;
+            }
             out.extend_from_slice(&bytes[copied..hit.start()]);
             out.extend_from_slice(b"[REDACTED:");
             out.extend_from_slice(name.as_bytes());
@@ -260,6 +267,10 @@ impl Default for LeakScanner {
 /// the characters that depend on the value's bytes alone.
 fn encodings(value: &str) -> Vec<String> {
     let mut forms = vec![value.to_owned()];
+    // As a JSON string may write it.
+    if value.contains('/') {
+        forms.push(value.replace('/', "\\/"));
+    }
     let encoded: String = percent_encoding::utf8_percent_encode(value, URL_COMPONENT).collect();
     forms.push(encoded);
     let engines = [
@@ -329,6 +340,7 @@ mod tests {
         let (redacted, found) = scanner
             .redact_values(
                 b"echo: Bearer tok-0123456789abcdef, ghp_0123456789abcdefghijklmnopqrstuvwxyzAB",
+                &|_| false,
             )
             .unwrap();
         assert_eq!(found, [Arc::from("API_TOKEN")]);
@@ -337,10 +349,16 @@ mod tests {
             "echo: Bearer [REDACTED:API_TOKEN], ghp_0123456789abcdefghijklmnopqrstuvwxyzAB",
             "a server's own credential shapes are its business"
         );
-        assert!(scanner.redact_values(b"clean").is_none());
+        assert!(scanner.redact_values(b"clean", &|_| false).is_none());
+        assert!(
+            scanner
+                .redact_values(b"tok-0123456789abcdef", &|name| name == "API_TOKEN")
+                .is_none(),
+            "kept"
+        );
         assert!(
             LeakScanner::default()
-                .redact_values(b"tok-0123456789abcdef")
+                .redact_values(b"tok-0123456789abcdef", &|_| false)
                 .is_none()
         );
     }

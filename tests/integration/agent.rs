@@ -859,7 +859,7 @@ fn a_chat_compiles_only_the_components_it_calls() {
     let model = FakeModel::start(vec![Reply::answer("hi")]);
     let first = run(&model);
     assert_exit(&first, 0);
-    assert_eq!(compiled(&first), 3, "{}", stderr(&first));
+    assert_eq!(compiled(&first), 4, "{}", stderr(&first));
 
     // With the compiled components gone (an upgrade changes the engine),
     // a chat that calls one tool compiles that one component only, while

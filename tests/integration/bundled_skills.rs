@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use talaria_runtime::sandbox::{LoadedSkill, Sandbox, ToolCallErrorKind};
 use talaria_runtime::skill::{self, Skill};
 
-const BUNDLED: [&str; 3] = ["files", "text", "json"];
+const BUNDLED: [&str; 4] = ["files", "text", "json", "web"];
 
 struct Bundled {
     fixture: Fixture,
@@ -49,7 +49,7 @@ async fn every_bundled_skill_is_complete_and_loads() {
         .collect();
     assert_eq!(
         found,
-        ["files", "json", "text"],
+        ["files", "json", "text", "web"],
         "every folder in skills/ is a valid skill"
     );
     for name in BUNDLED {

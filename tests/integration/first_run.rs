@@ -259,7 +259,7 @@ fn the_installed_layout_has_the_binary_and_the_bundled_skills_beside_it() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, ["files", "json", "text"]);
+    assert_eq!(names, ["files", "json", "text", "web"]);
     let mut files: Vec<String> = std::fs::read_dir(skills.join("text"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -281,7 +281,8 @@ fn the_installed_layout_has_the_binary_and_the_bundled_skills_beside_it() {
         [
             ("files", "granted"),
             ("json", "granted"),
-            ("text", "granted")
+            ("text", "granted"),
+            ("web", "granted")
         ]
     );
     assert!(

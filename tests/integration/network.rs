@@ -22,6 +22,7 @@ use talaria_runtime::skill::Skill;
 use crate::support::{Fixture, assert_exit, skill_source, stderr, stdout, talaria};
 
 const TOKEN: &str = "ntp-0123456789abcdef-secret";
+const ENDPOINT: &str = "endpoint-setting-0123456789";
 
 /// What a test server received: the `Authorization` header of each
 /// request, by path.
@@ -91,6 +92,7 @@ async fn handle(
         )
             .into_response(),
         "/big" => vec![b'x'; 17 * 1024 * 1024].into_response(),
+        "/gzip" => ([("content-encoding", "gzip")], vec![0x1fu8, 0x8b, 0, 0]).into_response(),
         "/slow" => {
             tokio::time::sleep(Duration::from_secs(20)).await;
             "too late".into_response()
@@ -103,6 +105,16 @@ async fn handle(
 /// `netprobe` with the grant `granted`, the secret values `secrets`
 /// (also what the scanner looks for), and nothing else.
 async fn netprobe(fixture: &Fixture, granted: &[String], secrets: &[(&str, &str)]) -> LoadedSkill {
+    netprobe_with(fixture, granted, secrets, &[]).await
+}
+
+/// [`netprobe`], with `protected` as the host's own service ports.
+async fn netprobe_with(
+    fixture: &Fixture,
+    granted: &[String],
+    secrets: &[(&str, &str)],
+    protected: &[u16],
+) -> LoadedSkill {
     let dir = fixture.skills_dir.join("netprobe");
     if !dir.exists() {
         fixture.install(&skill_source("tests/skills/netprobe"), "netprobe", None);
@@ -127,12 +139,21 @@ async fn netprobe(fixture: &Fixture, granted: &[String], secrets: &[(&str, &str)
         .iter()
         .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
         .collect();
-    let scanner = LeakScanner::new(secrets.iter().copied());
-    loaded.with_network(
-        Arc::new(move |name| values.get(name).cloned()),
-        Arc::new(scanner),
-        Arc::from([]),
-    )
+    // The skill's own variable is a value of `.env` too: the scanner knows
+    // it, and the skill may send it.
+    let scanner = LeakScanner::new(
+        secrets
+            .iter()
+            .copied()
+            .chain([("NETPROBE_ENDPOINT", ENDPOINT)]),
+    );
+    loaded
+        .with_env(|name| (name == "NETPROBE_ENDPOINT").then(|| ENDPOINT.to_owned()))
+        .with_network(
+            Arc::new(move |name| values.get(name).cloned()),
+            Arc::new(scanner),
+            Arc::from(protected),
+        )
 }
 
 async fn fetch(skill: &LoadedSkill, arguments: Value) -> Result<Value, ToolCallErrorKind> {
@@ -224,6 +245,15 @@ async fn a_granted_destination_is_reached_and_every_other_one_is_refused() {
         .await,
     );
     assert!(message.contains("`.`/`..` segments"), "{message}");
+    // A header some servers take as the method.
+    let message = refused(
+        fetch(
+            &probe,
+            json!({"url": format!("http://{other}/public/page"), "headers": [["X-HTTP-Method-Override", "DELETE"]]}),
+        )
+        .await,
+    );
+    assert!(message.contains("would change the method"), "{message}");
     // A host the grant does not name at all.
     let message = refused(fetch(&probe, json!({"url": "http://127.0.0.3:9/hello"})).await);
     assert!(message.contains("is not allowed"), "{message}");
@@ -303,6 +333,29 @@ async fn a_host_name_is_judged_by_the_address_it_resolves_to() {
         "the message says what to grant: {message}"
     );
 
+    // This host's own service port is reached only when granted by its
+    // number, not by `:*`.
+    let service = format!("http://127.0.0.1:{}", server.port());
+    let any_port = netprobe_with(
+        &fixture,
+        &["http://127.0.0.1:*".to_owned()],
+        &[],
+        &[server.port()],
+    )
+    .await;
+    let message = refused(fetch(&any_port, json!({"url": format!("{service}/hello")})).await);
+    assert!(message.contains("an internal address"), "{message}");
+    let named = netprobe_with(
+        &fixture,
+        std::slice::from_ref(&service),
+        &[],
+        &[server.port()],
+    )
+    .await;
+    fetch(&named, json!({"url": format!("{service}/hello")}))
+        .await
+        .unwrap();
+
     // The operator names the address itself: now it is reached.
     let probe = netprobe(
         &fixture,
@@ -352,6 +405,24 @@ async fn a_secret_is_added_by_the_host_and_never_seen_by_the_guest() {
         .find(|pair| pair[0] == "x-echo-authorization")
         .unwrap();
     assert_eq!(header[1], "Bearer [REDACTED:NETPROBE_TOKEN]");
+
+    // The host names the server in `Host`, from the judged destination.
+    let host = echoed["body"].as_str().unwrap().to_owned();
+    assert!(host.contains(&format!("[\"host\",\"{server}\"]")), "{host}");
+    // An encoded answer to a request with a secret could hide it: refused.
+    let message = refused(fetch(&probe, json!({"url": format!("http://{server}/gzip")})).await);
+    assert!(
+        message.contains("is encoded (Content-Encoding)"),
+        "{message}"
+    );
+    // A plain setting of the skill's own may be sent.
+    let sent = fetch(
+        &probe,
+        json!({"url": format!("http://{server}/echo"), "headers": [["X-Endpoint", ENDPOINT]]}),
+    )
+    .await
+    .unwrap();
+    assert!(sent["body"].as_str().unwrap().contains(ENDPOINT), "{sent}");
 
     // The guest's own Authorization is replaced, not sent beside it.
     fetch(
@@ -569,4 +640,229 @@ fn the_operator_grants_destinations_and_secrets_and_the_audit_shows_them() {
         "{log}"
     );
     assert!(!log.contains(TOKEN), "{log}");
+}
+
+/// A page, a JSON document and a SearXNG-style search API on loopback.
+async fn serve_web() -> (SocketAddr, Seen) {
+    let seen = Seen::default();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let address = listener.local_addr().unwrap();
+    let app = Router::new()
+        .fallback(any(web_page))
+        .with_state(seen.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (address, seen)
+}
+
+const PAGE: &str = r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Talaria &mdash; a test page</title>
+<style>.x { display: none }</style><script>document.write("tracking")</script></head>
+<body><nav><a href="/">Home</a> | <a href="/about">About</a></nav>
+<main><h1>Sandboxed skills</h1>
+<p>Every skill runs as a <em>WebAssembly component</em>. Read the
+<a href="/docs/design.html">design notes</a> first.</p>
+<h2>Why</h2><ul><li>Deny by default</li><li>Grants pinned to a hash</li></ul>
+</main></body></html>"#;
+
+async fn web_page(State(seen): State<Seen>, uri: Uri, headers: HeaderMap) -> Response {
+    let auth = headers
+        .get("authorization")
+        .map(|v| v.to_str().unwrap().to_owned());
+    seen.0.lock().unwrap().push((uri.path().to_owned(), auth));
+    match uri.path() {
+        "/page.html" => ([("content-type", "text/html; charset=utf-8")], PAGE).into_response(),
+        "/data.json" => axum::Json(json!({"b": [1, 2], "a": "x"})).into_response(),
+        "/image.png" => (
+            [("content-type", "image/png")],
+            vec![0x89u8, b'P', b'N', b'G'],
+        )
+            .into_response(),
+        "/search" => {
+            let query = uri.query().unwrap_or_default().to_owned();
+            axum::Json(json!({
+                "query": query,
+                "results": [
+                    {"title": "WASI HTTP", "url": "https://example.org/wasi-http", "content": "The proposal."},
+                    {"title": "Rust", "url": "https://www.rust-lang.org/", "content": "A language."},
+                    {"title": "no url"},
+                ]
+            }))
+            .into_response()
+        }
+        _ => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+#[tokio::test]
+async fn the_bundled_web_skill_reads_pages_and_searches_what_the_operator_granted() {
+    let fixture = Fixture::new();
+    let (server, seen) = serve_web().await;
+    fixture.install(&skill_source("skills/web"), "web", None);
+    let skill = Skill::load(&fixture.skills_dir.join("web")).unwrap();
+    let requested = talaria_runtime::skill::capabilities::requested(&skill, &fixture.roots());
+    let key = "web-search-key-0123456789";
+    // The operator's search endpoint, in the skill's data directory.
+    let data = fixture.skill_data.join("web");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("search-url"), format!("http://{server}/search\n")).unwrap();
+    let load = |granted: Vec<String>, secret_host: Option<&str>| {
+        let mut capabilities = requested.clone();
+        capabilities.network.granted = granted
+            .iter()
+            .map(|text| NetworkRule::parse(text, &[]).unwrap())
+            .collect();
+        capabilities.network.secrets.retain_mut(|secret| {
+            secret.hosts = secret_host
+                .map(|host| {
+                    vec![talaria_runtime::sandbox::policy::HostPattern::parse(host).unwrap()]
+                })
+                .unwrap_or_default();
+            !secret.hosts.is_empty()
+        });
+        talaria_runtime::skill::capabilities::prepare(&capabilities).unwrap();
+        let sandbox = fixture.sandbox();
+        let source = skill.component_source().unwrap().unwrap();
+        async move {
+            let loaded = sandbox.load(source, capabilities).await.unwrap();
+            let scanner = LeakScanner::new([("WEB_SEARCH_API_KEY", key)]);
+            loaded.with_network(
+                Arc::new(move |name| (name == "WEB_SEARCH_API_KEY").then(|| key.to_owned())),
+                Arc::new(scanner),
+                Arc::from([]),
+            )
+        }
+    };
+
+    // As bundled: no destination until the operator names one.
+    let web = load(Vec::new(), None).await;
+    let error = web
+        .call(
+            "fetch",
+            &json!({"url": format!("http://{server}/page.html")}).to_string(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error.kind, ToolCallErrorKind::Denied(m) if m.contains("the operator granted it no destination")),
+        "{error}"
+    );
+
+    let web = load(
+        vec![format!("http://127.0.0.1:{}", server.port())],
+        Some("127.0.0.1"),
+    )
+    .await;
+    let page: Value = serde_json::from_str(
+        &web.call(
+            "fetch",
+            &json!({"url": format!("http://{server}/page.html")}).to_string(),
+        )
+        .await
+        .unwrap()
+        .result,
+    )
+    .unwrap();
+    assert_eq!(page["title"], "Talaria — a test page");
+    assert_eq!(page["status"], 200);
+    assert_eq!(page["truncated"], false);
+    assert_eq!(
+        page["text"],
+        format!(
+            "# Sandboxed skills\n\nEvery skill runs as a WebAssembly component. Read the \
+             [design notes](/docs/design.html) first.\n\n## Why\n\n- Deny by default\n- Grants pinned to a hash"
+        )
+    );
+    let cut: Value = serde_json::from_str(
+        &web.call(
+            "fetch",
+            &json!({"url": format!("http://{server}/page.html"), "max_chars": 10}).to_string(),
+        )
+        .await
+        .unwrap()
+        .result,
+    )
+    .unwrap();
+    assert_eq!(
+        (cut["text"].as_str().unwrap(), &cut["truncated"]),
+        ("# Sandboxe", &json!(true))
+    );
+    let data: Value = serde_json::from_str(
+        &web.call(
+            "fetch",
+            &json!({"url": format!("http://{server}/data.json")}).to_string(),
+        )
+        .await
+        .unwrap()
+        .result,
+    )
+    .unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(data["text"].as_str().unwrap()).unwrap(),
+        json!({"a": "x", "b": [1, 2]})
+    );
+    let image = web
+        .call(
+            "fetch",
+            &json!({"url": format!("http://{server}/image.png")}).to_string(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        error_text(&image).contains("is image/png (4 bytes), which this tool does not read"),
+        "{image}"
+    );
+    // GET only, as its manifest says; another port is not granted.
+    let elsewhere = web
+        .call(
+            "fetch",
+            &json!({"url": format!("http://127.0.0.1:{}/page.html", server.port() + 1)})
+                .to_string(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(elsewhere.kind, ToolCallErrorKind::Denied(_)),
+        "{elsewhere}"
+    );
+
+    // Search: the configured endpoint, the key added by the host.
+    let found: Value = serde_json::from_str(
+        &web.call(
+            "search",
+            &json!({"query": "wasi http & more", "max_results": 5}).to_string(),
+        )
+        .await
+        .unwrap()
+        .result,
+    )
+    .unwrap();
+    assert_eq!(
+        found["results"],
+        json!([
+            {"title": "WASI HTTP", "url": "https://example.org/wasi-http", "snippet": "The proposal."},
+            {"title": "Rust", "url": "https://www.rust-lang.org/", "snippet": "A language."},
+        ])
+    );
+    assert_eq!(
+        seen.authorization_of("/search"),
+        [Some(format!("Bearer {key}"))]
+    );
+    // A secret goes with every request to the host it is granted for
+    // (here the page is on the search host).
+    assert_eq!(
+        seen.authorization_of("/page.html")[0],
+        Some(format!("Bearer {key}"))
+    );
+    // Without the secret's grant no request carries it.
+    let web = load(vec![format!("http://127.0.0.1:{}", server.port())], None).await;
+    web.call("search", &json!({"query": "x"}).to_string())
+        .await
+        .unwrap();
+    assert_eq!(seen.authorization_of("/search")[1], None);
+}
+
+fn error_text(error: &talaria_runtime::sandbox::ToolCallError) -> String {
+    error.to_string()
 }

@@ -433,7 +433,17 @@ fn bundled_skills_work_in_a_fresh_home_and_reset_restores_them() {
         .iter()
         .map(|s| s["granted_by"].as_str().unwrap())
         .collect();
-    assert_eq!(granted_by, ["bundled", "bundled", "bundled"]);
+    assert_eq!(granted_by, ["bundled", "bundled", "bundled", "bundled"]);
+    // The bundled web skill is granted no destination: the operator names
+    // them.
+    let web = report["skills"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "web")
+        .unwrap();
+    assert_eq!(web["network"], serde_json::json!([]));
+    assert_eq!(web["secrets"][0]["granted_hosts"], serde_json::json!([]));
 
     // A local edit is kept (and drifts), reset restores the shipped copy.
     let text = edit_manifest(&fixture, "text", "timeout_ms = 5000", "timeout_ms = 4000");

@@ -53,6 +53,17 @@ pub const MAX_REQUEST_BODY_BYTES: usize = 8 * 1024 * 1024;
 /// for less.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The methods a request may use (a rule may narrow them further).
+const STANDARD_METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
+/// Headers some servers take as the method: they would get around a rule's
+/// methods.
+const METHOD_OVERRIDES: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
 /// Where secret values are read, by name, at each request.
 pub type SecretLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
@@ -66,6 +77,10 @@ pub struct NetworkSetup {
     /// The gateway's and the dashboard's ports: reached only at an address
     /// the grant names.
     pub protected_ports: Arc<[u16]>,
+    /// The variables the guest may read (its granted `env`): it holds their
+    /// values already, so sending one is no leak (a configured endpoint in
+    /// a URL), and a response that shows one needs no redaction.
+    pub own_variables: Arc<[String]>,
 }
 
 impl Default for NetworkSetup {
@@ -75,6 +90,7 @@ impl Default for NetworkSetup {
             secrets: Arc::new(|_| None),
             scanner: Arc::new(LeakScanner::default()),
             protected_ports: Arc::from([]),
+            own_variables: Arc::from([]),
         }
     }
 }
@@ -113,13 +129,18 @@ type SendFuture = Box<
 >;
 
 impl WasiHttpHooks for OutgoingHttp {
+    /// `Host` is set by [`Call::send`] from the judged destination.
+    fn set_host_header(&mut self) -> bool {
+        false
+    }
+
     fn send_request(
         &mut self,
         request: hyper::Request<WasiBody>,
         options: Option<RequestOptions>,
         _response_errors: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> SendFuture {
-        self.requests += 1;
+        self.requests = self.requests.saturating_add(1);
         let over = self.requests > MAX_REQUESTS_PER_CALL;
         let call = Call {
             skill: Arc::clone(&self.skill),
@@ -194,6 +215,15 @@ impl Call {
                 )
             })?
             .map_err(|why| self.refuse(format!("{} {url}: {why}", target.method)))?;
+        if let Some(name) = METHOD_OVERRIDES
+            .iter()
+            .find(|name| parts.headers.contains_key(**name))
+        {
+            return Err(self.refuse(format!(
+                "{} {url}: the header {name} would change the method a server sees",
+                target.method
+            )));
+        }
         let mut scanned: Vec<&[u8]> = vec![
             parts
                 .uri
@@ -201,10 +231,18 @@ impl Call {
                 .map_or(&b""[..], |p| p.as_str().as_bytes()),
             &body,
         ];
-        scanned.extend(parts.headers.values().map(HeaderValue::as_bytes));
+        for (name, value) in &parts.headers {
+            scanned.push(name.as_str().as_bytes());
+            scanned.push(value.as_bytes());
+        }
+        let own = |name: &Arc<str>| self.setup.own_variables.iter().any(|v| **v == **name);
         if let Some(found) = scanned
             .iter()
-            .map(|part| self.setup.scanner.find(part))
+            .map(|part| {
+                let mut found = self.setup.scanner.find(part);
+                found.retain(|name| !own(name));
+                found
+            })
             .find(|found| !found.is_empty())
         {
             return Err(self.refuse(format!(
@@ -213,10 +251,21 @@ impl Call {
                 found.join(", ")
             )));
         }
+        let mut carries_secret = false;
         for secret in access.secrets_for(&target.host) {
+            // In clear text only to an address the operator named (a
+            // service on loopback), never across a network.
+            let named_address = target.host.parse::<IpAddr>().is_ok_and(is_internal_address);
+            if target.scheme == Scheme::Http && !named_address {
+                return Err(self.refuse(format!(
+                    "secret {} is sent only over https, not to {url}",
+                    secret.name
+                )));
+            }
             let Some(value) = (self.setup.secrets)(&secret.name) else {
                 return Err(self.refuse(format!(
-                    "secret {} is granted for {} but has no value; the operator sets it in the home's .env",
+                    "secret {} is granted for {} but has no value it may send: it is not set in the \
+                     home's .env (or the environment), or it is one of Talaria's own keys",
                     secret.name, target.host
                 )));
             };
@@ -230,7 +279,33 @@ impl Call {
             };
             value.set_sensitive(true);
             parts.headers.insert(header, value);
+            carries_secret = true;
         }
+        if carries_secret {
+            // The response is searched for the value as sent: no compressed
+            // body, no piece of it at a time.
+            parts.headers.insert(
+                hyper::header::ACCEPT_ENCODING,
+                HeaderValue::from_static("identity"),
+            );
+            parts.headers.remove(hyper::header::RANGE);
+            parts.headers.remove(hyper::header::IF_RANGE);
+        }
+        // The host names the server: the guest's authority may hold what
+        // the check did not judge.
+        let host_header = match (
+            target.host.contains(':'),
+            target.port == target.scheme.default_port(),
+        ) {
+            (true, true) => format!("[{}]", target.host),
+            (true, false) => format!("[{}]:{}", target.host, target.port),
+            (false, true) => target.host.clone(),
+            (false, false) => format!("{}:{}", target.host, target.port),
+        };
+        parts.headers.insert(
+            hyper::header::HOST,
+            HeaderValue::from_str(&host_header).map_err(|e| self.failed(format!("{url}: {e}")))?,
+        );
 
         let addresses = self.resolve(&target).await?;
         let connect_timeout = options
@@ -244,7 +319,9 @@ impl Call {
             .build()
             .map_err(|e| self.failed(format!("{url}: {e}")))?;
         let request = hyper::Request::from_parts(parts, Full::new(body));
-        let response = self.exchange(&target, stream, request, &url).await?;
+        let response = self
+            .exchange(&target, stream, request, &url, carries_secret)
+            .await?;
         Ok(response)
     }
 
@@ -274,7 +351,10 @@ impl Call {
         let (reachable, internal): (Vec<SocketAddr>, Vec<SocketAddr>) =
             found.iter().partition(|address| {
                 (!is_internal_address(address.ip()) && !protected)
-                    || self.setup.access.names_address(target, address.ip())
+                    || self
+                        .setup
+                        .access
+                        .names_address(target, address.ip(), protected)
             });
         if reachable.is_empty() {
             let Some(first) = internal.first() else {
@@ -350,7 +430,9 @@ impl Call {
         stream: Box<dyn Stream>,
         request: hyper::Request<Full<Bytes>>,
         url: &str,
+        carries_secret: bool,
     ) -> Result<hyper::Response<WasiBody>, HttpError> {
+        let own_name = |name: &str| self.setup.own_variables.iter().any(|v| v == name);
         let io = hyper_util::rt::TokioIo::new(stream);
         let exchange = async {
             let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
@@ -362,6 +444,17 @@ impl Call {
                 .await
                 .map_err(|e| self.failed(format!("{} {url}: {e}", target.method)))?;
             let (mut parts, mut incoming) = response.into_parts();
+            let encoded = parts
+                .headers
+                .get(hyper::header::CONTENT_ENCODING)
+                .is_some_and(|e| !e.as_bytes().eq_ignore_ascii_case(b"identity"));
+            if carries_secret && encoded {
+                // It could hold the secret where the scan cannot see it.
+                return Err(self.refuse(format!(
+                    "the response of {url} is encoded (Content-Encoding) although identity was asked for; \
+                     a response to a request with a secret is read only as sent"
+                )));
+            }
             let mut body = Vec::new();
             while let Some(frame) = incoming.frame().await {
                 let frame =
@@ -385,12 +478,16 @@ impl Call {
             // A server may echo what it was sent: no secret value reaches
             // the guest, in a header or in the body.
             for value in parts.headers.values_mut() {
-                if let Some((redacted, _)) = self.setup.scanner.redact_values(value.as_bytes()) {
+                if let Some((redacted, _)) = self
+                    .setup
+                    .scanner
+                    .redact_values(value.as_bytes(), &own_name)
+                {
                     *value = HeaderValue::from_bytes(&redacted)
                         .unwrap_or_else(|_| HeaderValue::from_static("[REDACTED]"));
                 }
             }
-            if let Some((redacted, found)) = self.setup.scanner.redact_values(&body) {
+            if let Some((redacted, found)) = self.setup.scanner.redact_values(&body, &own_name) {
                 tracing::warn!(skill = %self.skill, url, secrets = %found.join(", "), "a response held secret values; they were redacted before the skill saw it");
                 body = redacted;
                 parts
@@ -446,6 +543,17 @@ fn tls_config() -> Result<Arc<rustls::ClientConfig>, &'static String> {
 /// The request as the policy judges it.
 fn target_of(parts: &hyper::http::request::Parts) -> Result<RequestTarget, String> {
     let uri = &parts.uri;
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err("a URL with a user name or password is not sent".into());
+    }
+    let method = parts.method.as_str().to_ascii_uppercase();
+    if !STANDARD_METHODS.contains(&method.as_str()) {
+        return Err(format!(
+            "method {:?} is not one of {}",
+            guest_text::sanitize(&method, 32, false),
+            STANDARD_METHODS.join(", ")
+        ));
+    }
     let scheme = match uri.scheme_str() {
         Some("https") => Scheme::Https,
         Some("http") => Scheme::Http,
@@ -462,11 +570,12 @@ fn target_of(parts: &hyper::http::request::Parts) -> Result<RequestTarget, Strin
     // A server would resolve `..` (or its encoding) and leave the path a
     // rule narrowed to.
     let lower = path.to_ascii_lowercase();
-    if lower
-        .split('/')
-        .any(|segment| matches!(segment, "." | ".." | "%2e" | "%2e%2e" | ".%2e" | "%2e."))
-        || lower.contains("%2f")
-        || lower.contains("%5c")
+    if lower.split('/').any(|segment| {
+        let decoded = segment.replace("%2e", ".");
+        decoded == "." || decoded.starts_with("..") || decoded.starts_with(".;")
+    }) || ["%2f", "%5c", "%25", ";/"]
+        .iter()
+        .any(|s| lower.contains(s))
         || path.contains('\\')
     {
         return Err(format!(
@@ -479,7 +588,7 @@ fn target_of(parts: &hyper::http::request::Parts) -> Result<RequestTarget, Strin
         scheme,
         host,
         path: path.to_owned(),
-        method: parts.method.as_str().to_ascii_uppercase(),
+        method,
     })
 }
 
@@ -531,6 +640,19 @@ mod tests {
     }
 
     #[test]
+    fn odd_requests_are_refused() {
+        let cases = [
+            ("GET", "https://user:pw@h/", "user name or password"),
+            ("TRACE", "https://h/", "method \"TRACE\" is not one of"),
+            ("BREW", "https://h/", "is not one of"),
+        ];
+        for (method, uri, expected) in cases {
+            let error = target_of(&parts(method, uri)).unwrap_err();
+            assert!(error.contains(expected), "{method} {uri}: {error}");
+        }
+    }
+
+    #[test]
     fn requests_are_read_as_the_policy_judges_them() {
         let target = target_of(&parts("get", "https://API.GitHub.com./repos/a?x=1")).unwrap();
         assert_eq!(target.host, "api.github.com");
@@ -540,6 +662,8 @@ mod tests {
         let target = target_of(&parts("GET", "http://[::1]:8080/")).unwrap();
         assert_eq!((target.host.as_str(), target.port), ("::1", 8080));
         for uri in [
+            "https://h/repos/..;/admin",
+            "https://h/repos/%252e%252e/admin",
             "https://h/repos/../admin",
             "https://h/repos/%2E%2E/admin",
             "https://h/a%2fb",

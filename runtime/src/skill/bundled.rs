@@ -239,12 +239,15 @@ fn grant_as_bundled(skill: &Skill, grants: &mut Grants, roots: &MountRoots) -> a
 }
 
 /// What an automatic grant may hold of `requested`: read-only mounts and
-/// limits. Environment variables (secrets), read-write mounts and native
-/// commands always wait for the operator.
+/// limits. Environment variables (secrets), read-write mounts, native
+/// commands, network destinations and secrets always wait for the operator
+/// (a manifest's network rules are requests, not grants).
 fn automatic_part(requested: &Capabilities) -> Capabilities {
     let mut automatic = requested.clone();
     automatic.env.clear();
     automatic.exec.clear();
+    automatic.network.requested.clear();
+    automatic.network.secrets.clear();
     automatic
         .mounts
         .retain(|mount| mount.access == Access::ReadOnly);
@@ -266,10 +269,29 @@ fn move_grant(skill: &Skill, grants: &mut Grants, roots: &MountRoots) -> anyhow:
     };
     let within =
         grants::assess(same_hash, requested.clone(), Some(previous)).state == SkillState::Granted;
-    if !within || automatic_part(&requested) != requested {
+    // Network destinations and secrets are the operator's choice: carried
+    // over as they were (a request must still match the new manifest), and
+    // never widened by the update.
+    let mut comparable = requested.clone();
+    comparable.network.requested.clear();
+    comparable.network.secrets.clear();
+    if !within || automatic_part(&comparable) != comparable {
         return Ok(false);
     }
-    let mut moved = Grant::of(skill, skill.hash(), &requested, GrantedBy::Bundled);
+    let mut moved = Grant::of(skill, skill.hash(), &comparable, GrantedBy::Bundled);
+    moved.network = previous.network.clone();
+    moved.secrets = previous
+        .secrets
+        .iter()
+        .filter(|secret| {
+            requested
+                .network
+                .secrets
+                .iter()
+                .any(|asked| asked.name == secret.name)
+        })
+        .cloned()
+        .collect();
     moved.moved_from = Some(format!(
         "v{} {} (granted by {} at {})",
         previous.version,

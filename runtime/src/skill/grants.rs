@@ -185,19 +185,22 @@ impl Grant {
                 .network
                 .requested
                 .iter()
-                .filter(|rule| !rule.host.is_wide())
+                .filter(|rule| !needs_naming(rule))
                 .map(|rule| rule.text.clone())
                 .collect::<std::collections::BTreeSet<_>>()
                 .into_iter()
                 .collect(),
+            // Each secret to the hosts the manifest names; a wide one (`*`)
+            // only when the operator names the host.
             secrets: requested
                 .network
                 .secrets
                 .iter()
                 .map(|secret| SecretGrant {
                     name: secret.name.clone(),
-                    hosts: secret.hosts.iter().map(ToString::to_string).collect(),
+                    hosts: named_hosts(&secret.hosts),
                 })
+                .filter(|secret| !secret.hosts.is_empty())
                 .collect(),
             limits: requested.limits,
         }
@@ -216,7 +219,7 @@ impl Grant {
         let wide: Vec<&NetworkRule> = asked
             .requested
             .iter()
-            .filter(|rule| rule.host.is_wide())
+            .filter(|rule| needs_naming(rule))
             .collect();
         match &choices.network {
             None if choices.network_any => {
@@ -231,10 +234,19 @@ impl Grant {
             }
             None => {
                 for rule in &wide {
-                    notes.push(format!(
-                        "the manifest asks for {}: grant the hosts you choose with --network URL                          (e.g. --network https://*.wikipedia.org), or all with --network-any",
-                        rule.text
-                    ));
+                    notes.push(if rule.host.is_wide() {
+                        format!(
+                            "the manifest asks for {}: grant the hosts you choose with --network URL \
+                             (e.g. --network https://*.wikipedia.org), or all with --network-any",
+                            rule.text
+                        )
+                    } else {
+                        format!(
+                            "the manifest asks for {}, an address of this machine or its network: \
+                             grant it by naming it, --network URL",
+                            rule.text
+                        )
+                    });
                 }
             }
             Some(chosen) => {
@@ -293,10 +305,22 @@ impl Grant {
                     );
                 };
                 let hosts: Vec<String> = match host {
-                    None => secret.hosts.iter().map(ToString::to_string).collect(),
+                    None => {
+                        let named = named_hosts(&secret.hosts);
+                        anyhow::ensure!(
+                            !named.is_empty(),
+                            "--secret {choice}: the manifest sends {name} to hosts you choose; \
+                             name one: --secret {name}@HOST"
+                        );
+                        named
+                    }
                     Some(host) => {
                         let pattern = HostPattern::parse(host)
                             .map_err(|why| anyhow::anyhow!("--secret {choice}: {why}"))?;
+                        anyhow::ensure!(
+                            !pattern.is_wide(),
+                            "--secret {choice}: a secret is sent to named hosts, not to {host}"
+                        );
                         anyhow::ensure!(
                             secret.hosts.iter().any(|h| h.covers(&pattern)),
                             "--secret {choice}: the manifest sends {name} only to {}",
@@ -347,6 +371,27 @@ impl MountGrant {
     }
 }
 
+/// Whether a manifest's rule is granted only when the operator names it:
+/// a wide one (`https://*`), or one for an internal address (loopback,
+/// private, `localhost`), which would reach this machine's services.
+fn needs_naming(rule: &NetworkRule) -> bool {
+    rule.host.is_wide()
+        || rule
+            .host
+            .ip()
+            .is_some_and(crate::sandbox::policy::network::is_internal_address)
+        || matches!(&rule.host, HostPattern::Exact(name) if name == "localhost" || name.ends_with(".localhost"))
+}
+
+/// The hosts of `hosts` that are not wide, as grants write them.
+fn named_hosts(hosts: &[HostPattern]) -> Vec<String> {
+    hosts
+        .iter()
+        .filter(|host| !host.is_wide())
+        .map(ToString::to_string)
+        .collect()
+}
+
 /// `blake3:0123456789ab`, enough to tell hashes apart in a table.
 pub fn short_hash(hash: &str) -> &str {
     let end = hash.len().min("blake3:".len() + 12);
@@ -393,7 +438,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let manifest = format!(
             "{MANIFEST}network = [\"https://*\", \"https://api.github.com\", \"http://127.0.0.1:8080\"]\n\
-             secrets = [{{ name = \"GH\", header = \"Authorization\", format = \"Bearer {{}}\", hosts = [\"api.github.com\", \"*.github.com\"] }}]\n"
+             secrets = [{{ name = \"GH\", header = \"Authorization\", format = \"Bearer {{}}\", hosts = [\"api.github.com\", \"*.github.com\"] }}, \
+             {{ name = \"ANY\", header = \"X-Key\", hosts = [\"*\"] }}]\n"
         );
         let skill = skill_in(dir.path(), &manifest, Some(b"bytes"));
         let requested = crate::skill::capabilities::requested(&skill, &roots(dir.path()));
@@ -408,17 +454,21 @@ mod tests {
             grant().choose(&choices, &requested)
         };
 
-        // By default: the manifest's rules but the wide one, which a note
-        // explains; every secret to all its hosts.
+        // By default: the manifest's rules but the wide one and the one on
+        // this machine, which notes explain; every secret to all its named
+        // hosts.
         let (default, notes) = choose(None, false, None).unwrap();
-        assert_eq!(
-            default.network,
-            ["http://127.0.0.1:8080", "https://api.github.com"]
-        );
+        assert_eq!(default.network, ["https://api.github.com"]);
         assert!(
-            notes[0].contains("the manifest asks for https://*"),
+            notes[0].contains("the manifest asks for https://*: grant the hosts you choose"),
             "{notes:?}"
         );
+        assert!(
+            notes[1].contains("asks for http://127.0.0.1:8080, an address of this machine"),
+            "{notes:?}"
+        );
+        let (named, _) = choose(Some(&["http://127.0.0.1:8080"]), false, None).unwrap();
+        assert_eq!(named.network, ["http://127.0.0.1:8080"]);
         assert_eq!(
             default.secrets,
             [SecretGrant {
@@ -441,12 +491,21 @@ mod tests {
         .unwrap();
         assert_eq!(chosen.network, ["https://*.wikipedia.org"]);
         assert_eq!(chosen.secrets[0].hosts, ["api.github.com"]);
+        // A secret for hosts the operator chooses goes only where named.
+        let (chosen, _) = choose(None, false, Some(&["ANY@api.github.com"])).unwrap();
+        assert_eq!(
+            chosen.secrets,
+            [SecretGrant {
+                name: "ANY".into(),
+                hosts: vec!["api.github.com".into()]
+            }]
+        );
         let (chosen, _) = choose(Some(&["https://*"]), true, Some(&[])).unwrap();
         assert_eq!(chosen.network, ["https://*"]);
         assert!(chosen.secrets.is_empty());
 
         type Refusal<'a> = (Option<&'a [&'a str]>, bool, Option<&'a [&'a str]>, &'a str);
-        let refusals: [Refusal<'_>; 5] = [
+        let refusals: [Refusal<'_>; 7] = [
             (
                 Some(&["https://*"]),
                 false,
@@ -469,7 +528,14 @@ mod tests {
                 None,
                 false,
                 Some(&["OTHER"]),
-                "names no secret \"OTHER\" (it names GH)",
+                "names no secret \"OTHER\" (it names GH, ANY)",
+            ),
+            (None, false, Some(&["ANY"]), "name one: --secret ANY@HOST"),
+            (
+                None,
+                false,
+                Some(&["ANY@*"]),
+                "a secret is sent to named hosts, not to *",
             ),
             (
                 None,

@@ -134,11 +134,19 @@ pub(crate) async fn load(loader: &Loader) -> anyhow::Result<LoadedSkill> {
     // host only.
     let secrets = Arc::clone(&loader.env);
     let loaded = match &loader.network {
-        Some(network) => loaded.with_network(
-            Arc::new(move |name| secrets(name)),
-            (network.scanner)(),
-            Arc::clone(&network.protected_ports),
-        ),
+        Some(network) => {
+            let reserved = Arc::clone(&network.reserved_secrets);
+            loaded.with_network(
+                Arc::new(move |name| {
+                    if reserved.iter().any(|r| r == name) {
+                        return None;
+                    }
+                    secrets(name)
+                }),
+                (network.scanner)(),
+                Arc::clone(&network.protected_ports),
+            )
+        }
         None => loaded.with_network(
             Arc::new(move |name| secrets(name)),
             Arc::new(crate::leak_scan::LeakScanner::default()),

@@ -63,6 +63,9 @@ pub struct NetworkHooks {
     pub scanner: Arc<dyn Fn() -> Arc<crate::leak_scan::LeakScanner> + Send + Sync>,
     /// The gateway's and the dashboard's ports.
     pub protected_ports: Arc<[u16]>,
+    /// Variables never sent as a skill's secret, whatever a grant says:
+    /// the model's key, the gateway's key, the backend's variables.
+    pub reserved_secrets: Arc<[String]>,
 }
 
 pub struct SkillRegistry {
@@ -490,7 +493,8 @@ impl SkillRegistry {
             GrantedBy::Operator,
         )
         .choose(choices, &assessment.requested)
-        .with_context(|| format!("cannot grant {}", skill.label()))?;
+        // "refusing to grant": the dashboard answers 400, as for a bad component.
+        .with_context(|| format!("refusing to grant {}", skill.label()))?;
         let changes = previous
             .as_ref()
             .map(|previous| grant_diff(previous, &grant))

@@ -75,7 +75,11 @@ impl HostPattern {
             return Ok(Self::Any);
         }
         if let Some(suffix) = text.strip_prefix("*.") {
-            return if is_host_name(suffix) {
+            // `*.0.1` would name addresses, not host names.
+            let numeric = suffix
+                .split('.')
+                .all(|label| label.bytes().all(|b| b.is_ascii_digit()));
+            return if is_host_name(suffix) && !numeric {
                 Ok(Self::Suffix(suffix.to_ascii_lowercase()))
             } else {
                 Err(format!(
@@ -228,6 +232,11 @@ impl NetworkRule {
                 if path.split('/').any(|s| s == "." || s == "..") {
                     return Err(format!("{text:?}: the path may not hold `.` or `..`"));
                 }
+                if path.matches('*').count() > MAX_PATH_STARS * 2 {
+                    return Err(format!(
+                        "{text:?}: a path pattern holds at most {MAX_PATH_STARS} stars"
+                    ));
+                }
                 path.to_owned()
             }
         };
@@ -308,26 +317,63 @@ fn split_port(authority: &str) -> Result<(&str, Option<&str>), String> {
     })
 }
 
+/// Most stars a path pattern may hold.
+const MAX_PATH_STARS: usize = 8;
+
 /// A path pattern against a request path (no query): `*` matches within
-/// one segment, `**` any rest, segments included.
+/// one segment, `**` any rest, segments included. Dynamic programming over
+/// (pattern, path) positions: time is linear in the path for each pattern
+/// token, whatever the stars (a backtracking matcher is exponential in
+/// them, and both the pattern and the path are the skill's).
 fn path_matches(pattern: &str, path: &str) -> bool {
-    fn matches(pattern: &[u8], path: &[u8]) -> bool {
-        match pattern.split_first() {
-            None => path.is_empty(),
-            Some((b'*', rest)) if rest.first() == Some(&b'*') => {
-                let rest = &rest[1..];
-                (0..=path.len()).any(|skip| matches(rest, &path[skip..]))
+    enum Token {
+        Byte(u8),
+        Star,
+        DoubleStar,
+    }
+    let bytes = pattern.as_bytes();
+    let mut tokens = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        match bytes[index] {
+            b'*' if bytes.get(index + 1) == Some(&b'*') => {
+                tokens.push(Token::DoubleStar);
+                index += 2;
             }
-            Some((b'*', rest)) => {
-                let segment = path.iter().position(|b| *b == b'/').unwrap_or(path.len());
-                (0..=segment).any(|skip| matches(rest, &path[skip..]))
+            b'*' => {
+                tokens.push(Token::Star);
+                index += 1;
             }
-            Some((byte, rest)) => path.first() == Some(byte) && matches(rest, &path[1..]),
+            byte => {
+                tokens.push(Token::Byte(byte));
+                index += 1;
+            }
         }
     }
-    // Patterns are short and written by people; the recursion is bounded
-    // by their stars.
-    matches(pattern.as_bytes(), path.as_bytes())
+    let path = path.as_bytes();
+    // `reach[j]`: the tokens so far can match `path[..j]`.
+    let mut reach = vec![false; path.len() + 1];
+    reach[0] = true;
+    for token in &tokens {
+        let mut next = vec![false; path.len() + 1];
+        match token {
+            Token::Byte(byte) => {
+                for j in 0..path.len() {
+                    next[j + 1] = reach[j] && path[j] == *byte;
+                }
+            }
+            Token::Star | Token::DoubleStar => {
+                let crosses = matches!(token, Token::DoubleStar);
+                let mut carried = false;
+                for j in 0..=path.len() {
+                    carried = reach[j] || (carried && j > 0 && (crosses || path[j - 1] != b'/'));
+                    next[j] = carried;
+                }
+            }
+        }
+        reach = next;
+    }
+    reach[path.len()]
 }
 
 /// One outgoing request, as the policy judges it.
@@ -411,15 +457,18 @@ impl NetworkAccess {
 
     /// Whether the operator named `ip` itself (with the request's scheme
     /// and port): the only way to reach a loopback, private or link-local
-    /// address, or this host's own service ports.
-    pub fn names_address(&self, request: &RequestTarget, ip: IpAddr) -> bool {
+    /// address. For this host's own service ports (`exact_port`) a rule for
+    /// any port (`:*`) is not enough: the port must be written.
+    pub fn names_address(&self, request: &RequestTarget, ip: IpAddr, exact_port: bool) -> bool {
         let literal = RequestTarget {
             host: ip.to_string(),
             ..request.clone()
         };
-        self.granted
-            .iter()
-            .any(|rule| rule.host.ip() == Some(ip) && rule.allows(&literal))
+        self.granted.iter().any(|rule| {
+            rule.host.ip() == Some(ip)
+                && rule.allows(&literal)
+                && (!exact_port || rule.port == Some(request.port))
+        })
     }
 
     /// The secrets to add to a request for `host`.
@@ -437,8 +486,10 @@ impl NetworkAccess {
 pub fn is_internal_address(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
+            let [a, b, c, _] = v4.octets();
             v4.is_loopback()
+                // 192.0.0.0/24, IETF protocol assignments.
+                || (a == 192 && b == 0 && c == 0)
                 || v4.is_private()
                 || v4.is_link_local()
                 || v4.is_unspecified()
@@ -454,8 +505,19 @@ pub fn is_internal_address(ip: IpAddr) -> bool {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_internal_address(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let segments = v6.segments();
+            let first = segments[0];
+            // IPv4-compatible (::a.b.c.d, deprecated) carries an IPv4
+            // address; so do 6to4 (2002::/16) and Teredo (2001::/32):
+            // whatever they hold, they are not a plain destination.
+            if segments[..6].iter().all(|s| *s == 0) {
+                return true;
+            }
             v6.is_loopback()
+                || first == 0x2002
+                || (first == 0x2001 && segments[1] == 0)
+                // 100::/64, discard-only.
+                || (first == 0x100 && segments[1..4].iter().all(|s| *s == 0))
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 || (first & 0xfe00) == 0xfc00
@@ -625,6 +687,27 @@ mod tests {
                 "https://api.github.com/repos/a/b/issues",
                 false,
             ),
+            (rule("https://h/a/**/z", &[]), "GET", "https://h/a/z", false),
+            (
+                rule("https://h/a/**/z", &[]),
+                "GET",
+                "https://h/a/b/c/z",
+                true,
+            ),
+            (
+                rule("https://h/a/*.json", &[]),
+                "GET",
+                "https://h/a/x.json",
+                true,
+            ),
+            (
+                rule("https://h/a/*.json", &[]),
+                "GET",
+                "https://h/a/x/y.json",
+                false,
+            ),
+            (rule("https://h/a*", &[]), "GET", "https://h/a", true),
+            (rule("https://h/**", &[]), "GET", "https://h/", true),
         ];
         for (rule, method, url, allowed) in cases {
             assert_eq!(
@@ -633,6 +716,15 @@ mod tests {
                 "{rule} allows {method} {url}"
             );
         }
+    }
+
+    #[test]
+    fn many_stars_do_not_take_long() {
+        // Exponential for a backtracking matcher; linear here.
+        let pattern = format!("/{}x", "**/".repeat(8));
+        let path = format!("/{}", "a/".repeat(20_000));
+        assert!(!path_matches(&pattern, &path));
+        assert!(path_matches(&pattern, &format!("{path}x")));
     }
 
     #[test]
@@ -690,6 +782,11 @@ mod tests {
             ("::ffff:127.0.0.1", true),
             ("::ffff:169.254.169.254", true),
             ("64:ff9b::a9fe:a9fe", true),
+            ("192.0.0.170", true),
+            ("::7f00:1", true),
+            ("2002:7f00:1::", true),
+            ("2001:0:4136:e378::1", true),
+            ("100::1", true),
             ("93.184.216.34", false),
             ("2606:4700::1111", false),
             ("::ffff:93.184.216.34", false),
@@ -713,6 +810,11 @@ mod tests {
             ("https://user@example.org", "no query, fragment, user"),
             ("https://exa mple.org", "no query, fragment, user or spaces"),
             ("https://[::1", "an IPv6 address is written"),
+            ("https://*.0.1", "after `*.` comes a host name"),
+            (
+                "https://h/*/*/*/*/*/*/*/*/*/*/*/*/*/*/*/*/*",
+                "at most 8 stars",
+            ),
         ];
         for (text, expected) in cases {
             let error = NetworkRule::parse(text, &[]).unwrap_err();

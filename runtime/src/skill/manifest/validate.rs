@@ -124,6 +124,13 @@ pub(super) fn validate(raw: RawManifest) -> Result<Manifest, String> {
 
     let network = validate_network(capabilities.network)?;
     let secrets = validate_secrets(capabilities.secrets, &network)?;
+    if let Some(shown) = secrets.iter().find(|s| capabilities.env.contains(&s.name)) {
+        return Err(format!(
+            "key `capabilities.env`: {:?} is also a secret of capabilities.secrets; a secret is sent by \
+             the host and never shown to the skill, so it may not be one of its variables",
+            shown.name
+        ));
+    }
     let mut mounts: Vec<MountRequest> = Vec::with_capacity(capabilities.mounts.len());
     for (index, mount) in capabilities.mounts.into_iter().enumerate() {
         let key = format!("capabilities.mounts[{index}]");
@@ -317,6 +324,12 @@ fn validate_secrets(
                 secret.name
             ));
         }
+        if secret.name.starts_with("TALARIA_") {
+            return Err(format!(
+                "key `{key}.name`: {:?} is one of Talaria's own settings or keys, never sent by a skill",
+                secret.name
+            ));
+        }
         if secrets.iter().any(|s| s.name == secret.name) {
             return Err(format!(
                 "key `{key}.name`: {:?} is listed twice",
@@ -346,15 +359,12 @@ fn validate_secrets(
                 "key `{key}.hosts`: expected the hosts the secret is sent to, like [\"api.github.com\"]"
             ));
         }
+        // A wide host (`*`) is for a destination the operator chooses: the
+        // grant names it (`--secret NAME@HOST`), never the default.
         let mut hosts = Vec::with_capacity(secret.hosts.len());
         for (position, host) in secret.hosts.iter().enumerate() {
             let pattern = HostPattern::parse(host)
                 .map_err(|why| format!("key `{key}.hosts[{position}]`: {why}"))?;
-            if pattern.is_wide() {
-                return Err(format!(
-                    "key `{key}.hosts[{position}]`: a secret goes to named hosts, never to {host:?}"
-                ));
-            }
             if !network.iter().any(|rule| rule.host.covers(&pattern)) {
                 return Err(format!(
                     "key `{key}.hosts[{position}]`: {host:?} is reached by no rule of capabilities.network"
@@ -655,9 +665,19 @@ mod tests {
                 "hosts = [\"api.gitlab.com\"]",
             ),
             (
-                "secret_to_any_host",
+                "secret_talaria_key",
+                "name = \"GITHUB_API_TOKEN\"",
+                "name = \"TALARIA_API_KEY\"",
+            ),
+            (
+                "secret_also_in_env",
+                "env = [\"GITHUB_TOKEN\"]",
+                "env = [\"GITHUB_API_TOKEN\"]",
+            ),
+            (
+                "secret_without_hosts",
                 "hosts = [\"api.github.com\"]",
-                "hosts = [\"*\"]",
+                "hosts = []",
             ),
             (
                 "secret_unknown_key",

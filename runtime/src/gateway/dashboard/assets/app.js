@@ -509,8 +509,18 @@ function capabilities(caps) {
   const limits = caps.limits
     ? `memory ${caps.limits.memory_mb} MiB, timeout ${caps.limits.timeout_ms} ms, output ${caps.limits.max_output_bytes} bytes, data ${caps.limits.data_mb} MiB`
     : "";
+  const secrets = (caps.secrets || []).map((s) => `${s.name} → ${(s.granted_hosts || s.hosts || []).join(", ") || "not granted"} (${s.set ? "set" : "not set"})`);
   const row = (label, items) => [h("dt", {}, label), h("dd", {}, items.length ? items.join("; ") : "none")];
-  return h("dl", { class: "caps" }, row("mounts", mounts), row("env", env), row("exec", exec), row("network", caps.network || []), row("limits", limits ? [limits] : []));
+  return h(
+    "dl",
+    { class: "caps" },
+    row("mounts", mounts),
+    row("env", env),
+    row("exec", exec),
+    row("network", caps.network || []),
+    secrets.length ? row("secrets", secrets) : null,
+    row("limits", limits ? [limits] : []),
+  );
 }
 
 async function renderSkills() {
@@ -567,12 +577,33 @@ async function reviewGrant(skill, card, button) {
     }
     const confirmButton = h("button", { type: "button", class: "confirm-grant" }, `Grant ${skill.name}`);
     const cancel = h("button", { type: "button", class: "quiet" }, "Cancel");
+    // What `skills grant --network / --network-any / --secret` choose: shown
+    // when the manifest asks for network access.
+    const asksNetwork = (skill.network_requested || []).length > 0;
+    const lines = (text) => text.split("\n").map((l) => l.trim()).filter((l) => l);
+    const networkInput = h("textarea", { class: "grant-network", rows: "3", "aria-label": "Network destinations, one per line" });
+    networkInput.value = (preview.capabilities.network || []).join("\n");
+    const anyInput = h("input", { type: "checkbox", class: "grant-network-any" });
+    const secretsInput = h("textarea", { class: "grant-secrets", rows: "2", "aria-label": "Secrets, NAME or NAME@HOST, one per line" });
+    secretsInput.value = (preview.capabilities.secrets || []).flatMap((s) => s.hosts.map((host) => `${s.name}@${host}`)).join("\n");
+    const choices = asksNetwork
+      ? h(
+          "div",
+          { class: "grant-choices" },
+          h("p", {}, `The manifest asks for: ${skill.network_requested.map((r) => r.url + (r.methods ? ` (${r.methods.join(", ")})` : "")).join("; ")}`),
+          h("label", {}, "Network destinations to grant, one per line (e.g. https://*.wikipedia.org)", networkInput),
+          h("label", {}, anyInput, " Allow a wide destination such as https://* (the skill may reach any such host)"),
+          (skill.secrets || []).length ? h("label", {}, "Secrets the host may send, NAME@HOST, one per line", secretsInput) : null,
+        )
+      : null;
     const box = h(
       "div",
       { class: "panel review", role: "dialog", "aria-label": `Grant ${skill.name}` },
       h("strong", {}, `Grant skill ${preview.name}${preview.version ? ` v${preview.version}` : ""}`),
       h("div", { class: "muted mono" }, preview.hash),
       capabilities(preview.capabilities),
+      (preview.notes || []).map((note) => h("p", { class: "notice" }, note)),
+      choices,
       preview.previous
         ? [h("p", {}, `Changes since the grant of ${when(preview.previous.granted_at)} by ${preview.previous.granted_by}:`), h("div", { class: "diff" }, preview.changes.length ? preview.changes.join("\n") : "(none)")]
         : null,
@@ -582,7 +613,13 @@ async function reviewGrant(skill, card, button) {
     confirmButton.addEventListener("click", async () => {
       confirmButton.disabled = true;
       try {
-        await api(`/api/skills/${encodeURIComponent(skill.name)}/grant`, { method: "POST", body: { hash: preview.hash } });
+        const body = { hash: preview.hash };
+        if (asksNetwork) {
+          body.network = lines(networkInput.value);
+          body.network_any = anyInput.checked;
+          if ((skill.secrets || []).length) body.secrets = lines(secretsInput.value);
+        }
+        await api(`/api/skills/${encodeURIComponent(skill.name)}/grant`, { method: "POST", body });
         await renderSkills();
       } catch (error) {
         box.append(failure(error));
