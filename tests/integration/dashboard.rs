@@ -459,6 +459,72 @@ fn a_pending_skill_is_granted_from_the_dashboard_after_its_review() {
 }
 
 #[test]
+fn the_dashboard_grants_the_network_destinations_and_secrets_the_operator_chose() {
+    let fixture = Fixture::new();
+    fixture.install(&skill_source("tests/skills/netprobe"), "netprobe", None);
+    let model = FakeModel::start(Vec::new());
+    let gateway = Gateway::start(&fixture, &model, &[]);
+    let browser = Browser::open(&gateway.dashboard);
+
+    let listed = browser.get("/api/skills").json();
+    let netprobe = listed["skills"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "netprobe")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        netprobe["network_requested"][0]["url"],
+        "http://127.0.0.1:*"
+    );
+    assert_eq!(netprobe["secrets"][0]["name"], "NETPROBE_TOKEN");
+
+    // The review grants no address of this machine unless named, and says so.
+    let preview = browser.get("/api/skills/netprobe/grant").json();
+    assert_eq!(preview["capabilities"]["network"], json!([]), "{preview}");
+    assert!(
+        preview["notes"][0]
+            .as_str()
+            .unwrap()
+            .contains("an address of this machine or its network"),
+        "{preview}"
+    );
+    let hash = preview["hash"].as_str().unwrap().to_owned();
+
+    // A destination outside the manifest is refused, naming it.
+    let outside = browser.send(
+        "POST",
+        "/api/skills/netprobe/grant",
+        &json!({"hash": hash, "network": ["https://example.org"]}),
+    );
+    assert_eq!(outside.status, 400, "{}", outside.body);
+    assert!(
+        outside
+            .body
+            .contains("--network https://example.org: the skill's manifest does not ask for it"),
+        "{}",
+        outside.body
+    );
+    let chosen = browser.send(
+        "POST",
+        "/api/skills/netprobe/grant",
+        &json!({
+            "hash": hash,
+            "network": ["http://127.0.0.1:8080"],
+            "secrets": ["NETPROBE_TOKEN@127.0.0.1"],
+        }),
+    );
+    assert_eq!(chosen.status, 200, "{}", chosen.body);
+    let grants = std::fs::read_to_string(fixture.root.path().join("grants.toml")).unwrap();
+    assert!(
+        grants.contains("network = [\"http://127.0.0.1:8080\"]"),
+        "{grants}"
+    );
+    assert!(grants.contains("name = \"NETPROBE_TOKEN\""), "{grants}");
+}
+
+#[test]
 fn chat_sessions_and_logs_from_the_dashboard() {
     let fixture = Fixture::new();
     let model = FakeModel::start(vec![

@@ -93,6 +93,7 @@ async fn handle(
             .into_response(),
         "/big" => vec![b'x'; 17 * 1024 * 1024].into_response(),
         "/gzip" => ([("content-encoding", "gzip")], vec![0x1fu8, 0x8b, 0, 0]).into_response(),
+        "/loop" => (StatusCode::FOUND, [("location", "/loop")]).into_response(),
         "/slow" => {
             tokio::time::sleep(Duration::from_secs(20)).await;
             "too late".into_response()
@@ -503,6 +504,18 @@ async fn responses_are_bounded_in_bytes_and_time() {
         message.contains("passes the 16777216 bytes a tool call may receive"),
         "{message}"
     );
+    // A redirect loop followed far: the 33rd request of the call is refused.
+    let message = refused(
+        fetch(
+            &probe,
+            json!({"url": format!("http://{server}/loop"), "max_redirects": 100}),
+        )
+        .await,
+    );
+    assert!(
+        message.contains("a tool call may send at most 32 requests"),
+        "{message}"
+    );
     // The manifest's 3 s limit stops the call waiting on a slow server.
     let started = std::time::Instant::now();
     let slow = fetch(&probe, json!({"url": format!("http://{server}/slow")})).await;
@@ -623,6 +636,18 @@ fn the_operator_grants_destinations_and_secrets_and_the_audit_shows_them() {
     assert_eq!(skill["secrets"][0]["granted_hosts"], json!(["127.0.0.1"]));
     assert_eq!(skill["secrets"][0]["set"], true);
     assert!(!audit.to_string().contains(TOKEN));
+
+    let text = stdout(&talaria(&fixture, &["skills", "audit"]));
+    assert!(text.contains("network  http://127.0.0.1:8080"), "{text}");
+    assert!(
+        text.contains("secrets  NETPROBE_TOKEN → 127.0.0.1 (set)"),
+        "{text}"
+    );
+    let info = stdout(&talaria(&fixture, &["skills", "info", "netprobe"]));
+    assert!(
+        info.contains("http://127.0.0.2:*/public/** (GET)"),
+        "the request, methods included: {info}"
+    );
 
     // A guest that learned the value does not get it into the log.
     let said = talaria(
@@ -865,4 +890,64 @@ async fn the_bundled_web_skill_reads_pages_and_searches_what_the_operator_grante
 
 fn error_text(error: &talaria_runtime::sandbox::ToolCallError) -> String {
     error.to_string()
+}
+
+/// A TLS server on loopback whose certificate no root trusts: the request
+/// fails on the certificate, never goes through.
+#[tokio::test]
+async fn a_certificate_no_root_trusts_fails_the_request() {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let dir = crate::support::repo_root().join("tests/fixtures/tls");
+    let certificate = CertificateDer::from_pem_file(dir.join("cert.pem")).unwrap();
+    let key = PrivateKeyDer::from_pem_file(dir.join("key.pem")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![certificate], key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handshakes = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&handshakes);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let outcome = acceptor.accept(stream).await.map(|_| ());
+            seen.lock().unwrap().push(outcome.is_ok());
+        }
+    });
+
+    let fixture = Fixture::new();
+    let probe = netprobe(&fixture, &[format!("https://127.0.0.1:{port}")], &[]).await;
+    let outcome = fetch(
+        &probe,
+        json!({"url": format!("https://127.0.0.1:{port}/hello")}),
+    )
+    .await;
+    let Err(ToolCallErrorKind::Failed(message)) = outcome else {
+        panic!("expected the request to fail: {outcome:?}");
+    };
+    assert!(
+        message.contains("TLS with 127.0.0.1 failed") && message.contains("certificate"),
+        "{message}"
+    );
+    // The server sees the client give up (its side ends a moment later).
+    for _ in 0..100 {
+        if !handshakes.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        *handshakes.lock().unwrap(),
+        [false],
+        "no handshake completed"
+    );
 }

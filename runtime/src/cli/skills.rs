@@ -603,13 +603,25 @@ pub(crate) async fn audit(app: &App, as_json: bool) -> Result<bool, Failure> {
                         }
                     )?;
                 }
-                // Show what the skill would get (granted) or asks for.
-                let shown = Grant::of(
+                // Show what the skill would get (granted) or asks for; its
+                // network destinations and secrets are the operator's
+                // choice, so those of its grant, or all it asks for.
+                let mut shown = Grant::of(
                     skill,
                     &assessment.hash,
                     &assessment.requested,
                     GrantedBy::Operator,
                 );
+                match grant {
+                    Some(grant) => {
+                        shown.network = grant.network.clone();
+                        shown.secrets = grant.secrets.clone();
+                    }
+                    None => {
+                        (shown.network, shown.secrets) =
+                            crate::skill::grants::asked_network(&assessment.requested.network);
+                    }
+                }
                 write_capabilities(&mut out, &shown, &assessment.requested.mounts, &app.env)?;
             }
         }

@@ -371,6 +371,24 @@ impl MountGrant {
     }
 }
 
+/// Everything a skill asks for of the network, as a grant would write it
+/// (wide destinations and methods included): what `skills info` and
+/// `audit` show beside the operator's choice.
+pub fn asked_network(
+    asked: &crate::sandbox::policy::NetworkAccess,
+) -> (Vec<String>, Vec<SecretGrant>) {
+    let network = asked.requested.iter().map(ToString::to_string).collect();
+    let secrets = asked
+        .secrets
+        .iter()
+        .map(|secret| SecretGrant {
+            name: secret.name.clone(),
+            hosts: secret.hosts.iter().map(ToString::to_string).collect(),
+        })
+        .collect();
+    (network, secrets)
+}
+
 /// Whether a manifest's rule is granted only when the operator names it:
 /// a wide one (`https://*`), or one for an internal address (loopback,
 /// private, `localhost`), which would reach this machine's services.

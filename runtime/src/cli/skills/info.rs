@@ -63,12 +63,16 @@ pub(crate) async fn info(app: &App, name: &str, as_json: bool) -> Result<(), Fai
         dir: data_dir,
     };
     // What the skill asks for, in the form a grant records.
-    let requested = Grant::of(
+    let mut requested = Grant::of(
         &skill,
         &assessment.hash,
         &assessment.requested,
         GrantedBy::Operator,
     );
+    // All it asks for, wide destinations and methods included: the grant
+    // holds the operator's choice of them.
+    (requested.network, requested.secrets) =
+        crate::skill::grants::asked_network(&assessment.requested.network);
     if as_json {
         let report = info_json(
             app,
