@@ -154,15 +154,25 @@ impl Request {
     pub fn send(self) -> Result<Response, HttpError> {
         let mut method = self.method;
         let mut url = self.url.clone();
+        let mut headers = self.headers.clone();
         let mut body = self.body.clone();
         let mut redirects = 0;
         loop {
-            let response = send_once(method, &url, &self.headers, &body, self.timeout_ms)?;
+            let response = send_once(method, &url, &headers, &body, self.timeout_ms)?;
             let location = response.header("location").map(str::to_owned);
             match (response.status, location) {
                 (301 | 302 | 303 | 307 | 308, Some(location)) if redirects < self.max_redirects => {
                     redirects += 1;
-                    url = resolve(&url, &location)?;
+                    let next = resolve(&url, &location)?;
+                    // Credentials the skill set go to their own origin only.
+                    if origin(&next) != origin(&url) {
+                        headers.retain(|(name, _)| {
+                            !["authorization", "cookie", "proxy-authorization"]
+                                .iter()
+                                .any(|n| name.eq_ignore_ascii_case(n))
+                        });
+                    }
+                    url = next;
                     if response.status == 303
                         || (matches!(response.status, 301 | 302) && method == "POST")
                     {
@@ -230,10 +240,13 @@ struct Url<'a> {
 }
 
 fn parse_url(url: &str) -> Result<Url<'_>, HttpError> {
-    let (https, rest) = if let Some(rest) = url.strip_prefix("https://") {
-        (true, rest)
-    } else if let Some(rest) = url.strip_prefix("http://") {
-        (false, rest)
+    let scheme_end = url.find("://").map_or(0, |i| i + 3);
+    let scheme = url[..scheme_end].to_ascii_lowercase();
+    let rest = &url[scheme_end..];
+    let https = if scheme == "https://" {
+        true
+    } else if scheme == "http://" {
+        false
     } else {
         return Err(HttpError::Invalid(format!(
             "{url:?}: expected an http:// or https:// URL"
@@ -258,9 +271,21 @@ fn parse_url(url: &str) -> Result<Url<'_>, HttpError> {
     })
 }
 
+/// `scheme://authority` of `url`, lower case.
+fn origin(url: &str) -> Option<String> {
+    parse_url(url).ok().map(|parsed| {
+        format!(
+            "{}://{}",
+            if parsed.https { "https" } else { "http" },
+            parsed.authority.to_ascii_lowercase()
+        )
+    })
+}
+
 /// `location` taken relative to `base`.
 fn resolve(base: &str, location: &str) -> Result<String, HttpError> {
-    if location.starts_with("http://") || location.starts_with("https://") {
+    let lower = location.to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
         return Ok(location.to_owned());
     }
     let parsed = parse_url(base)?;
@@ -272,6 +297,9 @@ fn resolve(base: &str, location: &str) -> Result<String, HttpError> {
         return Ok(format!("{scheme}://{}{location}", parsed.authority));
     }
     let path = parsed.path_and_query.split('?').next().unwrap_or("/");
+    if location.starts_with('?') {
+        return Ok(format!("{scheme}://{}{path}{location}", parsed.authority));
+    }
     let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
     Ok(format!("{scheme}://{}{dir}{location}", parsed.authority))
 }
@@ -332,15 +360,29 @@ fn send_once(
     // Sent first, the body written after: the host reads the body while
     // the request is under way.
     let future = outgoing_handler::handle(request, options).map_err(|e| from_code(url, e))?;
-    {
+    // When the host refused the request at once, it dropped the body: the
+    // refusal, not the failed write, is the answer.
+    let refused_or = |failure: HttpError| match future.get() {
+        Some(Ok(Err(code))) => from_code(url, code),
+        _ => failure,
+    };
+    let written = (|| {
         let stream = outgoing.write().map_err(|()| invalid("the body"))?;
         for chunk in body.chunks(WRITE_CHUNK) {
             stream
                 .blocking_write_and_flush(chunk)
                 .map_err(|e| HttpError::Failed(format!("{url}: writing the body: {e:?}")))?;
         }
+        Ok(())
+    })();
+    if let Err(failure) = written {
+        future.subscribe().block();
+        return Err(refused_or(failure));
     }
-    OutgoingBody::finish(outgoing, None).map_err(|e| from_code(url, e))?;
+    if let Err(code) = OutgoingBody::finish(outgoing, None) {
+        future.subscribe().block();
+        return Err(refused_or(from_code(url, code)));
+    }
     let incoming = loop {
         match future.get() {
             Some(Ok(Ok(response))) => break response,
@@ -435,5 +477,12 @@ mod tests {
         assert_eq!(resolve(base, "//c.org/x").unwrap(), "https://c.org/x");
         assert_eq!(resolve(base, "/top").unwrap(), "https://a.org/top");
         assert_eq!(resolve(base, "next").unwrap(), "https://a.org/docs/next");
+        assert_eq!(
+            resolve(base, "?y=2").unwrap(),
+            "https://a.org/docs/page?y=2"
+        );
+        assert_eq!(resolve(base, "HTTPS://B.org/").unwrap(), "HTTPS://B.org/");
+        assert_eq!(origin("HTTPS://B.org/x"), Some("https://b.org".into()));
+        assert_ne!(origin("https://a.org/"), origin("https://b.org/"));
     }
 }

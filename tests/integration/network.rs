@@ -141,7 +141,7 @@ async fn netprobe_with(
         .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
         .collect();
     // The skill's own variable is a value of `.env` too: the scanner knows
-    // it, and the skill may send it.
+    // it.
     let scanner = LeakScanner::new(
         secrets
             .iter()
@@ -416,14 +416,20 @@ async fn a_secret_is_added_by_the_host_and_never_seen_by_the_guest() {
         message.contains("is encoded (Content-Encoding)"),
         "{message}"
     );
-    // A plain setting of the skill's own may be sent.
-    let sent = fetch(
-        &probe,
-        json!({"url": format!("http://{server}/echo"), "headers": [["X-Endpoint", ENDPOINT]]}),
-    )
-    .await
-    .unwrap();
-    assert!(sent["body"].as_str().unwrap().contains(ENDPOINT), "{sent}");
+    // Not even the value of a variable the skill may read: it is a value of
+    // `.env`, and the network is not where a skill's variables go.
+    let message = refused(
+        fetch(
+            &probe,
+            json!({"url": format!("http://{server}/echo"), "headers": [["X-Endpoint", ENDPOINT]]}),
+        )
+        .await,
+    );
+    assert!(message.contains("carries NETPROBE_ENDPOINT"), "{message}");
+    // A value too short to be searched for in the response is not sent.
+    let short = netprobe(&fixture, &granted, &[("NETPROBE_TOKEN", "short")]).await;
+    let message = refused(fetch(&short, json!({"url": format!("http://{server}/hello")})).await);
+    assert!(message.contains("shorter than 8 characters"), "{message}");
 
     // The guest's own Authorization is replaced, not sent beside it.
     fetch(

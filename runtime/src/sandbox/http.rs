@@ -56,12 +56,14 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The methods a request may use (a rule may narrow them further).
 const STANDARD_METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
-/// Headers some servers take as the method: they would get around a rule's
-/// methods.
-const METHOD_OVERRIDES: [&str; 3] = [
+/// Headers some servers take as the method or the path: they would get
+/// around a rule's methods or path.
+const METHOD_OVERRIDES: [&str; 5] = [
     "x-http-method-override",
     "x-http-method",
     "x-method-override",
+    "x-original-url",
+    "x-rewrite-url",
 ];
 
 /// Where secret values are read, by name, at each request.
@@ -77,10 +79,6 @@ pub struct NetworkSetup {
     /// The gateway's and the dashboard's ports: reached only at an address
     /// the grant names.
     pub protected_ports: Arc<[u16]>,
-    /// The variables the guest may read (its granted `env`): it holds their
-    /// values already, so sending one is no leak (a configured endpoint in
-    /// a URL), and a response that shows one needs no redaction.
-    pub own_variables: Arc<[String]>,
 }
 
 impl Default for NetworkSetup {
@@ -90,7 +88,6 @@ impl Default for NetworkSetup {
             secrets: Arc::new(|_| None),
             scanner: Arc::new(LeakScanner::default()),
             protected_ports: Arc::from([]),
-            own_variables: Arc::from([]),
         }
     }
 }
@@ -220,7 +217,7 @@ impl Call {
             .find(|name| parts.headers.contains_key(**name))
         {
             return Err(self.refuse(format!(
-                "{} {url}: the header {name} would change the method a server sees",
+                "{} {url}: the header {name} would change the method or path a server sees",
                 target.method
             )));
         }
@@ -235,14 +232,9 @@ impl Call {
             scanned.push(name.as_str().as_bytes());
             scanned.push(value.as_bytes());
         }
-        let own = |name: &Arc<str>| self.setup.own_variables.iter().any(|v| **v == **name);
         if let Some(found) = scanned
             .iter()
-            .map(|part| {
-                let mut found = self.setup.scanner.find(part);
-                found.retain(|name| !own(name));
-                found
-            })
+            .map(|part| self.setup.scanner.find(part))
             .find(|found| !found.is_empty())
         {
             return Err(self.refuse(format!(
@@ -269,6 +261,15 @@ impl Call {
                     secret.name, target.host
                 )));
             };
+            // A value too short to be searched for could come back
+            // unredacted.
+            if value.chars().count() < crate::leak_scan::MIN_SECRET_CHARS {
+                return Err(self.refuse(format!(
+                    "secret {} is shorter than {} characters, too short to be kept from the skill",
+                    secret.name,
+                    crate::leak_scan::MIN_SECRET_CHARS
+                )));
+            }
             let header = HeaderName::from_bytes(secret.header.as_bytes());
             let value = HeaderValue::from_str(&secret.format.replace("{}", &value));
             let (Ok(header), Ok(mut value)) = (header, value) else {
@@ -313,6 +314,7 @@ impl Call {
             .unwrap_or(CONNECT_TIMEOUT)
             .min(CONNECT_TIMEOUT);
         let stream = self.connect(&target, &addresses, connect_timeout).await?;
+        let first_byte_timeout = options.and_then(|o| o.first_byte_timeout);
         // Only the path goes on the request line; the host was connected to.
         parts.uri = hyper::Uri::builder()
             .path_and_query(parts.uri.path_and_query().map_or("/", |p| p.as_str()))
@@ -320,7 +322,14 @@ impl Call {
             .map_err(|e| self.failed(format!("{url}: {e}")))?;
         let request = hyper::Request::from_parts(parts, Full::new(body));
         let response = self
-            .exchange(&target, stream, request, &url, carries_secret)
+            .exchange(
+                &target,
+                stream,
+                request,
+                &url,
+                carries_secret,
+                first_byte_timeout,
+            )
             .await?;
         Ok(response)
     }
@@ -431,17 +440,25 @@ impl Call {
         request: hyper::Request<Full<Bytes>>,
         url: &str,
         carries_secret: bool,
+        first_byte_timeout: Option<Duration>,
     ) -> Result<hyper::Response<WasiBody>, HttpError> {
-        let own_name = |name: &str| self.setup.own_variables.iter().any(|v| v == name);
         let io = hyper_util::rt::TokioIo::new(stream);
         let exchange = async {
             let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
                 .await
                 .map_err(|e| self.failed(format!("{url}: {e}")))?;
             let connection = AbortOnDrop(tokio::spawn(connection));
-            let response = sender
-                .send_request(request)
+            let waited = first_byte_timeout
+                .unwrap_or(Duration::MAX)
+                .min(self.remaining());
+            let response = tokio::time::timeout(waited, sender.send_request(request))
                 .await
+                .map_err(|_| {
+                    self.failed(format!(
+                        "{} {url}: no response within {waited:?}",
+                        target.method
+                    ))
+                })?
                 .map_err(|e| self.failed(format!("{} {url}: {e}", target.method)))?;
             let (mut parts, mut incoming) = response.into_parts();
             let encoded = parts
@@ -481,13 +498,13 @@ impl Call {
                 if let Some((redacted, _)) = self
                     .setup
                     .scanner
-                    .redact_values(value.as_bytes(), &own_name)
+                    .redact_values(value.as_bytes(), &|_| false)
                 {
                     *value = HeaderValue::from_bytes(&redacted)
                         .unwrap_or_else(|_| HeaderValue::from_static("[REDACTED]"));
                 }
             }
-            if let Some((redacted, found)) = self.setup.scanner.redact_values(&body, &own_name) {
+            if let Some((redacted, found)) = self.setup.scanner.redact_values(&body, &|_| false) {
                 tracing::warn!(skill = %self.skill, url, secrets = %found.join(", "), "a response held secret values; they were redacted before the skill saw it");
                 body = redacted;
                 parts

@@ -91,7 +91,6 @@ impl LoadedSkill {
             .find(|m| m.source == MountSource::SkillData && m.access == Access::ReadWrite)
             .map(|m| (m.host.clone(), capabilities.limits.data_mb));
         let capabilities_network = capabilities.network.clone();
-        let capabilities_env = capabilities.env.clone();
         let mut loaded = Self {
             label: Arc::from(label),
             pre,
@@ -109,7 +108,6 @@ impl LoadedSkill {
             native: None,
             network: NetworkSetup {
                 access: Arc::new(capabilities_network),
-                own_variables: Arc::from(capabilities_env),
                 ..NetworkSetup::default()
             },
             _folder_copies: Arc::clone(&sandbox.folder_copies),

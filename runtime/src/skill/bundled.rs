@@ -269,9 +269,13 @@ fn move_grant(skill: &Skill, grants: &mut Grants, roots: &MountRoots) -> anyhow:
     };
     let within =
         grants::assess(same_hash, requested.clone(), Some(previous)).state == SkillState::Granted;
-    // Network destinations and secrets are the operator's choice: carried
-    // over as they were (a request must still match the new manifest), and
-    // never widened by the update.
+    // Network destinations and secrets are the operator's choice, judged
+    // against the manifest they were chosen for: a new manifest could drop
+    // a method or path narrowing, or send a secret in another header. A
+    // grant holding any waits for the operator.
+    if !previous.network.is_empty() || !previous.secrets.is_empty() {
+        return Ok(false);
+    }
     let mut comparable = requested.clone();
     comparable.network.requested.clear();
     comparable.network.secrets.clear();
@@ -279,19 +283,6 @@ fn move_grant(skill: &Skill, grants: &mut Grants, roots: &MountRoots) -> anyhow:
         return Ok(false);
     }
     let mut moved = Grant::of(skill, skill.hash(), &comparable, GrantedBy::Bundled);
-    moved.network = previous.network.clone();
-    moved.secrets = previous
-        .secrets
-        .iter()
-        .filter(|secret| {
-            requested
-                .network
-                .secrets
-                .iter()
-                .any(|asked| asked.name == secret.name)
-        })
-        .cloned()
-        .collect();
     moved.moved_from = Some(format!(
         "v{} {} (granted by {} at {})",
         previous.version,
@@ -476,6 +467,54 @@ mod tests {
         assert_eq!(world.live_version("notes"), "2.0.0");
         assert_eq!(world.grants.skills["notes"].version, "1.0.0");
         assert!(matches!(world.state("notes"), SkillState::Drifted(_)));
+    }
+
+    /// A network skill: granted no destination at sync; once the operator
+    /// chose some, an update waits for the operator (its manifest could
+    /// loosen what they were chosen for).
+    #[test]
+    fn network_destinations_are_never_automatic() {
+        let mut world = World::new();
+        let ship = |world: &World, version: &str, methods: &str| {
+            let dir = world.shipped.join("reader");
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(
+                dir.join("skill.toml"),
+                format!(
+                    "[skill]\nname = \"reader\"\nversion = \"{version}\"\ndescription = \"d\"\napi = \"^0.1\"\n\n\
+                     [capabilities]\nnetwork = [{{ url = \"https://*\", methods = [{methods}] }}, \"https://api.example.org\"]\n"
+                ),
+            )
+            .unwrap();
+            std::fs::write(dir.join("SKILL.md"), format!("reader {version}\n")).unwrap();
+        };
+        ship(&world, "1.0.0", "\"GET\"");
+        world.sync();
+        let grant = &world.grants.skills["reader"];
+        assert!(grant.network.is_empty(), "{grant:?}");
+        assert_eq!(world.state("reader"), SkillState::Granted);
+
+        // Without destinations, an update moves the grant.
+        ship(&world, "1.1.0", "\"GET\"");
+        assert_eq!(
+            world.outcome("reader"),
+            Outcome::Updated { regranted: true }
+        );
+
+        // The operator chose a destination: the next update waits.
+        world
+            .grants
+            .skills
+            .get_mut("reader")
+            .unwrap()
+            .network
+            .push("https://en.wikipedia.org".into());
+        ship(&world, "1.2.0", "\"GET\", \"POST\"");
+        assert_eq!(
+            world.outcome("reader"),
+            Outcome::Updated { regranted: false }
+        );
+        assert!(matches!(world.state("reader"), SkillState::Drifted(_)));
     }
 
     #[test]

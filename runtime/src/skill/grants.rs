@@ -223,13 +223,29 @@ impl Grant {
             .collect();
         match &choices.network {
             None if choices.network_any => {
-                self.network = asked.requested.iter().map(|r| r.text.clone()).collect();
-                self.network.dedup();
+                // The wide rules too; an address of this machine still only
+                // by name.
+                self.network = asked
+                    .requested
+                    .iter()
+                    .filter(|rule| rule.host.is_wide() || !needs_naming(rule))
+                    .map(|r| r.text.clone())
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
                 for rule in &wide {
-                    notes.push(format!(
-                        "warning: {} is granted whole (--network-any): the skill may reach any such host",
-                        rule.text
-                    ));
+                    notes.push(if rule.host.is_wide() {
+                        format!(
+                            "warning: {} is granted whole (--network-any): the skill may reach any such host",
+                            rule.text
+                        )
+                    } else {
+                        format!(
+                            "the manifest asks for {}, an address of this machine or its network: \
+                             grant it by naming it, --network URL",
+                            rule.text
+                        )
+                    });
                 }
             }
             None => {
@@ -401,11 +417,13 @@ fn needs_naming(rule: &NetworkRule) -> bool {
         || matches!(&rule.host, HostPattern::Exact(name) if name == "localhost" || name.ends_with(".localhost"))
 }
 
-/// The hosts of `hosts` that are not wide, as grants write them.
+/// The hosts of `hosts` named one by one, as grants write them: a secret
+/// goes to `*.github.io` (where anyone may hold a name) only when the
+/// operator names the host.
 fn named_hosts(hosts: &[HostPattern]) -> Vec<String> {
     hosts
         .iter()
-        .filter(|host| !host.is_wide())
+        .filter(|host| matches!(host, HostPattern::Exact(_)))
         .map(ToString::to_string)
         .collect()
 }
@@ -487,11 +505,13 @@ mod tests {
         );
         let (named, _) = choose(Some(&["http://127.0.0.1:8080"]), false, None).unwrap();
         assert_eq!(named.network, ["http://127.0.0.1:8080"]);
+        // `*.github.com` only when named: anyone may hold a name under a
+        // suffix.
         assert_eq!(
             default.secrets,
             [SecretGrant {
                 name: "GH".into(),
-                hosts: vec!["api.github.com".into(), "*.github.com".into()]
+                hosts: vec!["api.github.com".into()]
             }]
         );
         let (any, notes) = choose(None, true, None).unwrap();

@@ -220,6 +220,12 @@ impl Reader {
             }
             "a" => {
                 if let Some((href, start)) = self.link.take() {
+                    // A block break inside the link may have trimmed the
+                    // text back past where it started.
+                    let mut start = start.min(self.out.len());
+                    while !self.out.is_char_boundary(start) {
+                        start -= 1;
+                    }
                     let text = self.out[start..].trim().to_owned();
                     let keep = !text.is_empty()
                         && !href.starts_with('#')
@@ -282,12 +288,16 @@ fn tag_end(rest: &str) -> Option<usize> {
     None
 }
 
-/// The content of a raw-text element up to `</name`, and what follows its
-/// closing tag.
+/// The content of a raw-text element up to `</name` (any case), and what
+/// follows its closing tag. Reads only up to that tag: a page of many
+/// short elements stays linear.
 fn raw_text<'a>(after: &'a str, name: &str) -> (&'a str, &'a str) {
-    let lower = after.to_ascii_lowercase();
-    let closing = format!("</{name}");
-    match lower.find(&closing) {
+    let closing = after.match_indices("</").map(|(at, _)| at).find(|at| {
+        after.as_bytes()[at + 2..]
+            .get(..name.len())
+            .is_some_and(|candidate| candidate.eq_ignore_ascii_case(name.as_bytes()))
+    });
+    match closing {
         Some(start) => {
             let rest = &after[start..];
             let end = rest.find('>').map_or(rest.len(), |e| e + 1);
@@ -452,5 +462,20 @@ mod tests {
         }
         assert_eq!(to_text("a &unknown; b").text, "a &unknown; b");
         assert_eq!(to_text("<nav><nav>in</nav>still</nav>out").text, "out");
+        // A block break inside a link trims back past its start.
+        let _ = to_text("<pre> <a href=x></pre></a>é");
+        let _ = to_text("é<pre> <a href=x></pre></a>");
+        assert_eq!(
+            to_text("<TITLE>Up</Title><SCRIPT>x</script>text")
+                .title
+                .as_deref(),
+            Some("Up")
+        );
+    }
+
+    #[test]
+    fn many_raw_elements_stay_linear() {
+        let html = "<title></title><script></script>".repeat(200_000);
+        assert_eq!(to_text(&html).text, "");
     }
 }

@@ -203,6 +203,12 @@ impl NetworkRule {
                 ));
             }
         };
+        if text.len() > MAX_RULE_CHARS {
+            return Err(format!(
+                "a rule is at most {MAX_RULE_CHARS} characters, this one {}",
+                text.len()
+            ));
+        }
         if rest.contains(['?', '#', '@'])
             || rest.chars().any(|c| c.is_whitespace() || c.is_control())
         {
@@ -316,6 +322,9 @@ fn split_port(authority: &str) -> Result<(&str, Option<&str>), String> {
         None => (authority, None),
     })
 }
+
+/// Longest rule: the path matcher's work grows with it.
+const MAX_RULE_CHARS: usize = 1024;
 
 /// Most stars a path pattern may hold.
 const MAX_PATH_STARS: usize = 8;
@@ -525,8 +534,11 @@ pub fn is_internal_address(ip: IpAddr) -> bool {
                 || (first & 0xffc0) == 0xfec0
                 // 64:ff9b::/96 (NAT64) can reach any IPv4 address.
                 || (first == 0x64 && v6.segments()[1] == 0xff9b)
-                // 2001:db8::/32, documentation.
-                || (first == 0x2001 && v6.segments()[1] == 0x0db8)
+                // 2001::/23, IETF special purpose; 2001:db8::/32 and
+                // 3fff::/20, documentation.
+                || (first == 0x2001 && segments[1] < 0x200)
+                || (first == 0x2001 && segments[1] == 0x0db8)
+                || (first == 0x3fff && segments[1] < 0x1000)
         }
     }
 }

@@ -570,19 +570,34 @@ function skillCard(skill) {
 async function reviewGrant(skill, card, button) {
   button.disabled = true;
   try {
-    const preview = await api(`/api/skills/${encodeURIComponent(skill.name)}/grant`);
-    if (preview.unchanged) {
+    const asksNetwork = (skill.network_requested || []).length > 0;
+    let preview = await api(`/api/skills/${encodeURIComponent(skill.name)}/grant`);
+    if (preview.unchanged && !asksNetwork) {
       card.append(h("p", { class: "muted" }, `${skill.name} is already granted exactly this; nothing to do.`));
       return;
+    }
+    if (preview.unchanged) {
+      // Granted as the defaults would grant it: the destinations and
+      // secrets can still be chosen, starting from the current grant.
+      preview = {
+        name: skill.name,
+        version: skill.version,
+        hash: skill.hash,
+        capabilities: {
+          ...skill,
+          secrets: (skill.secrets || []).map((s) => ({ ...s, hosts: s.granted_hosts || [] })),
+        },
+        notes: [],
+      };
     }
     const confirmButton = h("button", { type: "button", class: "confirm-grant" }, `Grant ${skill.name}`);
     const cancel = h("button", { type: "button", class: "quiet" }, "Cancel");
     // What `skills grant --network / --network-any / --secret` choose: shown
     // when the manifest asks for network access.
-    const asksNetwork = (skill.network_requested || []).length > 0;
     const lines = (text) => text.split("\n").map((l) => l.trim()).filter((l) => l);
     const networkInput = h("textarea", { class: "grant-network", rows: "3", "aria-label": "Network destinations, one per line" });
-    networkInput.value = (preview.capabilities.network || []).join("\n");
+    const defaultNetwork = (preview.capabilities.network || []).join("\n");
+    networkInput.value = defaultNetwork;
     const anyInput = h("input", { type: "checkbox", class: "grant-network-any" });
     const secretsInput = h("textarea", { class: "grant-secrets", rows: "2", "aria-label": "Secrets, NAME or NAME@HOST, one per line" });
     secretsInput.value = (preview.capabilities.secrets || []).flatMap((s) => s.hosts.map((host) => `${s.name}@${host}`)).join("\n");
@@ -615,7 +630,9 @@ async function reviewGrant(skill, card, button) {
       try {
         const body = { hash: preview.hash };
         if (asksNetwork) {
-          body.network = lines(networkInput.value);
+          // Left as proposed with "wide" ticked: what --network-any alone
+          // grants; otherwise exactly the destinations listed.
+          if (!(anyInput.checked && networkInput.value === defaultNetwork)) body.network = lines(networkInput.value);
           body.network_any = anyInput.checked;
           if ((skill.secrets || []).length) body.secrets = lines(secretsInput.value);
         }
