@@ -34,6 +34,7 @@ mod docker_backend;
 mod first_run;
 mod gateway;
 mod hardening;
+mod helm_chart;
 mod hostile_skills;
 mod network;
 mod operator;

@@ -107,15 +107,20 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// The Python the gateway tests drive the official OpenAI client with: a
-/// virtual environment in the target directory's `test-venv`, created once (about 30 s)
-/// and reused while `openai` imports in it.
+/// The Python the gateway tests drive the official OpenAI client with, and
+/// the Helm chart's test checks the chart with (Helm's code as a library,
+/// and the Kubernetes schemas): a virtual environment in the target
+/// directory's `test-venv`, created once (about 30 s) and reused while
+/// its packages import.
 fn test_python(root: &Path) -> anyhow::Result<PathBuf> {
     let venv = target_dir(root).join("test-venv");
     let python = venv.join("bin").join("python");
     let ready = |python: &Path| {
         Command::new(python)
-            .args(["-c", "import openai"])
+            .args([
+                "-c",
+                "import openai, helm_python, kubernetes_validate, yaml",
+            ])
             .output()
             .is_ok_and(|output| output.status.success())
     };
@@ -123,21 +128,26 @@ fn test_python(root: &Path) -> anyhow::Result<PathBuf> {
         return Ok(python);
     }
     println!(
-        "xtask: creating {} with the official OpenAI Python client, for the gateway tests",
+        "xtask: preparing {} with the official OpenAI Python client (for the gateway tests), \
+         helm-python-sdk and kubernetes-validate (for the Helm chart's test)",
         venv.display()
     );
-    run(Command::new("python3").arg("-m").arg("venv").arg(&venv))
-        .context("cannot create the test venv: is python3 (with venv) installed?")?;
+    if !python.is_file() {
+        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))
+            .context("cannot create the test venv: is python3 (with venv) installed?")?;
+    }
     run(Command::new(venv.join("bin").join("pip")).args([
         "install",
         "--quiet",
         "--disable-pip-version-check",
         "openai>=1.40,<4",
+        "helm-python-sdk>=0.2.2,<0.3",
+        "kubernetes-validate>=1.37,<2",
     ]))
-    .context("cannot install the openai package into the test venv")?;
+    .context("cannot install the test packages into the test venv")?;
     anyhow::ensure!(
         ready(&python),
-        "openai does not import in {}",
+        "openai, helm_python or kubernetes_validate does not import in {}",
         venv.display()
     );
     Ok(python)
