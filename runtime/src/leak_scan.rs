@@ -150,19 +150,8 @@ impl LeakScanner {
                 hits.push((hit.start(), hit.end(), name));
             }
         }
-        for hit in self.shapes.any.find_iter(text) {
-            let name = self
-                .shapes
-                .each
-                .iter()
-                .find(|(_, shape)| shape.is_match(hit.as_str()))
-                .map_or("credential", |(name, _)| name);
-            // `sk-` starts kebab-case words too; a key holds a digit.
-            let token_like =
-                name != "openai-key" || hit.as_str().bytes().any(|b| b.is_ascii_digit());
-            if token_like {
-                hits.push((hit.start(), hit.end(), Arc::from(name)));
-            }
+        for (start, end, name) in self.shape_hits(text) {
+            hits.push((start, end, Arc::from(name)));
         }
         if hits.is_empty() {
             return (Cow::Borrowed(text), Vec::new());
@@ -211,12 +200,29 @@ impl LeakScanner {
             }
         }
         let text = String::from_utf8_lossy(bytes);
-        if self.shapes.any.is_match(&text) {
-            for name in self.redact(&text).1 {
-                note(name);
-            }
+        for (_, _, name) in self.shape_hits(&text) {
+            note(Arc::from(name));
         }
         found
+    }
+
+    /// Each credential shape in `text`: where, and which.
+    fn shape_hits<'t>(
+        &self,
+        text: &'t str,
+    ) -> impl Iterator<Item = (usize, usize, &'static str)> + 't {
+        let shapes = self.shapes;
+        shapes.any.find_iter(text).filter_map(move |hit| {
+            let name = shapes
+                .each
+                .iter()
+                .find(|(_, shape)| shape.is_match(hit.as_str()))
+                .map_or("credential", |(name, _)| name);
+            // `sk-` starts kebab-case words too; a key holds a digit.
+            let token_like =
+                name != "openai-key" || hit.as_str().bytes().any(|b| b.is_ascii_digit());
+            token_like.then_some((hit.start(), hit.end(), name))
+        })
     }
 
     /// `bytes` with every configured secret value (and its encodings)

@@ -33,6 +33,18 @@ struct Seen(Arc<Mutex<Vec<Received>>>);
 type Received = (String, Option<String>);
 
 impl Seen {
+    /// Note a request; its `Authorization` header.
+    fn record(&self, uri: &Uri, headers: &HeaderMap) -> Option<String> {
+        let auth = headers
+            .get("authorization")
+            .map(|v| v.to_str().unwrap().to_owned());
+        self.0
+            .lock()
+            .unwrap()
+            .push((uri.path().to_owned(), auth.clone()));
+        auth
+    }
+
     fn authorization_of(&self, path: &str) -> Vec<Option<String>> {
         self.0
             .lock()
@@ -48,10 +60,21 @@ impl Seen {
 /// and back as `x-echo-*` headers), `/redirect?to=URL`, `/big` (17 MiB),
 /// `/slow` (answers after 20 s), `/public/...`.
 async fn serve(ip: &str) -> (SocketAddr, Seen) {
+    serve_with(ip, handle).await
+}
+
+/// A server on `ip` answering every request with `handler`.
+async fn serve_with<H, T>(ip: &str, handler: H) -> (SocketAddr, Seen)
+where
+    H: axum::handler::Handler<T, Seen>,
+    T: 'static,
+{
     let seen = Seen::default();
     let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
     let address = listener.local_addr().unwrap();
-    let app = Router::new().fallback(any(handle)).with_state(seen.clone());
+    let app = Router::new()
+        .fallback(any(handler))
+        .with_state(seen.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
     (address, seen)
 }
@@ -63,13 +86,7 @@ async fn handle(
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let auth = headers
-        .get("authorization")
-        .map(|v| v.to_str().unwrap().to_owned());
-    seen.0
-        .lock()
-        .unwrap()
-        .push((uri.path().to_owned(), auth.clone()));
+    let auth = seen.record(&uri, &headers);
     match uri.path() {
         "/hello" => "hello from loopback".into_response(),
         "/echo" => {
@@ -675,16 +692,7 @@ fn the_operator_grants_destinations_and_secrets_and_the_audit_shows_them() {
 
 /// A page, a JSON document and a SearXNG-style search API on loopback.
 async fn serve_web() -> (SocketAddr, Seen) {
-    let seen = Seen::default();
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
-    let address = listener.local_addr().unwrap();
-    let app = Router::new()
-        .fallback(any(web_page))
-        .with_state(seen.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (address, seen)
+    serve_with("127.0.0.1", web_page).await
 }
 
 const PAGE: &str = r#"<!doctype html>
@@ -698,10 +706,7 @@ const PAGE: &str = r#"<!doctype html>
 </main></body></html>"#;
 
 async fn web_page(State(seen): State<Seen>, uri: Uri, headers: HeaderMap) -> Response {
-    let auth = headers
-        .get("authorization")
-        .map(|v| v.to_str().unwrap().to_owned());
-    seen.0.lock().unwrap().push((uri.path().to_owned(), auth));
+    seen.record(&uri, &headers);
     match uri.path() {
         "/page.html" => ([("content-type", "text/html; charset=utf-8")], PAGE).into_response(),
         "/data.json" => axum::Json(json!({"b": [1, 2], "a": "x"})).into_response(),

@@ -181,15 +181,7 @@ impl Grant {
                 .collect(),
             env: requested.env.clone(),
             exec: requested.exec.clone(),
-            network: requested
-                .network
-                .requested
-                .iter()
-                .filter(|rule| !needs_naming(rule))
-                .map(|rule| rule.text.clone())
-                .collect::<std::collections::BTreeSet<_>>()
-                .into_iter()
-                .collect(),
+            network: default_destinations(&requested.network, false),
             // Each secret to the hosts the manifest names; a wide one (`*`)
             // only when the operator names the host.
             secrets: requested
@@ -216,7 +208,7 @@ impl Grant {
     ) -> anyhow::Result<(Self, Vec<String>)> {
         let asked = &requested.network;
         let mut notes = Vec::new();
-        let wide: Vec<&NetworkRule> = asked
+        let named_only: Vec<&NetworkRule> = asked
             .requested
             .iter()
             .filter(|rule| needs_naming(rule))
@@ -225,46 +217,10 @@ impl Grant {
             None if choices.network_any => {
                 // The wide rules too; an address of this machine still only
                 // by name.
-                self.network = asked
-                    .requested
-                    .iter()
-                    .filter(|rule| rule.host.is_wide() || !needs_naming(rule))
-                    .map(|r| r.text.clone())
-                    .collect::<std::collections::BTreeSet<_>>()
-                    .into_iter()
-                    .collect();
-                for rule in &wide {
-                    notes.push(if rule.host.is_wide() {
-                        format!(
-                            "warning: {} is granted whole (--network-any): the skill may reach any such host",
-                            rule.text
-                        )
-                    } else {
-                        format!(
-                            "the manifest asks for {}, an address of this machine or its network: \
-                             grant it by naming it, --network URL",
-                            rule.text
-                        )
-                    });
-                }
+                self.network = default_destinations(asked, true);
+                notes.extend(named_only.iter().map(|rule| naming_note(rule, true)));
             }
-            None => {
-                for rule in &wide {
-                    notes.push(if rule.host.is_wide() {
-                        format!(
-                            "the manifest asks for {}: grant the hosts you choose with --network URL \
-                             (e.g. --network https://*.wikipedia.org), or all with --network-any",
-                            rule.text
-                        )
-                    } else {
-                        format!(
-                            "the manifest asks for {}, an address of this machine or its network: \
-                             grant it by naming it, --network URL",
-                            rule.text
-                        )
-                    });
-                }
-            }
+            None => notes.extend(named_only.iter().map(|rule| naming_note(rule, false))),
             Some(chosen) => {
                 let mut network = Vec::with_capacity(chosen.len());
                 for text in chosen {
@@ -403,6 +359,43 @@ pub fn asked_network(
         })
         .collect();
     (network, secrets)
+}
+
+/// The manifest's destinations a grant holds without the operator naming
+/// them (the wide ones too with `--network-any`), each once, sorted.
+fn default_destinations(
+    asked: &crate::sandbox::policy::NetworkAccess,
+    with_wide: bool,
+) -> Vec<String> {
+    asked
+        .requested
+        .iter()
+        .filter(|rule| !needs_naming(rule) || (with_wide && rule.host.is_wide()))
+        .map(|rule| rule.text.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+/// What the operator is told of a rule the default left out, or (with
+/// `--network-any`) granted whole.
+fn naming_note(rule: &NetworkRule, network_any: bool) -> String {
+    match (rule.host.is_wide(), network_any) {
+        (true, true) => format!(
+            "warning: {} is granted whole (--network-any): the skill may reach any such host",
+            rule.text
+        ),
+        (true, false) => format!(
+            "the manifest asks for {}: grant the hosts you choose with --network URL \
+             (e.g. --network https://*.wikipedia.org), or all with --network-any",
+            rule.text
+        ),
+        (false, _) => format!(
+            "the manifest asks for {}, an address of this machine or its network: \
+             grant it by naming it, --network URL",
+            rule.text
+        ),
+    }
 }
 
 /// Whether a manifest's rule is granted only when the operator names it:

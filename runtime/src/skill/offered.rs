@@ -133,26 +133,29 @@ pub(crate) async fn load(loader: &Loader) -> anyhow::Result<LoadedSkill> {
     // allowlisted variables (`.env` under the process environment), by the
     // host only.
     let secrets = Arc::clone(&loader.env);
-    let loaded = match &loader.network {
-        Some(network) => {
-            let reserved = Arc::clone(&network.reserved_secrets);
-            loaded.with_network(
-                Arc::new(move |name| {
-                    if reserved.iter().any(|r| r == name) {
-                        return None;
-                    }
-                    secrets(name)
-                }),
-                (network.scanner)(),
-                Arc::clone(&network.protected_ports),
-            )
-        }
-        None => loaded.with_network(
-            Arc::new(move |name| secrets(name)),
+    let (reserved, scanner, protected_ports): (Arc<[String]>, _, Arc<[u16]>) = match &loader.network
+    {
+        Some(network) => (
+            Arc::clone(&network.reserved_secrets),
+            (network.scanner)(),
+            Arc::clone(&network.protected_ports),
+        ),
+        None => (
+            Arc::from([]),
             Arc::new(crate::leak_scan::LeakScanner::default()),
             Arc::from([]),
         ),
     };
+    let loaded = loaded.with_network(
+        Arc::new(move |name| {
+            if reserved.iter().any(|r| r == name) {
+                return None;
+            }
+            secrets(name)
+        }),
+        scanner,
+        protected_ports,
+    );
     Ok(match &loader.native {
         Some(native) => loaded.with_native(Arc::clone(native)),
         None => loaded,
