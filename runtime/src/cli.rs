@@ -67,6 +67,21 @@ pub fn main() -> ExitCode {
         Err(error) => error.exit(),
     };
     hint::remember(&matches);
+    // Both before the async runtime starts threads: the entrypoint may drop
+    // root, and so may a root `docker exec … talaria` in the container.
+    if let Command::Container { command } = &cli.command {
+        let subcommands: Vec<String> = Cli::command()
+            .get_subcommands()
+            .flat_map(|sub| std::iter::once(sub.get_name()).chain(sub.get_all_aliases()))
+            .chain(["help"])
+            .map(str::to_owned)
+            .collect();
+        return crate::container::main(command, cli.global.home.as_deref(), &subcommands);
+    }
+    if let Err(error) = crate::container::leave_root() {
+        eprintln!("error: {error:#}");
+        return ExitCode::from(EXIT_FAILURE);
+    }
     // Two workers: the tool calls of one turn run in parallel.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -152,6 +167,10 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         .await;
     }
     let settings = Settings::load(&options)?;
+    if let Command::Gateway(GatewayCommand::Health { timeout }) = cli.command {
+        gateway::health(&settings.config, timeout).await?;
+        return Ok(0);
+    }
     // A service says what it does (one line per request) unless told not
     // to; a command stays quiet.
     let service = matches!(cli.command, Command::Gateway(GatewayCommand::Run { .. }));
@@ -267,6 +286,8 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Config(ConfigCommand::Path)
         | Command::Doctor { .. }
         | Command::Completions { .. }
+        | Command::Container { .. }
+        | Command::Gateway(GatewayCommand::Health { .. })
         | Command::Skills(SkillsCommand::New { .. }) => {}
     }
     Ok(0)

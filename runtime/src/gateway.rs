@@ -22,6 +22,7 @@ pub mod api_key;
 mod chat;
 pub mod dashboard;
 pub mod error;
+pub mod probe;
 mod responses;
 
 use std::net::SocketAddr;
@@ -196,6 +197,28 @@ pub async fn run(
         )
     } else {
         None
+    };
+    // On by default only: beyond loopback without a password the dashboard
+    // stays off with a warning, so a container started with no settings
+    // serves its API. Asked for (flag, variable, config), it is refused
+    // below, saying why.
+    let dashboard_listener = match dashboard_listener {
+        Some(listener)
+            if matches!(config.dashboard.source, crate::config::Source::Default)
+                && !listener.local_addr()?.ip().is_loopback()
+                && dashboard::auth::load_password_hash(&dashboard::auth::password_file(
+                    &app.home,
+                ))?
+                .is_none() =>
+        {
+            tracing::warn!(
+                "the dashboard is off: beyond loopback it needs a password. Set one with `talaria gateway \
+                 set-password`, then start with TALARIA_DASHBOARD=1 (or gateway.dashboard = true)"
+            );
+            config.dashboard.value = false;
+            None
+        }
+        other => other,
     };
     // Commands that need approval wait here for the dashboard, up to
     // `approvals.timeout_secs`, instead of being refused at once.

@@ -18,6 +18,7 @@ pub mod backend;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod container;
 pub mod doctor;
 pub mod gateway;
 pub mod home;

@@ -1,5 +1,5 @@
 //! The module map of `runtime/src` holds: data flows one way, from the entry
-//! points (`cli`, `doctor`, the coming `gateway` and `container`) through
+//! points (`cli`, `doctor`, `gateway` and `container`) through
 //! `app` to `agent`, the skill registry and the sandbox, and no module
 //! reaches up. These tests read the `crate::` paths of every source file
 //! and fail naming the file and the path when a module depends the wrong
@@ -17,10 +17,14 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     ("cli", &[]),
     ("doctor", &["cli"]),
     ("gateway", &["cli", "doctor"]),
+    // The image's entrypoint runs before everything else, as root for a
+    // moment: it uses the home's layout and the ground floor, nothing that
+    // reads settings, skills or a model.
     (
         "container",
         &[
-            "cli", "doctor", "gateway", "agent", "skill", "sandbox", "app",
+            "cli", "doctor", "gateway", "app", "config", "agent", "skill", "memory", "sandbox",
+            "backend", "approval",
         ],
     ),
     // The application core assembles everything below it.

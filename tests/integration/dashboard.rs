@@ -260,10 +260,11 @@ fn a_loopback_dashboard_serves_its_page_and_guards_every_change() {
 fn beyond_loopback_the_dashboard_needs_a_password_with_a_rate_limited_login() {
     let fixture = Fixture::new();
     let model = FakeModel::start(Vec::new());
+    // Asked for, it is refused without a password...
     let refused = Gateway::try_start(
         &fixture,
         &model,
-        &[],
+        &[("TALARIA_DASHBOARD", "1")],
         &["--allow-root", "--host", "0.0.0.0"],
     )
     .err()
@@ -273,6 +274,42 @@ fn beyond_loopback_the_dashboard_needs_a_password_with_a_rate_limited_login() {
         "{refused}"
     );
     assert!(refused.contains("--no-dashboard"), "{refused}");
+    // ...and on by default only, it stays off and the API is served (a
+    // container started with no settings).
+    let mut defaulted = std::process::Command::new(env!("CARGO_BIN_EXE_talaria"))
+        .env_clear()
+        .env("TALARIA_HOME", fixture.root.path())
+        .env("TALARIA_SKILLS_DIR", &fixture.skills_dir)
+        .env("TALARIA_WORKSPACE", &fixture.workspace)
+        .env("TALARIA_MODEL_BASE_URL", &model.base_url)
+        .env("TALARIA_API_KEY", crate::gateway::KEY)
+        .args([
+            "gateway",
+            "run",
+            "--allow-root",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "0",
+        ])
+        .args(["--dashboard-port", "0"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut started = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(defaulted.stdout.take().unwrap()),
+        &mut started,
+    )
+    .unwrap();
+    assert!(started.contains("API on http://0.0.0.0:"), "{started}");
+    defaulted.kill().unwrap();
+    let output = defaulted.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(log.contains("the dashboard is off"), "{log}");
+    assert!(!started.contains("dashboard"), "{started}");
 
     // A name in gateway.dashboard_hosts means a proxy or DNS: a password
     // is needed there too.

@@ -3,7 +3,7 @@
 //! model, the warnings and errors met on the way.
 //!
 //! The install is the xtask's own code (`xtask/src/install.rs`, included
-//! below) applied to the binary these tests were built with: `cargo xtask
+//! in `main.rs`) applied to the binary these tests were built with: `cargo xtask
 //! install` runs the same build first (`cargo test --workspace --no-run`),
 //! so the binary is the one it would install, and nothing is built again
 //! inside a test.
@@ -16,10 +16,6 @@ use crate::support::{
     FakeModel, Fixture, Reply, assert_exit, repo_root, skill_source, stderr, stdout, talaria,
     talaria_with,
 };
-
-#[path = "../../xtask/src/install.rs"]
-#[allow(dead_code)]
-mod install;
 
 /// A user's machine after `cargo xtask install --prefix PREFIX`: PREFIX
 /// holds `bin/talaria` and `share/talaria/skills/`, HOME is empty (so the
@@ -41,7 +37,7 @@ impl Machine {
         let prefix = dir.path().join("prefix");
         let home = dir.path().join("home");
         std::fs::create_dir(&home).unwrap();
-        install::install(
+        crate::install::install(
             Path::new(env!("CARGO_BIN_EXE_talaria")),
             &repo_root(),
             &prefix,
@@ -292,7 +288,7 @@ fn the_installed_layout_has_the_binary_and_the_bundled_skills_beside_it() {
             .is_file()
     );
     // Installing again replaces both, and leaves nothing behind.
-    install::install(
+    crate::install::install(
         Path::new(env!("CARGO_BIN_EXE_talaria")),
         &repo_root(),
         &machine.prefix,

@@ -993,7 +993,7 @@ fn a_client_that_goes_away_mid_stream_cancels_its_model_request_and_frees_its_sl
 
 /// The Python with the official OpenAI client that `cargo xtask test`
 /// prepares (`TALARIA_TEST_PYTHON`, else `target/test-venv`).
-fn openai_python() -> std::path::PathBuf {
+pub(crate) fn openai_python() -> std::path::PathBuf {
     let python = std::env::var_os("TALARIA_TEST_PYTHON")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| repo_root().join("target/test-venv/bin/python"));
@@ -1005,10 +1005,10 @@ fn openai_python() -> std::path::PathBuf {
     python
 }
 
-#[test]
-fn the_official_openai_python_client_works_unchanged() {
-    let fixture = Fixture::new();
-    let model = FakeModel::start(vec![
+/// What the scripted model answers `tests/gateway/openai_client.py`, in
+/// order (the script's docstring says what it expects).
+pub(crate) fn openai_client_replies() -> Vec<Reply> {
+    vec![
         Reply::answer("Plain answer."),
         Reply::Stream(vec![
             json!({"choices": [{"index": 0, "delta": {"content": "Streamed "}}]}).to_string(),
@@ -1023,7 +1023,13 @@ fn the_official_openai_python_client_works_unchanged() {
             json!({"choices": [{"index": 0, "delta": {"content": "Streamed "}}]}).to_string(),
             json!({"choices": [{"index": 0, "delta": {"content": "response."}}]}).to_string(),
         ]),
-    ]);
+    ]
+}
+
+#[test]
+fn the_official_openai_python_client_works_unchanged() {
+    let fixture = Fixture::new();
+    let model = FakeModel::start(openai_client_replies());
     let gateway = Gateway::start(&fixture, &model, &[]);
     let output = Command::new(openai_python())
         .arg(repo_root().join("tests/gateway/openai_client.py"))

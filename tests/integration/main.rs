@@ -22,6 +22,9 @@
 //!   `Host` check, the password, each page's work
 //! - `first_run`: a new user's path: the README's commands run word for
 //!   word, the installed layout, configuring a model
+//! - `container`: the image on a real Docker engine: the entrypoint's root
+//!   phase and `--user`, first boot, PID 1's signals and reaping, the
+//!   compose file's hardening, an upgrade
 
 mod agent;
 mod agent_skills;
@@ -29,6 +32,7 @@ mod approvals;
 mod architecture;
 mod bundled_skills;
 mod cli;
+mod container;
 mod dashboard;
 mod docker_backend;
 mod first_run;
@@ -40,3 +44,12 @@ mod network;
 mod operator;
 mod ssh_backend;
 mod support;
+
+// The xtask's own code, included as it is: the tests install and build the
+// image with it, on the binary they were built with.
+#[path = "../../xtask/src/image.rs"]
+#[allow(dead_code)]
+mod image;
+#[path = "../../xtask/src/install.rs"]
+#[allow(dead_code)]
+mod install;

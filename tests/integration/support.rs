@@ -232,8 +232,14 @@ impl Reply {
 
 impl FakeModel {
     pub fn start(replies: Vec<Reply>) -> Self {
+        Self::start_on("127.0.0.1", replies)
+    }
+
+    /// On another address of this machine: a container reaches the host
+    /// at its bridge's gateway address.
+    pub fn start_on(address: &str, replies: Vec<Reply>) -> Self {
         use std::io::{BufRead, BufReader, Read};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = std::net::TcpListener::bind((address, 0)).unwrap();
         let base_url = format!("http://{}/v1", listener.local_addr().unwrap());
         let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = std::sync::Arc::clone(&requests);

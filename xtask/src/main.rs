@@ -18,6 +18,15 @@
 //! - `install [--prefix DIR]`: `build-skills`, then `talaria` into
 //!   `DIR/bin` and the bundled skills into `DIR/share/talaria/skills`
 //!   (default `DIR`: `~/.cargo`, whose `bin/` rustup puts on the PATH).
+//!   `--release` installs an optimised build instead (the image's build
+//!   stage uses it).
+//! - `rootfs OUT`: the image's file tree from a release build (`image.rs`);
+//!   the Dockerfile's build stage runs it.
+//! - `image [--release] [--tag TAG]`: the container image without pulling
+//!   anything: the Dockerfile's runtime stage over the tree made from this
+//!   machine's binary (the tests build theirs the same way).
+//! - `bench-image`: `image`, then the time from `docker run` to a healthy
+//!   gateway, against the same binary started on the host.
 //!
 //! `test`, `demo` and `install` share one build of the host side: `cargo
 //! test --workspace --no-run`, which builds `target/debug/talaria` with the
@@ -29,6 +38,8 @@
 //! cdylibs meant for wasm32-wasip2, for the host too, and the host linker
 //! rejects their WIT export names, which contain `:` (`talaria:skill/...`).)
 
+mod image;
+mod image_tasks;
 mod install;
 
 use std::path::{Path, PathBuf};
@@ -92,16 +103,78 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         "demo" => demo(&root),
-        "install" => {
-            let prefix = match rest.as_slice() {
-                [] => default_prefix()?,
-                [flag, dir] if flag == "--prefix" => PathBuf::from(dir),
-                [flag] if flag.starts_with("--prefix=") => {
-                    PathBuf::from(&flag["--prefix=".len()..])
+        "rootfs" => {
+            let [out] = rest.as_slice() else { usage() };
+            build_skills(&root)?;
+            let binary = release_build(&root)?;
+            let busybox = Path::new(image_tasks::BUSYBOX);
+            anyhow::ensure!(
+                busybox.is_file(),
+                "{} is missing: install Debian's busybox-static",
+                busybox.display()
+            );
+            image::assemble_rootfs(&binary, &root, busybox, Path::new(out))?;
+            println!("xtask: the image's file tree is in {out}");
+            Ok(())
+        }
+        "image" | "bench-image" => {
+            let mut release = false;
+            let mut tag = image_tasks::LOCAL_IMAGE.to_owned();
+            let mut runs = 11;
+            let mut flags = rest.iter();
+            while let Some(flag) = flags.next() {
+                match flag.as_str() {
+                    "--release" => release = true,
+                    "--tag" => tag = flags.next().cloned().unwrap_or_else(|| usage()),
+                    "--runs" if task == "bench-image" => {
+                        runs = flags
+                            .next()
+                            .and_then(|runs| runs.parse().ok())
+                            .filter(|runs| *runs > 0)
+                            .unwrap_or_else(|| usage())
+                    }
+                    _ => usage(),
                 }
-                _ => usage(),
+            }
+            build_skills(&root)?;
+            let binary = if release {
+                release_build(&root)?
+            } else {
+                shared_build(&root)?
             };
-            install_task(&root, &prefix)
+            let busybox = test_docker(&root)?;
+            let size = image_tasks::build(&root, &binary, &tag)?;
+            println!(
+                "xtask: built {tag} from {} (the Dockerfile's runtime stage): {:.1} MB",
+                binary.display(),
+                size as f64 / 1e6
+            );
+            if task == "bench-image" {
+                image_tasks::bench(&binary, &busybox, &tag, runs)?;
+            }
+            Ok(())
+        }
+        "install" => {
+            let mut prefix = None;
+            let mut release = false;
+            let mut flags = rest.iter();
+            while let Some(flag) = flags.next() {
+                match flag.as_str() {
+                    "--release" => release = true,
+                    "--prefix" => {
+                        prefix = Some(PathBuf::from(flags.next().unwrap_or_else(|| usage())))
+                    }
+                    flag if flag.starts_with("--prefix=") => {
+                        prefix = Some(PathBuf::from(&flag["--prefix=".len()..]))
+                    }
+                    _ => usage(),
+                }
+            }
+            let prefix = match prefix {
+                Some(prefix) => prefix,
+                None => default_prefix()?,
+            };
+            install_task(&root, &prefix, release)
         }
         _ => usage(),
     }
@@ -390,8 +463,19 @@ fn usage() -> ! {
          test                    build-skills, then run every test\n  \
          test-services           prepare what the tests need (venv, browser, Docker engine)\n  \
          demo                    build-skills, list the bundled skills and call their tools\n  \
-         install [--prefix DIR]  build-skills, then talaria into DIR/bin and the bundled\n                          \
-         skills into DIR/share/talaria/skills (default DIR: ~/.cargo)\n\n\
+         install [--prefix DIR] [--release]\n                          \
+         build-skills, then talaria into DIR/bin and the bundled\n                          \
+         skills into DIR/share/talaria/skills (default DIR: ~/.cargo);\n                          \
+         --release builds an optimised binary for it (the image does)\n  \
+         rootfs OUT              the image's file tree in OUT, from a release build (the\n                          \
+         Dockerfile's build stage runs it)\n  \
+         image [--release] [--tag TAG]\n                          \
+         the container image from the Dockerfile's runtime stage, with this\n                          \
+         machine's binary (nothing is pulled;\n                          \
+         default TAG: talaria:local)\n  \
+         bench-image [--release] [--tag TAG] [--runs N]\n                          \
+         image, then the median time from `docker run` to a healthy\n                          \
+         gateway, against the same binary on the host\n\n\
          test, demo and install share one build: `cargo test --workspace --no-run`."
     );
     std::process::exit(2);
@@ -644,9 +728,15 @@ fn default_prefix() -> anyhow::Result<PathBuf> {
     Ok(home.join(".cargo"))
 }
 
-fn install_task(root: &Path, prefix: &Path) -> anyhow::Result<()> {
+/// `release`: an optimised build of the binary alone (the container image's
+/// build stage uses it), instead of the build the tests share.
+fn install_task(root: &Path, prefix: &Path, release: bool) -> anyhow::Result<()> {
     build_skills(root)?;
-    let binary = shared_build(root)?;
+    let binary = if release {
+        release_build(root)?
+    } else {
+        shared_build(root)?
+    };
     let installed = install::install(&binary, root, prefix)?;
     println!(
         "xtask: installed {} and the bundled skills ({}) in {}",
@@ -665,6 +755,23 @@ fn install_task(root: &Path, prefix: &Path) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The optimised binary alone (`--release`): another profile than the
+/// shared build, so wasmtime compiles again (about 15 minutes on 2 cores
+/// the first time).
+fn release_build(root: &Path) -> anyhow::Result<PathBuf> {
+    println!(
+        "xtask: building the release binary with `cargo build --release --locked --bin talaria`"
+    );
+    run(cargo_command().current_dir(root).args([
+        "build",
+        "--release",
+        "--locked",
+        "--bin",
+        "talaria",
+    ]))?;
+    Ok(image_tasks::release_binary(&target_dir(root)))
 }
 
 fn same_dir(a: &Path, b: &Path) -> bool {

@@ -116,6 +116,16 @@ pub(super) enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// The container image's entrypoint (PID 1): hands the data home to the
+    /// service user, drops root, seeds a first boot and runs COMMAND
+    /// (default `gateway run`; a talaria subcommand, or any program) as a
+    /// supervised child. Not for use outside the image.
+    #[command(hide = true)]
+    Container {
+        /// The command to run, with its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<std::ffi::OsString>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -194,6 +204,16 @@ pub(super) enum GatewayCommand {
         /// Run even as root (TALARIA_ALLOW_ROOT=1 does the same).
         #[arg(long)]
         allow_root: bool,
+    },
+    /// Ask the running gateway's /health; exit 0 when it answers 200.
+    ///
+    /// Reads the same settings as `gateway run` (config [gateway],
+    /// TALARIA_API_HOST, TALARIA_API_PORT) and asks on loopback when the
+    /// gateway listens on every interface. The image's HEALTHCHECK uses it.
+    Health {
+        /// Seconds to wait for the answer.
+        #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+        timeout: u64,
     },
     /// Set the dashboard's password (needed to serve it beyond loopback).
     ///

@@ -20,8 +20,9 @@ pub(crate) async fn run(
     let interactive = query.is_none();
     if interactive && !std::io::stdin().is_terminal() {
         return Err(Failure::usage(anyhow::anyhow!(
-            "`talaria chat` without -q needs a terminal, and stdin is not one (a container started \
-             without -it?); ask one question with `talaria chat -q \"...\"`"
+            "`talaria chat` without -q needs a terminal, and stdin is not one: in a container, start \
+             it with `docker run -it` (or `docker exec -it`), or ask one question with \
+             `talaria chat -q \"...\"`"
         )));
     }
     let session = app.agent(interactive).await?;

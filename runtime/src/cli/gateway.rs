@@ -33,6 +33,18 @@ fn print_started(started: &Started) {
     let _ = stdout.flush();
 }
 
+/// `talaria gateway health`: the answer of /health on stdout, or the
+/// reason it is not healthy.
+pub async fn health(config: &crate::config::Config, timeout_secs: u64) -> anyhow::Result<()> {
+    let body = crate::gateway::probe::probe(
+        &config.gateway,
+        std::time::Duration::from_secs(timeout_secs),
+    )
+    .await?;
+    writeln!(super::output::stdout(), "{body}")?;
+    Ok(())
+}
+
 /// `talaria gateway set-password [--remove]`.
 pub fn set_password(app: &App, remove: bool) -> Result<(), Failure> {
     let mut stdout = super::output::stdout();
