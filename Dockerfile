@@ -6,8 +6,8 @@
 # Build arguments:
 #   RUST_IMAGE   the Rust toolchain of the build stage (Debian-based)
 #   BASE_IMAGE   the runtime stage's base: `scratch`, since the build stage
-#                supplies everything the binary needs (another base works
-#                if its /lib does not clash, e.g. debian:bookworm-slim)
+#                supplies everything the binary needs (a distribution's
+#                image would clash: the tree's /bin and /lib are folders)
 #   VERSION      the version label; SOURCE_URL the source label
 #
 # The runtime stage takes everything from the one tree the build stage

@@ -4,7 +4,8 @@
 //! 1. **Root phase** (the default: the image starts as root only for this):
 //!    read the service user's ids ([`ids`]), hand the data home to it in a
 //!    targeted way ([`ownership`]), then give up root for good
-//!    ([`privileges`]). Started with `--user UID:GID` instead, there is no
+//!    ([`privileges`]; supplementary groups, `--group-add` ones too, are
+//!    cleared) and forbid new privileges. Started with `--user UID:GID` instead, there is no
 //!    root phase: the home must already be writable, and the error says
 //!    which `chown` makes it so.
 //! 2. **First boot**, as the service user: create the home's layout and seed
@@ -62,6 +63,13 @@ pub fn main(args: &[OsString], home: Option<&Path>, subcommands: &[String]) -> E
 }
 
 fn run(args: &[OsString], home: Option<&Path>, subcommands: &[String]) -> anyhow::Result<u8> {
+    let signals = supervise::block_signals()?;
+    anyhow::ensure!(
+        variable(CONTAINER_VARIABLE).as_deref() == Some("1"),
+        "this is the container image's entrypoint: as root it hands the data home to another user. \
+         Outside the image (which sets {CONTAINER_VARIABLE}=1) run talaria's commands directly, or set \
+         {CONTAINER_VARIABLE}=1 if you mean it"
+    );
     let root = home_root(home);
     if rustix::process::geteuid().is_root() {
         let ids = ServiceIds::from_env(variable)?;
@@ -76,6 +84,7 @@ fn run(args: &[OsString], home: Option<&Path>, subcommands: &[String]) -> anyhow
             );
         }
         privileges::drop_to(ids)?;
+        privileges::forbid_new_privileges()?;
     } else {
         let ids = ServiceIds {
             uid: rustix::process::getuid().as_raw(),
@@ -105,8 +114,13 @@ fn run(args: &[OsString], home: Option<&Path>, subcommands: &[String]) -> anyhow
         );
     }
     let talaria = std::env::current_exe().context("cannot find the talaria binary")?;
-    let program = command::resolve(args, &talaria, subcommands);
-    supervise::run(&program)
+    let mut program = command::resolve(args, &talaria, subcommands);
+    // The child works in the home this process prepared, whatever its own
+    // environment said.
+    program
+        .env
+        .push(("TALARIA_HOME".into(), root.into_os_string()));
+    supervise::run(&program, &signals)
 }
 
 /// In the container (`TALARIA_CONTAINER=1`), a `talaria` command started as

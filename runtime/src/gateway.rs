@@ -124,6 +124,16 @@ pub enum StartError {
     AlreadyRunning { pid: u32, command: String },
 }
 
+/// Whether `host` (an address or a name to bind) is this machine's
+/// loopback only.
+fn binds_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|address| address.is_loopback())
+}
+
 /// Run the gateway until SIGTERM or SIGINT; `on_started` is called once it
 /// listens. Returns when in-flight requests have finished (or the grace
 /// time ran out).
@@ -183,6 +193,23 @@ pub async fn run(
         ),
         KeyOrigin::Configured(origin) => tracing::info!("API key from {origin}"),
     }
+    // On by default only: beyond loopback without a password the dashboard
+    // stays off with a warning, so a container started with no settings
+    // serves its API. Asked for (flag, variable, config), it is refused
+    // below, saying why. Decided before binding, so a port in use cannot
+    // stop the start of a dashboard that would be off.
+    if config.dashboard.value
+        && matches!(config.dashboard.source, crate::config::Source::Default)
+        && !binds_loopback(&config.host.value)
+        && dashboard::auth::load_password_hash(&dashboard::auth::password_file(&app.home))?
+            .is_none()
+    {
+        tracing::warn!(
+            "the dashboard is off: beyond loopback it needs a password. Set one with `talaria gateway \
+             set-password` and start again"
+        );
+        config.dashboard.value = false;
+    }
     let dashboard_listener = if config.dashboard.value {
         let bind = (config.host.value.as_str(), config.dashboard_port.value);
         Some(
@@ -197,28 +224,6 @@ pub async fn run(
         )
     } else {
         None
-    };
-    // On by default only: beyond loopback without a password the dashboard
-    // stays off with a warning, so a container started with no settings
-    // serves its API. Asked for (flag, variable, config), it is refused
-    // below, saying why.
-    let dashboard_listener = match dashboard_listener {
-        Some(listener)
-            if matches!(config.dashboard.source, crate::config::Source::Default)
-                && !listener.local_addr()?.ip().is_loopback()
-                && dashboard::auth::load_password_hash(&dashboard::auth::password_file(
-                    &app.home,
-                ))?
-                .is_none() =>
-        {
-            tracing::warn!(
-                "the dashboard is off: beyond loopback it needs a password. Set one with `talaria gateway \
-                 set-password`, then start with TALARIA_DASHBOARD=1 (or gateway.dashboard = true)"
-            );
-            config.dashboard.value = false;
-            None
-        }
-        other => other,
     };
     // Commands that need approval wait here for the dashboard, up to
     // `approvals.timeout_secs`, instead of being refused at once.

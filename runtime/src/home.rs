@@ -46,6 +46,33 @@ const DIRECTORIES: &[&str] = &[
     "cache",
 ];
 
+/// Everything Talaria keeps at the top of a home: the [`DIRECTORIES`],
+/// `run/` (the SSH backend's sockets), and these files. The container's
+/// entrypoint hands exactly these to the service user, nothing else a
+/// mounted folder holds.
+const TOP_LEVEL_FILES: &[&str] = &[
+    CONFIG_FILE,
+    ENV_FILE,
+    SOUL_FILE,
+    "state.db",
+    "state.db-wal",
+    "state.db-shm",
+    "grants.toml",
+    "talaria.lock",
+    "gateway.lock",
+    "dashboard.password",
+    "chat_history",
+];
+
+/// The names of [`TOP_LEVEL_FILES`], the [`DIRECTORIES`] and `run`.
+pub fn top_level_entries() -> impl Iterator<Item = &'static str> {
+    DIRECTORIES
+        .iter()
+        .chain(&["run"])
+        .chain(TOP_LEVEL_FILES)
+        .copied()
+}
+
 const CONFIG_FILE: &str = "config.toml";
 const ENV_FILE: &str = ".env";
 const SOUL_FILE: &str = "SOUL.md";
@@ -186,6 +213,36 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
+
+    #[test]
+    fn every_top_level_path_of_the_home_is_listed() {
+        let home = Home::at("/h");
+        let listed: Vec<&str> = top_level_entries().collect();
+        for path in [
+            home.config_file(),
+            home.env_file(),
+            home.soul_file(),
+            home.skills_dir(),
+            home.grants_file(),
+            home.skill_data_dir(),
+            home.workspace_dir(),
+            home.state_db(),
+            home.memories_dir(),
+            home.lock_file(),
+            home.gateway_lock_file(),
+        ] {
+            let name = path.strip_prefix("/h").unwrap().to_str().unwrap();
+            assert!(
+                listed.contains(&name),
+                "{name} is not in top_level_entries()"
+            );
+        }
+        assert!(
+            home.components_cache_dir()
+                .starts_with(home.root().join("cache"))
+                && listed.contains(&"cache")
+        );
+    }
 
     fn mode(path: &Path) -> u32 {
         std::fs::metadata(path).unwrap().permissions().mode() & 0o777

@@ -391,6 +391,16 @@ fn talaria_uid_and_gid_remap_the_service_user_and_ownership_is_targeted() {
         root.join("planted-link"),
     )
     .unwrap();
+    // Inside a folder that is walked: a link to the image's binary, and a
+    // hard link to the root-owned workspace file.
+    std::os::unix::fs::symlink("/usr/local/bin/talaria", root.join("memories/planted")).unwrap();
+    std::fs::hard_link(
+        root.join("workspace/project/build.log"),
+        root.join("memories/hard-link"),
+    )
+    .unwrap();
+    // Not Talaria's: a file at the top of the mounted folder.
+    std::fs::write(root.join("notes.txt"), "the operator's").unwrap();
     let output = run_once(
         &[
             "-e",
@@ -403,7 +413,8 @@ fn talaria_uid_and_gid_remap_the_service_user_and_ownership_is_targeted() {
         &[
             "sh",
             "-c",
-            "id -u; id -g; grep -E '^(Groups|CapEff):' /proc/self/status; talaria sessions list",
+            "id -u; id -g; grep -E '^(Groups|CapPrm|CapEff|NoNewPrivs):' /proc/self/status; \
+             stat -c 'binary owner %u' /usr/local/bin/talaria; talaria sessions list",
         ],
         None,
     );
@@ -412,6 +423,9 @@ fn talaria_uid_and_gid_remap_the_service_user_and_ownership_is_targeted() {
     let lines: Vec<&str> = said.lines().collect();
     assert!(lines.starts_with(&["1234", "1234"]), "{said}");
     assert!(said.contains("CapEff:\t0000000000000000"), "{said}");
+    assert!(said.contains("CapPrm:\t0000000000000000"), "{said}");
+    assert!(said.contains("NoNewPrivs:\t1"), "{said}");
+    assert!(said.contains("binary owner 0"), "{said}");
     assert!(
         said.lines().any(|line| line.trim_end() == "Groups:"),
         "supplementary groups left: {said}"
@@ -419,9 +433,11 @@ fn talaria_uid_and_gid_remap_the_service_user_and_ownership_is_targeted() {
     let expected_root_owned = [
         root.join("workspace/project"),
         root.join("workspace/project/build.log"),
+        root.join("memories/hard-link"),
+        root.join("notes.txt"),
     ];
     for (path, uid, gid) in owners(root) {
-        if path == root.join("planted-link") {
+        if path == root.join("planted-link") || path == root.join("memories/planted") {
             continue;
         }
         if expected_root_owned.contains(&path) {
@@ -611,6 +627,21 @@ fn with_the_compose_hardening_pid_1_reaps_orphans_and_sigterm_finishes_the_reque
     // 0, not 137: it stopped by itself within the grace time, before
     // Docker's SIGKILL (no timing is asserted).
     assert_eq!(exit_code.trim(), "0", "{}", container.logs());
+    drop(container);
+
+    // The same home under another uid, with the same four capabilities:
+    // the root phase walks folders only 10000 may read, and hands them on.
+    args.splice(
+        args.len() - 1..args.len() - 1,
+        ["-e", "TALARIA_UID=1234", "-e", "TALARIA_GID=1234"],
+    );
+    let again = Container::start(&args);
+    again.wait_healthy(again.host_port(8642));
+    let owners = owners(data.path());
+    assert!(owners.iter().any(|(path, ..)| path.ends_with("state.db")));
+    for (path, uid, gid) in owners {
+        assert_eq!((uid, gid), (1234, 1234), "{}", path.display());
+    }
 }
 
 #[test]
@@ -678,6 +709,27 @@ fn the_gateway_refuses_root_and_chat_without_a_terminal_says_how_to_start_it() {
     );
 }
 
+/// Outside the image (no `TALARIA_CONTAINER=1`), the entrypoint refuses:
+/// as root it would hand a folder to another user.
+#[test]
+fn the_entrypoint_refuses_to_run_outside_the_image() {
+    let home = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_talaria"))
+        .args(["container", "true"])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("TALARIA_HOME", home.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        text(&output).contains("the container image's entrypoint"),
+        "{}",
+        text(&output)
+    );
+    assert!(std::fs::read_dir(home.path()).unwrap().next().is_none());
+}
+
 /// The entrypoint's supervision without Docker, as the subreaper of its
 /// child: a signal sent to it reaches the child, an orphan left by the
 /// child is reaped, and the child's exit code is the entrypoint's.
@@ -689,12 +741,13 @@ fn outside_docker_the_entrypoint_forwards_signals_reaps_orphans_and_returns_the_
             "container",
             "sh",
             "-c",
-            // An orphan that ends at once, then wait for TERM.
-            "trap 'exit 7' TERM; (sleep 0.2 &); echo started; while :; do sleep 0.1; done",
+            // An orphan that ends soon, then wait for TERM.
+            "trap 'exit 7' TERM; (sleep 1 &); echo started; while :; do sleep 0.1; done",
         ])
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
         .env("TALARIA_HOME", home.path())
+        .env("TALARIA_CONTAINER", "1")
         // As root (CI), the root phase hands the home to this user first.
         .env("TALARIA_UID", "65533")
         .stdout(Stdio::piped())
@@ -709,18 +762,36 @@ fn outside_docker_the_entrypoint_forwards_signals_reaps_orphans_and_returns_the_
         .read_exact(&mut first_line)
         .unwrap();
     assert_eq!(&first_line, b"started\n");
-    std::thread::sleep(Duration::from_secs(1));
-    let zombies: Vec<String> = std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|entry| std::fs::read_to_string(entry.ok()?.path().join("stat")).ok())
-        .filter(|stat| {
-            // pid (comm) state ppid …
-            let after = stat.rsplit_once(") ").map(|(_, rest)| rest).unwrap_or("");
-            let fields: Vec<&str> = after.split_whitespace().collect();
-            fields.first() == Some(&"Z") && fields.get(1) == Some(&child.id().to_string().as_str())
-        })
-        .collect();
-    assert!(zombies.is_empty(), "unreaped: {zombies:?}");
+    // (comm, state) of every process whose parent is the entrypoint.
+    let entrypoint = child.id().to_string();
+    let children = || -> Vec<(String, String)> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|entry| std::fs::read_to_string(entry.ok()?.path().join("stat")).ok())
+            .filter_map(|stat| {
+                // pid (comm) state ppid …
+                let (head, after) = stat.rsplit_once(") ")?;
+                let comm = head.split_once(" (")?.1.to_owned();
+                let fields: Vec<&str> = after.split_whitespace().collect();
+                (fields.get(1) == Some(&entrypoint.as_str())).then(|| (comm, fields[0].to_owned()))
+            })
+            .collect()
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    // The orphan was re-parented to the entrypoint (its subreaper)...
+    assert!(
+        children().iter().any(|(comm, _)| comm == "sleep"),
+        "{:?}",
+        children()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    // ...which reaped it when it ended.
+    let left = children();
+    assert!(
+        left.iter()
+            .all(|(comm, state)| comm == "sh" && state != "Z"),
+        "{left:?}"
+    );
     rustix::process::kill_process(
         rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
         rustix::process::Signal::TERM,

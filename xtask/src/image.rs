@@ -190,6 +190,13 @@ fn linked_libraries(binary: &Path) -> anyhow::Result<Vec<PathBuf>> {
         .output()
         .context("cannot run ldd")?;
     let listing = String::from_utf8_lossy(&output.stdout);
+    if let Some(missing) = listing.lines().find(|line| line.contains("not found")) {
+        anyhow::bail!(
+            "{} needs a library this machine lacks: {}",
+            binary.display(),
+            missing.trim()
+        );
+    }
     let libraries: Vec<PathBuf> = listing
         .lines()
         .filter_map(|line| {

@@ -212,7 +212,7 @@ pub(super) enum GatewayCommand {
     /// gateway listens on every interface. The image's HEALTHCHECK uses it.
     Health {
         /// Seconds to wait for the answer.
-        #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+        #[arg(long, value_name = "SECONDS", default_value_t = 3)]
         timeout: u64,
     },
     /// Set the dashboard's password (needed to serve it beyond loopback).

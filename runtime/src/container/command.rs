@@ -10,6 +10,8 @@ use std::path::Path;
 pub struct Program {
     pub program: OsString,
     pub args: Vec<OsString>,
+    /// Set in its environment, over what this process has.
+    pub env: Vec<(OsString, OsString)>,
 }
 
 impl Program {
@@ -29,6 +31,7 @@ pub fn resolve(args: &[OsString], talaria: &Path, subcommands: &[String]) -> Pro
     let talaria_with = |args: &[OsString]| Program {
         program: talaria.as_os_str().to_owned(),
         args: args.to_vec(),
+        env: Vec::new(),
     };
     let Some(first) = args.first() else {
         return talaria_with(&["gateway".into(), "run".into()]);
@@ -44,6 +47,7 @@ pub fn resolve(args: &[OsString], talaria: &Path, subcommands: &[String]) -> Pro
         Program {
             program: first.clone(),
             args: args[1..].to_vec(),
+            env: Vec::new(),
         }
     }
 }

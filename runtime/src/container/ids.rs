@@ -11,9 +11,9 @@
 /// The image's `talaria` user and group (also the Helm chart's `runAsUser`).
 pub const DEFAULT_ID: u32 = 10000;
 
-/// The highest id accepted: 65535 is `(uid_t) -1` of 16-bit ids and means
-/// "no change" to some calls, and 65534 is `nobody`, shared by everyone.
-const MAX_ID: u32 = 65533;
+/// The highest id accepted: `(uid_t) -1` means "no change" to the id
+/// calls. Directory users (LDAP, SSSD) have ids far above 65535.
+const MAX_ID: u32 = u32::MAX - 1;
 
 /// The user and group the service runs as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +26,7 @@ pub struct ServiceIds {
 pub enum IdError {
     #[error(
         "{variable}={value:?} is not a usable id: give digits only, from 1 to {MAX_ID} (0 is root, which \
-         the service never runs as; 65534 is `nobody`)"
+         the service never runs as)"
     )]
     Invalid {
         variable: &'static str,
@@ -106,6 +106,7 @@ mod tests {
             (&[("TALARIA_GID", "2345")], (10000, 2345)),
             (&[("TALARIA_UID", ""), ("PUID", "1000")], (1000, 1000)),
             (&[("TALARIA_UID", "65533")], (65533, 65533)),
+            (&[("PUID", "1234567890")], (1234567890, 1234567890)),
         ];
         for (env, (uid, gid)) in table {
             assert_eq!(
@@ -127,8 +128,8 @@ mod tests {
             ("TALARIA_UID", "-1"),
             ("TALARIA_UID", "+5"),
             ("TALARIA_UID", " 5"),
-            ("PUID", "65534"),
-            ("PGID", "65535"),
+            ("PUID", "4294967295"),
+            ("PGID", "0"),
             ("TALARIA_GID", "99999999999"),
         ] {
             let error = ids(&[(variable, value)]).expect_err(value);

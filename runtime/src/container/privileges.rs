@@ -80,3 +80,17 @@ fn check(result: libc::c_int, call: &str) -> io::Result<()> {
         Err(io::Error::new(error.kind(), format!("{call}: {error}")))
     }
 }
+
+/// No program run from here on can gain privileges (setuid binaries, file
+/// capabilities), as `no-new-privileges` does where the operator did not
+/// set it. Kept across fork and exec.
+pub fn forbid_new_privileges() -> anyhow::Result<()> {
+    // SAFETY: a plain prctl with integer arguments.
+    let result = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    anyhow::ensure!(
+        result == 0,
+        "cannot set no-new-privileges: {}",
+        io::Error::last_os_error()
+    );
+    Ok(())
+}

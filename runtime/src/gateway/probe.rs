@@ -28,17 +28,19 @@ pub async fn probe(config: &GatewayConfig, timeout: Duration) -> anyhow::Result<
 }
 
 async fn ask(host: &str, port: u16) -> anyhow::Result<String> {
-    let url = if host.contains(':') {
-        format!("http://[{host}]:{port}/health")
+    let authority = if host.contains(':') {
+        format!("[{host}]:{port}")
     } else {
-        format!("http://{host}:{port}/health")
+        format!("{host}:{port}")
     };
+    let url = format!("http://{authority}/health");
     let mut stream = tokio::net::TcpStream::connect((host, port))
         .await
         .with_context(|| format!("cannot connect to {url} (is the gateway running?)"))?;
     stream
         .write_all(
-            format!("GET /health HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+            format!("GET /health HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
         )
         .await
         .with_context(|| format!("cannot send to {url}"))?;
