@@ -166,8 +166,15 @@ pub fn runtime_stage(dockerfile: &str) -> anyhow::Result<String> {
     ))
 }
 
-/// `docker build -q ARGS CONTEXT`.
+/// `docker build -q ARGS CONTEXT`. The image a `-t` tag named before is
+/// removed when nothing uses it, so rebuilding does not pile up untagged
+/// images.
 pub fn build(context: &Path, args: &[&str]) -> anyhow::Result<()> {
+    let tag = args
+        .windows(2)
+        .find(|pair| pair[0] == "-t")
+        .map(|pair| pair[1]);
+    let previous = tag.and_then(image_id);
     let output = docker()
         .args(["build", "-q"])
         .args(args)
@@ -180,7 +187,25 @@ pub fn build(context: &Path, args: &[&str]) -> anyhow::Result<()> {
         args.join(" "),
         String::from_utf8_lossy(&output.stderr)
     );
+    if let Some(previous) = previous
+        && tag.and_then(image_id).as_ref() != Some(&previous)
+    {
+        // Fails, harmlessly, while a container or another tag uses it.
+        let _ = docker().args(["rmi", &previous]).output();
+    }
     Ok(())
+}
+
+/// The id of the image `tag` names, if any.
+fn image_id(tag: &str) -> Option<String> {
+    let output = docker()
+        .args(["image", "inspect", "--format", "{{.Id}}", tag])
+        .output()
+        .ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
 /// The shared libraries `binary` loads, as `ldd` lists them.

@@ -59,24 +59,24 @@ pub fn bench(binary: &Path, busybox_image: &str, tag: &str, runs: usize) -> anyh
         host_start(binary, &host_home)?;
         let mut container = Vec::new();
         let mut host = Vec::new();
-        let mut empty = Vec::new();
+        let mut bare = Vec::new();
         for _ in 0..runs {
             container.push(container_start(tag, &data)?);
             host.push(host_start(binary, &host_home)?);
-            empty.push(empty_container(busybox_image)?);
+            bare.push(bare_server_container(busybox_image)?);
         }
-        let (container, host, empty) = (median(container), median(host), median(empty));
+        let (container, host, bare) = (median(container), median(host), median(bare));
         println!(
             "xtask: start to healthy, median of {runs} (warm home):\n  \
-             container (docker run to /health 200 on the published port): {:.1} ms\n  \
-             the same binary on the host (spawn to /health 200):          {:.1} ms\n  \
-             an empty container (docker run --rm {busybox_image} true):   {:.1} ms\n  \
-             container / host: {:.1}x; container - empty container: {:.1} ms",
+             talaria's image (docker run to /health 200 on the published port): {:.1} ms\n  \
+             busybox httpd (docker run to its first answer on the published port): {:.1} ms\n  \
+             the same talaria binary on the host (spawn to /health 200): {:.1} ms\n  \
+             image / busybox httpd: {:.2}x; talaria's own share in the container: {:.1} ms",
             ms(container),
+            ms(bare),
             ms(host),
-            ms(empty),
-            container.as_secs_f64() / host.as_secs_f64(),
-            ms(container.saturating_sub(empty)),
+            container.as_secs_f64() / bare.as_secs_f64(),
+            ms(container) - ms(bare),
         );
         Ok(())
     })();
@@ -111,17 +111,7 @@ fn container_start(tag: &str, data: &Path) -> anyhow::Result<Duration> {
         "docker run failed: {}",
         String::from_utf8_lossy(&run.stderr)
     );
-    let port = image::docker()
-        .args(["port", &name, "8642/tcp"])
-        .output()
-        .context("cannot run docker")?;
-    let port: u16 = String::from_utf8_lossy(&port.stdout)
-        .lines()
-        .next()
-        .and_then(|line| line.rsplit(':').next())
-        .and_then(|port| port.trim().parse().ok())
-        .context("the API port is not published")?;
-    let healthy = wait_healthy(port, started);
+    let healthy = published_port(&name, 8642).and_then(|port| wait_healthy(port, started));
     let _ = image::docker().args(["rm", "-f", &name]).output();
     healthy
 }
@@ -166,20 +156,64 @@ fn host_start(binary: &Path, home: &Path) -> anyhow::Result<Duration> {
     healthy
 }
 
-fn empty_container(busybox_image: &str) -> anyhow::Result<Duration> {
+/// The engine's own cost: `docker run` of busybox's `httpd` with a
+/// published port, to its first HTTP answer (any status).
+fn bare_server_container(busybox_image: &str) -> anyhow::Result<Duration> {
+    let name = format!("talaria-bench-bare-{}", std::process::id());
+    let _ = image::docker().args(["rm", "-f", &name]).output();
     let started = Instant::now();
-    let status = image::docker()
-        .args(["run", "--rm", busybox_image, "true"])
-        .stdout(Stdio::null())
-        .status()?;
-    anyhow::ensure!(status.success(), "docker run {busybox_image} true failed");
-    Ok(started.elapsed())
+    let run = image::docker()
+        .args([
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "-p",
+            "127.0.0.1::8000",
+            busybox_image,
+        ])
+        .args(["httpd", "-f", "-p", "8000", "-h", "/"])
+        .output()
+        .context("cannot run docker")?;
+    anyhow::ensure!(
+        run.status.success(),
+        "docker run {busybox_image} httpd failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let answered = published_port(&name, 8000).and_then(|port| {
+        loop {
+            if answers(port, false) {
+                return Ok(started.elapsed());
+            }
+            anyhow::ensure!(
+                started.elapsed() < START_LIMIT,
+                "busybox httpd did not answer on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    });
+    let _ = image::docker().args(["rm", "-f", &name]).output();
+    answered
+}
+
+/// The host port published for the container's `port`.
+fn published_port(name: &str, port: u16) -> anyhow::Result<u16> {
+    let output = image::docker()
+        .args(["port", name, &format!("{port}/tcp")])
+        .output()
+        .context("cannot run docker")?;
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .next()
+        .and_then(|line| line.rsplit(':').next())
+        .and_then(|port| port.trim().parse().ok())
+        .with_context(|| format!("port {port} of {name} is not published"))
 }
 
 /// Poll `/health` on loopback `port` until it answers 200.
 fn wait_healthy(port: u16, started: Instant) -> anyhow::Result<Duration> {
     loop {
-        if health(port) {
+        if answers(port, true) {
             return Ok(started.elapsed());
         }
         anyhow::ensure!(
@@ -190,7 +224,9 @@ fn wait_healthy(port: u16, started: Instant) -> anyhow::Result<Duration> {
     }
 }
 
-fn health(port: u16) -> bool {
+/// Whether GET `/health` on loopback `port` answers: 200 when `healthy`
+/// is asked for, any HTTP status otherwise.
+fn answers(port: u16, healthy: bool) -> bool {
     let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
         return false;
     };
@@ -203,7 +239,11 @@ fn health(port: u16) -> bool {
     }
     let mut answer = String::new();
     let _ = stream.read_to_string(&mut answer);
-    answer.starts_with("HTTP/1.1 200")
+    if healthy {
+        answer.starts_with("HTTP/1.1 200")
+    } else {
+        answer.starts_with("HTTP/1.")
+    }
 }
 
 fn median(mut times: Vec<Duration>) -> Duration {
