@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::gateway::{openai_client_replies, openai_python};
+use crate::gateway::{openai_client_replies, openai_python, request, run_openai_client};
 use crate::image;
 use crate::support::{FakeModel, Reply, repo_root};
 
@@ -36,9 +36,8 @@ const START_LIMIT: Duration = Duration::from_secs(180);
 const DASHBOARD_PASSWORD: &str = "container test password";
 
 fn docker(args: &[&str]) -> Output {
-    Command::new("docker")
+    image::docker()
         .args(args)
-        .env("DOCKER_BUILDKIT", "0")
         .output()
         .expect("the docker CLI is missing: `cargo xtask test` installs docker.io")
 }
@@ -152,13 +151,7 @@ impl Container {
 
     /// The host port published for the container's `port`.
     fn host_port(&self, port: u16) -> u16 {
-        let published = docker_ok(&["port", &self.name, &format!("{port}/tcp")]);
-        published
-            .lines()
-            .next()
-            .and_then(|line| line.rsplit(':').next())
-            .and_then(|port| port.trim().parse().ok())
-            .unwrap_or_else(|| panic!("{port} is not published: {published}"))
+        image::published_port(&self.name, port).unwrap_or_else(|e| panic!("{e:#}"))
     }
 
     fn exec(&self, args: &[&str]) -> Output {
@@ -250,6 +243,13 @@ fn owners(root: &Path) -> Vec<(PathBuf, u32, u32)> {
         }
     }
     found
+}
+
+/// `output` exited with `code` and said `needle` (on stdout or stderr).
+fn assert_says(output: &Output, code: i32, needle: &str) {
+    let said = text(output);
+    assert_eq!(output.status.code(), Some(code), "{said}");
+    assert!(said.contains(needle), "{said}");
 }
 
 fn text(output: &Output) -> String {
@@ -345,20 +345,11 @@ fn a_first_boot_seeds_the_home_and_serves_the_api_the_dashboard_and_the_openai_c
 
     // The official OpenAI client, through the container, with the tool of
     // a bundled skill really running inside it.
-    let output = Command::new(openai_python())
-        .arg(repo_root().join("tests/gateway/openai_client.py"))
-        .arg(format!("http://127.0.0.1:{api}/v1"))
-        .arg(&key)
-        .output()
-        .unwrap();
-    let printed = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{printed}\n{}\n{}",
-        String::from_utf8_lossy(&output.stderr),
-        container.logs()
+    run_openai_client(
+        &format!("http://127.0.0.1:{api}/v1"),
+        &key,
+        &container.logs(),
     );
-    assert_eq!(printed.matches("ok: ").count(), 14, "{printed}");
 
     // A root `docker exec` of talaria acts as the service user: the health
     // probe the image's HEALTHCHECK runs, then a command that writes.
@@ -454,12 +445,7 @@ fn talaria_uid_and_gid_remap_the_service_user_and_ownership_is_targeted() {
 
     // Ids the service cannot use are refused, naming the variable.
     let refused = run_once(&["-e", "TALARIA_UID=0", "-v", &volume(root)], &["id"], None);
-    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
-    assert!(
-        text(&refused).contains("TALARIA_UID=\"0\" is not a usable id"),
-        "{}",
-        text(&refused)
-    );
+    assert_says(&refused, 1, "TALARIA_UID=\"0\" is not a usable id");
 }
 
 #[test]
@@ -590,22 +576,8 @@ fn with_the_compose_hardening_pid_1_reaps_orphans_and_sigterm_finishes_the_reque
 
     // SIGTERM with a request in flight: it finishes, then the container
     // exits 0, well within the grace time.
-    let in_flight = std::thread::spawn(move || {
-        let body =
-            json!({"messages": [{"role": "user", "content": "before the stop"}]}).to_string();
-        let mut stream = TcpStream::connect(("127.0.0.1", api)).unwrap();
-        write!(
-            stream,
-            "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
-             Authorization: Bearer ct-7f3a9c21e4b86d05aa91\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut raw = String::new();
-        stream.read_to_string(&mut raw).unwrap();
-        raw
-    });
+    let in_flight =
+        std::thread::spawn(move || chat(api, "ct-7f3a9c21e4b86d05aa91", "before the stop"));
     let deadline = Instant::now() + Duration::from_secs(60);
     while model.requests().is_empty() {
         assert!(
@@ -616,8 +588,8 @@ fn with_the_compose_hardening_pid_1_reaps_orphans_and_sigterm_finishes_the_reque
     }
     docker_ok(&["stop", "-t", "30", &container.name]);
     let answer = in_flight.join().unwrap();
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    assert!(answer.contains("finished anyway"), "{answer}");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(answer.body.contains("finished anyway"), "{}", answer.body);
     let exit_code = docker_ok(&[
         "inspect",
         "--format",
@@ -664,12 +636,7 @@ fn the_gateway_refuses_root_and_chat_without_a_terminal_says_how_to_start_it() {
         &["gateway", "run"],
         None,
     );
-    assert_eq!(as_root.status.code(), Some(1), "{}", text(&as_root));
-    assert!(
-        text(&as_root).contains("refusing to run the gateway as root"),
-        "{}",
-        text(&as_root)
-    );
+    assert_says(&as_root, 1, "refusing to run the gateway as root");
 
     let chat = run_once(
         &[
@@ -683,8 +650,7 @@ fn the_gateway_refuses_root_and_chat_without_a_terminal_says_how_to_start_it() {
         &["chat"],
         None,
     );
-    assert_eq!(chat.status.code(), Some(2), "{}", text(&chat));
-    assert!(text(&chat).contains("docker run -it"), "{}", text(&chat));
+    assert_says(&chat, 2, "docker run -it");
 
     // A broken configuration: the gateway's error and its exit code, once;
     // the entrypoint never starts it again (restarts are Docker's policy).
@@ -701,12 +667,7 @@ fn the_gateway_refuses_root_and_chat_without_a_terminal_says_how_to_start_it() {
 
     // A program that does not exist: the shell's code, and why.
     let missing = run_once(&["-v", &volume], &["no-such-program"], None);
-    assert_eq!(missing.status.code(), Some(127), "{}", text(&missing));
-    assert!(
-        text(&missing).contains("cannot run `no-such-program`"),
-        "{}",
-        text(&missing)
-    );
+    assert_says(&missing, 127, "cannot run `no-such-program`");
 }
 
 /// Outside the image (no `TALARIA_CONTAINER=1`), the entrypoint refuses:
@@ -721,12 +682,7 @@ fn the_entrypoint_refuses_to_run_outside_the_image() {
         .env("TALARIA_HOME", home.path())
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
-    assert!(
-        text(&output).contains("the container image's entrypoint"),
-        "{}",
-        text(&output)
-    );
+    assert_says(&output, 1, "the container image's entrypoint");
     assert!(std::fs::read_dir(home.path()).unwrap().next().is_none());
 }
 
@@ -840,18 +796,16 @@ fn an_upgrade_on_the_same_home_keeps_sessions_memory_grants_and_keys_and_updates
         .lines()
         .find_map(|line| line.strip_prefix("TALARIA_API_KEY=").map(str::to_owned))
         .expect("a generated key in .env");
-    let body =
-        json!({"messages": [{"role": "user", "content": "Remember this chat."}]}).to_string();
-    let answer = post(api, "/v1/chat/completions", &key, &body);
-    assert!(answer.contains("Stored before the upgrade."), "{answer}");
+    let answer = chat(api, &key, "Remember this chat.");
+    assert!(
+        answer.body.contains("Stored before the upgrade."),
+        "{}",
+        answer.body
+    );
     let session = answer
-        .lines()
-        .find_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            name.eq_ignore_ascii_case("x-talaria-session-id")
-                .then(|| value.trim().to_owned())
-        })
-        .unwrap_or_else(|| panic!("no session header: {answer}"));
+        .header("x-talaria-session-id")
+        .expect("a session header")
+        .to_owned();
     let remembered = docker(&[
         "exec",
         "-u",
@@ -913,21 +867,16 @@ fn an_upgrade_on_the_same_home_keeps_sessions_memory_grants_and_keys_and_updates
     assert_eq!(skill("json")["state"], "granted", "{skills}");
 }
 
-/// POST `body` with the bearer `key`; the raw answer, head and body.
-fn post(port: u16, path: &str, key: &str, body: &str) -> String {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
-         Authorization: Bearer {key}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
+/// A chat completion asking `content` of the gateway on loopback `port`.
+fn chat(port: u16, key: &str, content: &str) -> crate::gateway::Response {
+    request(
+        &format!("127.0.0.1:{port}"),
+        "POST",
+        "/v1/chat/completions",
+        &[
+            ("Authorization", &format!("Bearer {key}")),
+            ("Content-Type", "application/json"),
+        ],
+        &json!({"messages": [{"role": "user", "content": content}]}).to_string(),
     )
-    .unwrap();
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).unwrap();
-    raw
 }

@@ -1026,25 +1026,35 @@ pub(crate) fn openai_client_replies() -> Vec<Reply> {
     ]
 }
 
-#[test]
-fn the_official_openai_python_client_works_unchanged() {
-    let fixture = Fixture::new();
-    let model = FakeModel::start(openai_client_replies());
-    let gateway = Gateway::start(&fixture, &model, &[]);
+/// Run `tests/gateway/openai_client.py` against `base_url` with `key`
+/// (the model scripted with [`openai_client_replies`]) and check its 14
+/// checks passed; `log` is shown when they did not.
+pub(crate) fn run_openai_client(base_url: &str, key: &str, log: &str) {
     let output = Command::new(openai_python())
         .arg(repo_root().join("tests/gateway/openai_client.py"))
-        .arg(format!("http://{}/v1", gateway.address))
-        .arg(KEY)
+        .arg(base_url)
+        .arg(key)
         .output()
         .unwrap();
     let printed = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
-        "{printed}\n{}\n{}",
-        String::from_utf8_lossy(&output.stderr),
-        gateway.log()
+        "{printed}\n{}\n{log}",
+        String::from_utf8_lossy(&output.stderr)
     );
     assert_eq!(printed.matches("ok: ").count(), 14, "{printed}");
+}
+
+#[test]
+fn the_official_openai_python_client_works_unchanged() {
+    let fixture = Fixture::new();
+    let model = FakeModel::start(openai_client_replies());
+    let gateway = Gateway::start(&fixture, &model, &[]);
+    run_openai_client(
+        &format!("http://{}/v1", gateway.address),
+        KEY,
+        &gateway.log(),
+    );
     // The continued response was sent the stored conversation.
     let continued: Vec<String> = model.requests()[5]["messages"]
         .as_array()

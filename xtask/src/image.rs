@@ -196,6 +196,20 @@ pub fn build(context: &Path, args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The host port published for the container `name`'s `port`.
+pub fn published_port(name: &str, port: u16) -> anyhow::Result<u16> {
+    let output = docker()
+        .args(["port", name, &format!("{port}/tcp")])
+        .output()
+        .context("cannot run docker")?;
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .next()
+        .and_then(|line| line.rsplit(':').next())
+        .and_then(|port| port.trim().parse().ok())
+        .with_context(|| format!("port {port} of {name} is not published"))
+}
+
 /// The id of the image `tag` names, if any.
 fn image_id(tag: &str) -> Option<String> {
     let output = docker()

@@ -111,7 +111,8 @@ fn container_start(tag: &str, data: &Path) -> anyhow::Result<Duration> {
         "docker run failed: {}",
         String::from_utf8_lossy(&run.stderr)
     );
-    let healthy = published_port(&name, 8642).and_then(|port| wait_healthy(port, started));
+    let healthy =
+        image::published_port(&name, 8642).and_then(|port| wait_answer(port, true, started));
     let _ = image::docker().args(["rm", "-f", &name]).output();
     healthy
 }
@@ -148,7 +149,7 @@ fn host_start(binary: &Path, home: &Path) -> anyhow::Result<Duration> {
         .and_then(|address| address.rsplit(':').next())
         .and_then(|port| port.parse().ok());
     let healthy = match port {
-        Some(port) => wait_healthy(port, started),
+        Some(port) => wait_answer(port, true, started),
         None => Err(anyhow::anyhow!("the gateway said {line:?}")),
     };
     let _ = gateway.kill();
@@ -180,45 +181,22 @@ fn bare_server_container(busybox_image: &str) -> anyhow::Result<Duration> {
         "docker run {busybox_image} httpd failed: {}",
         String::from_utf8_lossy(&run.stderr)
     );
-    let answered = published_port(&name, 8000).and_then(|port| {
-        loop {
-            if answers(port, false) {
-                return Ok(started.elapsed());
-            }
-            anyhow::ensure!(
-                started.elapsed() < START_LIMIT,
-                "busybox httpd did not answer on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    });
+    let answered =
+        image::published_port(&name, 8000).and_then(|port| wait_answer(port, false, started));
     let _ = image::docker().args(["rm", "-f", &name]).output();
     answered
 }
 
-/// The host port published for the container's `port`.
-fn published_port(name: &str, port: u16) -> anyhow::Result<u16> {
-    let output = image::docker()
-        .args(["port", name, &format!("{port}/tcp")])
-        .output()
-        .context("cannot run docker")?;
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .next()
-        .and_then(|line| line.rsplit(':').next())
-        .and_then(|port| port.trim().parse().ok())
-        .with_context(|| format!("port {port} of {name} is not published"))
-}
-
-/// Poll `/health` on loopback `port` until it answers 200.
-fn wait_healthy(port: u16, started: Instant) -> anyhow::Result<Duration> {
+/// Poll `/health` on loopback `port` until it answers (200 when `healthy`
+/// is asked for); the time since `started`.
+fn wait_answer(port: u16, healthy: bool, started: Instant) -> anyhow::Result<Duration> {
     loop {
-        if answers(port, true) {
+        if answers(port, healthy) {
             return Ok(started.elapsed());
         }
         anyhow::ensure!(
             started.elapsed() < START_LIMIT,
-            "no /health answer on port {port} within {START_LIMIT:?}"
+            "no answer to /health on port {port} within {START_LIMIT:?}"
         );
         std::thread::sleep(Duration::from_millis(2));
     }
